@@ -205,6 +205,19 @@ def rope_sensitivity(model_cls, cfg, state, ex):
     return (lg - ex["logits"])[real].abs().max().item()
 
 
+def save_if_changed(tensors, path, metadata):
+    """safetensors writes its metadata in hash order: skip rewriting an identical file
+    so that re-running the script leaves git clean."""
+    if os.path.exists(path):
+        from safetensors import safe_open
+        with safe_open(path, "pt") as f:
+            same = f.metadata() == metadata and set(f.keys()) == set(tensors) and all(
+                torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+        if same:
+            return
+    save_file(tensors, path, metadata=metadata)
+
+
 def build(arch, out_dir):
     cfg_cls, model_cls, extra, note = ARCHS[arch]
     kwargs = dict(COMMON, **extra)
@@ -227,7 +240,7 @@ def build(arch, out_dir):
     d = os.path.join(out_dir, arch)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if f not in ("README.md",):
+        if f not in ("README.md", "expected.safetensors"):
             os.remove(os.path.join(d, f))
     model.save_pretrained(d, safe_serialization=True)
 
@@ -265,7 +278,7 @@ def build(arch, out_dir):
     facts["max |logit change| if rope_theta were ignored (1e4)"] = rope_sensitivity(model_cls, model.config, state, ex)
     real = attention_mask.bool()
     facts["logit std (real positions)"] = logits[real].std().item()
-    save_file(
+    save_if_changed(
         ex,
         os.path.join(d, "expected.safetensors"),
         metadata={
