@@ -1,0 +1,429 @@
+//! Running one untrusted Python program, as contained as this machine allows.
+//!
+//! Every run gets a fresh directory under the system temp dir (mode 0700, removed afterwards) holding `prog.py`
+//! and the stdin file, and a new process started with: an empty environment (only `PATH`, `LANG`, `HOME` set),
+//! `python -I -B` (isolated mode: no user site, no `PYTHON*` variables), its own session and process group,
+//! `PR_SET_PDEATHSIG`, and rlimits on CPU seconds, address space (memory), process count, file size, open files
+//! and core dumps. A wall-clock timeout kills the whole process group; stdout and stderr are each capped, and
+//! going over the cap kills the program too.
+//!
+//! On top of that, one of three isolation levels, probed once at [`Sandbox::new`] (first that runs a test
+//! program wins):
+//! * [`Isolation::RootNamespaces`] (running as root, the case on the development machines): `unshare --pid
+//!   --net --mount --mount-proc --fork --kill-child`, then fresh tmpfs over `/tmp`, `/dev/shm`, `/var/tmp`,
+//!   `/run/lock` (the run directory is bind-mounted back at `/tmp/w`), then `setpriv` drops to an unprivileged
+//!   uid/gid (`uid_base + worker slot`, no supplementary groups, no capabilities, `no_new_privs`). Root ignores
+//!   `RLIMIT_NPROC`; the dropped uid does not, and each worker slot has its own uid so one fork bomb cannot
+//!   starve the other workers. The program is pid 1 of its own pid namespace: when it exits or is killed,
+//!   the kernel kills every process it left behind, even ones that escaped the process group.
+//! * [`Isolation::UserNamespaces`] (not root, unprivileged user namespaces allowed): the same through
+//!   `unshare --user --map-root-user`; `RLIMIT_NPROC` applies because the real uid is not root.
+//! * [`Isolation::Plain`] (fallback when `unshare` is missing or refused): only rlimits, the process group and
+//!   (when root) the uid drop in the child before `exec`. **No network isolation** and no private `/tmp` at this
+//!   level; children that call `setsid` can outlive the run until their CPU limit ends them.
+//!
+//! Not isolated at any level: the file system is the host's, read-only only by permissions (the sandbox uid can
+//! read world-readable files such as `/etc/passwd` or the Python stdlib, but not `/root`, and can write nothing
+//! it does not own outside the tmpfs mounts); `/proc` shows only the sandbox's own pid namespace but `/sys`
+//! is the host's; there is no seccomp filter (any syscall allowed by the uid can be made); CPU time is limited
+//! per process, not for the whole tree (the process cap bounds the product); no cgroup memory accounting, so
+//! `RLIMIT_AS` (per process) is the memory bound.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::RewardError;
+
+/// Resource limits and interpreter choice for sandboxed runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    /// Python interpreter; `None` tries `/usr/bin/python3`, then the `python3` found on `PATH` (resolved to the
+    /// real binary: shims such as pyenv's need an environment the sandbox clears).
+    pub python: Option<PathBuf>,
+    /// Wall-clock limit per run.
+    pub wall_timeout: Duration,
+    /// `RLIMIT_CPU` in seconds, per process.
+    pub cpu_seconds: u64,
+    /// `RLIMIT_AS` in bytes, per process.
+    pub memory_bytes: u64,
+    /// `RLIMIT_NPROC`: processes (threads included) of the sandbox uid.
+    pub max_processes: u64,
+    /// `RLIMIT_FSIZE` in bytes: largest file the program may write.
+    pub max_file_bytes: u64,
+    /// `RLIMIT_NOFILE`.
+    pub max_open_files: u64,
+    /// Cap on captured stdout and on stderr, each; exceeding it kills the program.
+    pub max_output_bytes: usize,
+    /// First uid used when dropping root privileges; worker slot `k` runs as `uid_base + k`.
+    pub uid_base: u32,
+    /// Skip namespace isolation even if available (for tests of the fallback).
+    pub force_plain: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            python: None,
+            wall_timeout: Duration::from_secs(10),
+            cpu_seconds: 10,
+            memory_bytes: 1 << 30,
+            max_processes: 32,
+            max_file_bytes: 16 << 20,
+            max_open_files: 64,
+            max_output_bytes: 1 << 20,
+            uid_base: 61_000,
+            force_plain: false,
+        }
+    }
+}
+
+/// The isolation level this machine allows (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Root: pid+net+mount namespaces, private tmpfs, uid drop via `setpriv`.
+    RootNamespaces,
+    /// Non-root: the same inside a user namespace.
+    UserNamespaces,
+    /// rlimits and process group only.
+    Plain,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exited with this code (a signal death reads as 128 + signal).
+    Exited(i32),
+    /// Killed at the wall-clock limit.
+    Timeout,
+    /// Killed for writing more than the output cap.
+    OutputLimit,
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutput {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Captured stdout (lossy UTF-8, capped).
+    pub stdout: String,
+    /// Captured stderr (lossy UTF-8, capped).
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// A probed, shareable sandbox with a fixed number of concurrent worker slots.
+#[derive(Debug)]
+pub struct Sandbox {
+    cfg: SandboxConfig,
+    isolation: Isolation,
+    python: PathBuf,
+    slots: Mutex<Vec<u32>>,
+    freed: Condvar,
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Sandbox {
+    /// Probes the strongest working isolation and a usable interpreter; `workers` bounds concurrent runs.
+    pub fn new(cfg: SandboxConfig, workers: usize) -> Result<Self, RewardError> {
+        let mut modes = Vec::new();
+        if !cfg.force_plain {
+            if is_root() {
+                modes.push(Isolation::RootNamespaces);
+            }
+            modes.push(Isolation::UserNamespaces);
+        }
+        modes.push(Isolation::Plain);
+        let pythons = python_candidates(&cfg);
+        let mut errors = Vec::new();
+        for mode in modes {
+            for py in &pythons {
+                let sb = Sandbox {
+                    cfg: cfg.clone(),
+                    isolation: mode,
+                    python: py.clone(),
+                    slots: Mutex::new((0..workers.max(1) as u32).rev().collect()),
+                    freed: Condvar::new(),
+                };
+                match sb.run("print(6 * 7)", "") {
+                    Ok(out) if out.stdout.trim() == "42" => return Ok(sb),
+                    Ok(out) => errors.push(format!("{mode:?} {}: {}", py.display(), out.stderr.trim())),
+                    Err(e) => errors.push(format!("{mode:?} {}: {e}", py.display())),
+                }
+            }
+        }
+        Err(RewardError::Sandbox(errors.join("; ")))
+    }
+
+    /// The isolation level in use.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// The interpreter in use.
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
+    /// Runs `program` with `stdin`, blocking until a worker slot is free. Errors only when the process cannot
+    /// be set up; anything the program does is reported in [`RunOutput`].
+    pub fn run(&self, program: &str, stdin: &str) -> Result<RunOutput, RewardError> {
+        let slot = self.acquire();
+        let dir = make_run_dir().map_err(|e| RewardError::Sandbox(format!("temp dir: {e}")))?;
+        let result = self.run_in(&dir, slot, program, stdin);
+        let _ = fs::remove_dir_all(&dir);
+        self.release(slot);
+        result
+    }
+
+    fn acquire(&self) -> u32 {
+        let mut free = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = free.pop() {
+                return s;
+            }
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn release(&self, slot: u32) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+        self.freed.notify_one();
+    }
+
+    fn run_in(&self, dir: &Path, slot: u32, program: &str, stdin: &str) -> Result<RunOutput, RewardError> {
+        let err = |what: &str, e: std::io::Error| RewardError::Sandbox(format!("{what}: {e}"));
+        let uid = self.cfg.uid_base + slot;
+        fs::write(dir.join("prog.py"), program).map_err(|e| err("write program", e))?;
+        fs::write(dir.join("stdin.txt"), stdin).map_err(|e| err("write stdin", e))?;
+        let drop_uid = is_root() && self.isolation != Isolation::UserNamespaces;
+        if drop_uid {
+            std::os::unix::fs::chown(dir, Some(uid), Some(uid)).map_err(|e| err("chown", e))?;
+        }
+        let stdin_file = fs::File::open(dir.join("stdin.txt")).map_err(|e| err("open stdin", e))?;
+        let mut cmd = self.command(uid);
+        cmd.current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("HOME", "/tmp")
+            .stdin(Stdio::from(stdin_file))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let limits = Limits::from(&self.cfg);
+        let plain_uid = (self.isolation == Isolation::Plain && drop_uid).then_some(uid);
+        // SAFETY: the closure only makes async-signal-safe syscalls (setsid, prctl, setrlimit, set*id).
+        unsafe {
+            cmd.pre_exec(move || limits.apply(plain_uid));
+        }
+        let start = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| err("spawn", e))?;
+        self.supervise(&mut child, start)
+    }
+
+    fn command(&self, uid: u32) -> Command {
+        const MOUNTS: &str = "set -e; mount -t tmpfs -o size=16m,mode=1777 tmpfs /tmp; mkdir /tmp/w; \
+             mount --bind /proc/self/cwd /tmp/w; cd /tmp/w; \
+             for d in /dev/shm /var/tmp /run/lock; do if [ -d $d ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs $d; fi; done; ";
+        let ns = ["--pid", "--net", "--mount", "--mount-proc", "--fork", "--kill-child", "--"];
+        match self.isolation {
+            Isolation::RootNamespaces => {
+                let mut c = Command::new("unshare");
+                let script = format!(
+                    "{MOUNTS}exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs \
+                     --inh-caps=-all --bounding-set=-all -- \"$0\" -I -B prog.py"
+                );
+                c.args(ns).args(["/bin/sh", "-c", &script]).arg(&self.python);
+                c
+            }
+            Isolation::UserNamespaces => {
+                let mut c = Command::new("unshare");
+                let script = format!("{MOUNTS}exec \"$0\" -I -B prog.py");
+                c.args(["--user", "--map-root-user"]).args(ns).args(["/bin/sh", "-c", &script]).arg(&self.python);
+                c
+            }
+            Isolation::Plain => {
+                let mut c = Command::new(&self.python);
+                c.args(["-I", "-B", "prog.py"]);
+                c
+            }
+        }
+    }
+
+    /// Waits for the child under the wall-clock limit and output caps, then kills its process group.
+    fn supervise(&self, child: &mut Child, start: Instant) -> Result<RunOutput, RewardError> {
+        let pid = child.id() as libc::pid_t;
+        let overflow = Arc::new(AtomicBool::new(false));
+        let cap = self.cfg.max_output_bytes;
+        let out_rx = spawn_reader(child.stdout.take(), cap, overflow.clone());
+        let err_rx = spawn_reader(child.stderr.take(), cap, overflow.clone());
+        let mut outcome = None;
+        let mut nap = Duration::from_micros(200);
+        while outcome.is_none() {
+            if exited_without_reaping(pid) {
+                break;
+            }
+            if overflow.load(Ordering::Relaxed) {
+                outcome = Some(Outcome::OutputLimit);
+            } else if start.elapsed() >= self.cfg.wall_timeout {
+                outcome = Some(Outcome::Timeout);
+            } else {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(5));
+            }
+        }
+        // The child is not reaped yet, so its pid (= process group id) cannot have been reused.
+        // SAFETY: plain syscall on a group id we own.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let status = child.wait().map_err(|e| RewardError::Sandbox(format!("wait: {e}")))?;
+        let elapsed = start.elapsed();
+        let grace = Duration::from_secs(1);
+        let stdout = out_rx.recv_timeout(grace).unwrap_or_default();
+        let stderr = err_rx.recv_timeout(grace).unwrap_or_default();
+        let code = {
+            use std::os::unix::process::ExitStatusExt;
+            status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        };
+        let outcome = outcome.unwrap_or(if overflow.load(Ordering::Relaxed) {
+            Outcome::OutputLimit
+        } else {
+            Outcome::Exited(code)
+        });
+        Ok(RunOutput {
+            outcome,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            elapsed,
+        })
+    }
+}
+
+/// Reads a pipe to the end (or until `cap` bytes, then flags overflow and stops reading).
+fn spawn_reader<R: Read + Send + 'static>(pipe: Option<R>, cap: usize, overflow: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = p.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let room = cap.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
+                if n > room {
+                    overflow.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// True once the child has exited; it stays a zombie (WNOWAIT) so its process group id stays reserved.
+fn exited_without_reaping(pid: libc::pid_t) -> bool {
+    // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        r == 0 && info.si_pid() != 0
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    cpu: u64,
+    mem: u64,
+    nproc: u64,
+    fsize: u64,
+    nofile: u64,
+}
+
+impl From<&SandboxConfig> for Limits {
+    fn from(c: &SandboxConfig) -> Self {
+        Limits {
+            cpu: c.cpu_seconds.max(1),
+            mem: c.memory_bytes,
+            nproc: c.max_processes,
+            fsize: c.max_file_bytes,
+            nofile: c.max_open_files,
+        }
+    }
+}
+
+impl Limits {
+    /// Runs in the forked child before `exec`: only async-signal-safe calls.
+    fn apply(&self, drop_to_uid: Option<u32>) -> std::io::Result<()> {
+        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        // SAFETY: raw syscalls with valid arguments, in the child process.
+        unsafe {
+            check(libc::setsid())?;
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
+            let set = |res, v: u64| {
+                let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+                check(libc::setrlimit(res, &l))
+            };
+            set(libc::RLIMIT_CPU, self.cpu)?;
+            set(libc::RLIMIT_AS, self.mem)?;
+            set(libc::RLIMIT_NPROC, self.nproc)?;
+            set(libc::RLIMIT_FSIZE, self.fsize)?;
+            set(libc::RLIMIT_NOFILE, self.nofile)?;
+            set(libc::RLIMIT_CORE, 0)?;
+            if let Some(uid) = drop_to_uid {
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(uid))?;
+                check(libc::setuid(uid))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn python_candidates(cfg: &SandboxConfig) -> Vec<PathBuf> {
+    if let Some(p) = &cfg.python {
+        return vec![p.clone()];
+    }
+    let mut v = vec![PathBuf::from("/usr/bin/python3")];
+    let resolved = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(p) = resolved.filter(|p| !p.as_os_str().is_empty() && !v.contains(p)) {
+        v.push(p);
+    }
+    v
+}
+
+fn make_run_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir().join("augur-sandbox");
+    fs::create_dir_all(&base)?;
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o711))?;
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = base.join(format!("run-{}-{n}-{nanos}", std::process::id()));
+    fs::create_dir(&dir)?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
