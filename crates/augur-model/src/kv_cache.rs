@@ -1,0 +1,120 @@
+//! A preallocated key/value cache for a batch of rows of different lengths.
+//!
+//! Rows are left-padded and advance in lock-step, so one write offset serves the
+//! whole batch; which cached slots hold real tokens is tracked per row. Rows can
+//! be dropped (finished generations) or duplicated (a prompt's prefill copied to
+//! its G samples) without recomputing anything.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+
+/// Cached keys and values for every layer, `[B, kv_heads, capacity, head_dim]` each.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    /// Row-major `[B, capacity]`: whether a cached slot holds a real (non-pad) token.
+    valid: Vec<u8>,
+    batch: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// Allocates a cache for `batch` rows of up to `capacity` positions.
+    pub fn new(cfg: &ModelConfig, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let shape = (batch, cfg.num_kv_heads, capacity, cfg.head_dim);
+        let layers = (0..cfg.num_layers)
+            .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            valid: vec![0; batch * capacity],
+            batch,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Number of rows.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Number of filled positions (shared by all rows).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum number of positions.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Validity of cached slot `pos` in `row`.
+    pub(crate) fn is_valid(&self, row: usize, pos: usize) -> bool {
+        self.valid[row * self.capacity + pos] != 0
+    }
+
+    /// Checks that `t` more positions fit.
+    pub(crate) fn reserve(&self, t: usize) -> Result<()> {
+        if self.len + t > self.capacity {
+            return Err(ModelError::Input(format!(
+                "KV cache full: {} cached + {t} new positions exceed capacity {}",
+                self.len, self.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes layer `layer`'s new keys/values `[B, kv_heads, t, head_dim]` at the
+    /// current offset and returns all cached keys/values including them.
+    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        let (ck, cv) = &self.layers[layer];
+        ck.slice_set(&k.contiguous()?, 2, self.len)?;
+        cv.slice_set(&v.contiguous()?, 2, self.len)?;
+        Ok((ck.narrow(2, 0, self.len + t)?, cv.narrow(2, 0, self.len + t)?))
+    }
+
+    /// Records the validity of `t` new positions (row-major `[B, t]`) and advances the offset.
+    pub(crate) fn advance(&mut self, new_valid: &[u8], t: usize) {
+        for row in 0..self.batch {
+            let dst = row * self.capacity + self.len;
+            self.valid[dst..dst + t].copy_from_slice(&new_valid[row * t..(row + 1) * t]);
+        }
+        self.len += t;
+    }
+
+    /// Keeps the listed rows in the given order; an index may repeat (to copy a
+    /// prefilled prompt to several samples) and rows not listed are dropped.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch) {
+            return Err(ModelError::Input(format!(
+                "row {bad} out of range for a cache of {} rows",
+                self.batch
+            )));
+        }
+        if rows.is_empty() {
+            return Err(ModelError::Input("select_rows needs at least one row".into()));
+        }
+        let device = self.layers[0].0.device().clone();
+        let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), &device)?;
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        let mut valid = Vec::with_capacity(rows.len() * self.capacity);
+        for &r in rows {
+            valid.extend_from_slice(&self.valid[r * self.capacity..(r + 1) * self.capacity]);
+        }
+        self.valid = valid;
+        self.batch = rows.len();
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! augur's model core: one decoder-only transformer for Llama (SmolLM2), Qwen2/2.5
+//! and Qwen3, with LoRA-aware frozen linear layers, a batched KV cache, and
+//! loading from HF folders or GGUF files.
+//!
+//! The forward pass has a fused path for rollouts and a differentiable path for
+//! training; adapters can be switched off per call to get the reference policy.
+
+pub mod config;
+pub mod error;
+mod frozen;
+pub mod input;
+pub mod kv_cache;
+pub mod linear;
+pub mod loader;
+pub mod lora;
+pub mod model;
+pub mod ops;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Arch, ModelConfig};
+pub use error::{ModelError, Result};
+pub use input::StepInput;
+pub use kv_cache::KvCache;
+pub use loader::{load_model, LoadedModel, ModelFormat};
+pub use lora::{LoraConfig, Target};
+pub use model::{BuildOptions, DecoderModel, ForwardOpts, LogitsAt};
+pub use ops::Grad;
+pub use tokenizer::TokenizerBundle;

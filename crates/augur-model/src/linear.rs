@@ -1,0 +1,120 @@
+//! A linear layer with a frozen base weight and an optional trainable LoRA adapter.
+//!
+//! `y = x W^T + b + (alpha / r) * (x A^T) B^T`. The adapter is applied unmerged so
+//! that the rollout engine always samples from the current policy (no weight-sync
+//! step), and it can be switched off per forward call, which is how the GRPO
+//! reference policy is computed without a second copy of the model.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor, Var};
+use rand::Rng;
+
+use crate::frozen::{FrozenMatmul, FrozenQMatmul};
+
+/// The frozen weight of a linear layer, `[out, in]`.
+#[derive(Clone)]
+pub enum BaseWeight {
+    Dense(Tensor),
+    /// Kept in its GGUF quantization (QLoRA style); dequantized only for backward.
+    Quantized(Arc<QTensor>),
+}
+
+/// The trainable low-rank update of one linear layer.
+#[derive(Clone)]
+pub struct Adapter {
+    /// `[r, in]`, PEFT's `lora_A`.
+    pub a: Var,
+    /// `[out, r]`, PEFT's `lora_B`; zero at init so the adapted model starts equal to the base.
+    pub b: Var,
+    /// `alpha / r`.
+    pub scale: f64,
+}
+
+impl Adapter {
+    /// PEFT's default init: A ~ kaiming-uniform(a=sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
+    pub fn init(
+        in_features: usize,
+        out_features: usize,
+        rank: usize,
+        alpha: f64,
+        dtype: DType,
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> candle_core::Result<Self> {
+        let bound = 1.0 / (in_features as f32).sqrt();
+        let a: Vec<f32> = (0..rank * in_features)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let a = Tensor::from_vec(a, (rank, in_features), device)?.to_dtype(dtype)?;
+        let b = Tensor::zeros((out_features, rank), dtype, device)?;
+        Ok(Adapter {
+            a: Var::from_tensor(&a)?,
+            b: Var::from_tensor(&b)?,
+            scale: alpha / rank as f64,
+        })
+    }
+
+    /// The dense update `scale * B A`, `[out, in]`, for merging into the base weight.
+    pub fn delta(&self) -> candle_core::Result<Tensor> {
+        self.b.as_tensor().matmul(self.a.as_tensor())? * self.scale
+    }
+}
+
+/// Linear layer = frozen base (+ bias) + optional adapter.
+#[derive(Clone)]
+pub struct LoraLinear {
+    pub base: BaseWeight,
+    pub bias: Option<Tensor>,
+    pub adapter: Option<Adapter>,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl LoraLinear {
+    pub fn new(base: BaseWeight, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = match &base {
+            BaseWeight::Dense(w) => w.dims2()?,
+            BaseWeight::Quantized(q) => q.shape().dims2()?,
+        };
+        Ok(LoraLinear {
+            base,
+            bias,
+            adapter: None,
+            in_features,
+            out_features,
+        })
+    }
+
+    /// `x: [.., in] -> [.., out]`; the adapter contributes only when `adapters_on`.
+    pub fn forward(&self, x: &Tensor, adapters_on: bool) -> candle_core::Result<Tensor> {
+        let x = x.contiguous()?;
+        let mut y = match &self.base {
+            BaseWeight::Dense(w) => x.apply_op1(FrozenMatmul { weight: w.clone() })?,
+            BaseWeight::Quantized(q) => x.apply_op1(FrozenQMatmul { weight: q.clone() })?,
+        };
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        if let (true, Some(ad)) = (adapters_on, &self.adapter) {
+            let low = x.broadcast_matmul(&ad.a.as_tensor().t()?)?;
+            let up = low.broadcast_matmul(&ad.b.as_tensor().t()?)?;
+            y = (y + (up * ad.scale)?)?;
+        }
+        Ok(y)
+    }
+
+    /// The base weight as a dense tensor (dequantized if needed).
+    pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
+        match &self.base {
+            BaseWeight::Dense(w) => Ok(w.clone()),
+            BaseWeight::Quantized(q) => q.dequantize(&q.device()),
+        }
+    }
+
+    /// Number of frozen parameters (weight + bias).
+    pub fn base_param_count(&self) -> usize {
+        self.in_features * self.out_features + self.bias.as_ref().map_or(0, |b| b.elem_count())
+    }
+}

@@ -1,0 +1,278 @@
+//! The decoder: embedding, N x (attention + SwiGLU MLP) blocks, final norm, LM head.
+//!
+//! One forward serves generation (fused kernels, KV cache, logits of the last
+//! position only) and training (differentiable ops, full logits, adapters on or
+//! off). Tensor names follow the HF checkpoint layout so the code reads against it.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::input::StepInput;
+use crate::kv_cache::KvCache;
+use crate::linear::{BaseWeight, LoraLinear};
+use crate::ops::{apply_rope, rms_norm, softmax_last, Grad, Rotary};
+use crate::weights::TensorSource;
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsAt {
+    /// `[B, T, V]`, for training and teacher-forced scoring.
+    All,
+    /// `[B, V]` for the last position, for sampling.
+    Last,
+    /// `[B, T, H]` final hidden states (after the final norm), for embeddings.
+    Hidden,
+}
+
+/// Per-call switches of a forward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOpts {
+    /// Apply LoRA adapters (off = the reference policy).
+    pub adapters: bool,
+    pub grad: Grad,
+    pub logits: LogitsAt,
+}
+
+impl ForwardOpts {
+    /// Sampling from the current policy.
+    pub fn generate() -> Self {
+        ForwardOpts { adapters: true, grad: Grad::Off, logits: LogitsAt::Last }
+    }
+
+    /// Differentiable full-sequence logits of the current policy.
+    pub fn train() -> Self {
+        ForwardOpts { adapters: true, grad: Grad::Tracked, logits: LogitsAt::All }
+    }
+}
+
+/// Additive masks below this are treated as "blocked"; finite so fully padded query rows stay NaN-free.
+const MASKED: f32 = -1e9;
+
+pub(crate) struct Attention {
+    pub q: LoraLinear,
+    pub k: LoraLinear,
+    pub v: LoraLinear,
+    pub o: LoraLinear,
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+}
+
+pub(crate) struct Mlp {
+    pub gate: LoraLinear,
+    pub up: LoraLinear,
+    pub down: LoraLinear,
+}
+
+pub(crate) struct Block {
+    pub attn_norm: Tensor,
+    pub attn: Attention,
+    pub mlp_norm: Tensor,
+    pub mlp: Mlp,
+}
+
+/// A decoder-only transformer covering Llama, Qwen2/2.5 and Qwen3.
+pub struct DecoderModel {
+    pub cfg: ModelConfig,
+    pub(crate) embed: Tensor,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: Tensor,
+    pub(crate) lm_head: LoraLinear,
+    rotary: Rotary,
+    dtype: DType,
+    device: Device,
+}
+
+/// How to materialise the weights.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub dtype: DType,
+    pub device: Device,
+    /// Keep GGUF-quantized linear weights quantized (QLoRA style) instead of dequantizing.
+    pub keep_quantized: bool,
+    /// Size of the RoPE tables; defaults to `max_position_embeddings` capped at 32768.
+    pub max_positions: Option<usize>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { dtype: DType::F32, device: Device::Cpu, keep_quantized: false, max_positions: None }
+    }
+}
+
+impl DecoderModel {
+    /// Builds the model from a tensor source, checking every shape against `cfg`.
+    pub fn build(cfg: ModelConfig, src: &mut dyn TensorSource, opts: &BuildOptions) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let dt = opts.dtype;
+        let embed = src.dense("model.embed_tokens.weight", &[cfg.vocab_size, h], dt)?;
+        let linear = |src: &mut dyn TensorSource, name: &str, out: usize, inp: usize, bias: bool| -> Result<LoraLinear> {
+            let w = src.linear(&format!("{name}.weight"), &[out, inp], dt, opts.keep_quantized)?;
+            let b = if bias { Some(src.dense(&format!("{name}.bias"), &[out], dt)?) } else { None };
+            Ok(LoraLinear::new(w, b)?)
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("model.layers.{i}");
+            let attn = Attention {
+                q: linear(src, &format!("{p}.self_attn.q_proj"), q_out, h, cfg.qkv_bias)?,
+                k: linear(src, &format!("{p}.self_attn.k_proj"), kv_out, h, cfg.qkv_bias)?,
+                v: linear(src, &format!("{p}.self_attn.v_proj"), kv_out, h, cfg.qkv_bias)?,
+                o: linear(src, &format!("{p}.self_attn.o_proj"), h, q_out, false)?,
+                q_norm: match cfg.qk_norm {
+                    true => Some(src.dense(&format!("{p}.self_attn.q_norm.weight"), &[hd], dt)?),
+                    false => None,
+                },
+                k_norm: match cfg.qk_norm {
+                    true => Some(src.dense(&format!("{p}.self_attn.k_norm.weight"), &[hd], dt)?),
+                    false => None,
+                },
+            };
+            let mlp = Mlp {
+                gate: linear(src, &format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?,
+                up: linear(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
+                down: linear(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
+            };
+            blocks.push(Block {
+                attn_norm: src.dense(&format!("{p}.input_layernorm.weight"), &[h], dt)?,
+                attn,
+                mlp_norm: src.dense(&format!("{p}.post_attention_layernorm.weight"), &[h], dt)?,
+                mlp,
+            });
+        }
+        let norm = src.dense("model.norm.weight", &[h], dt)?;
+        let lm_head = if cfg.tie_word_embeddings || !src.has("lm_head.weight") {
+            LoraLinear::new(BaseWeight::Dense(embed.clone()), None)?
+        } else {
+            linear(src, "lm_head", cfg.vocab_size, h, false)?
+        };
+        let max_positions = opts.max_positions.unwrap_or(cfg.max_position_embeddings.min(32_768));
+        let rotary = Rotary::new(hd, cfg.rope_theta, max_positions, dt, &opts.device)?;
+        Ok(DecoderModel { cfg, embed, blocks, norm, lm_head, rotary, dtype: dt, device: opts.device.clone() })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Largest position the RoPE tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.rotary.max_positions()
+    }
+
+    /// Allocates a KV cache for `batch` rows of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
+        KvCache::new(&self.cfg, batch, capacity, self.dtype, &self.device)
+    }
+
+    /// Runs the decoder on `input`, appending to `cache` when given.
+    pub fn forward(&self, input: &StepInput, mut cache: Option<&mut KvCache>, opts: ForwardOpts) -> Result<Tensor> {
+        let (b, t) = input.ids.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = cache.as_ref() {
+            c.reserve(t)?;
+            if c.batch() != b {
+                return Err(ModelError::Input(format!("input has {b} rows, KV cache has {}", c.batch())));
+            }
+        }
+        let bias = self.attention_bias(input, cache.as_deref(), past)?;
+        let (cos, sin) = self.rotary.gather(&input.positions)?;
+        let mut x = self.embed.index_select(&input.ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let residual = &x;
+            let normed = rms_norm(&x, &block.attn_norm, self.cfg.rms_norm_eps, opts.grad)?;
+            let attn = self.attention(i, &block.attn, &normed, &cos, &sin, &bias, cache.as_deref_mut(), opts)?;
+            let x1 = (residual + attn)?;
+            let normed = rms_norm(&x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
+            let m = &block.mlp;
+            let gate = candle_nn::ops::silu(&m.gate.forward(&normed, opts.adapters)?)?;
+            let up = m.up.forward(&normed, opts.adapters)?;
+            x = (x1 + m.down.forward(&(gate * up)?, opts.adapters)?)?;
+        }
+        if let Some(c) = cache {
+            c.advance(&input.mask, t);
+        }
+        let x = match opts.logits {
+            LogitsAt::Last => x.narrow(1, t - 1, 1)?,
+            _ => x,
+        };
+        let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, opts.grad)?;
+        Ok(match opts.logits {
+            LogitsAt::Hidden => x,
+            LogitsAt::All => self.lm_head.forward(&x, opts.adapters)?,
+            LogitsAt::Last => self.lm_head.forward(&x, opts.adapters)?.squeeze(1)?,
+        })
+    }
+
+    /// Additive mask `[B, 1, 1, T, past + T]`: causal and blind to padded keys.
+    fn attention_bias(&self, input: &StepInput, cache: Option<&KvCache>, past: usize) -> Result<Tensor> {
+        let (b, t) = (input.batch, input.len);
+        let s = past + t;
+        let mut bias = vec![MASKED; b * t * s];
+        for row in 0..b {
+            for i in 0..t {
+                let out = &mut bias[(row * t + i) * s..(row * t + i + 1) * s];
+                for (j, slot) in out.iter_mut().enumerate().take(past + i + 1) {
+                    let valid = match j < past {
+                        true => cache.is_some_and(|c| c.is_valid(row, j)),
+                        false => input.mask[row * t + (j - past)] != 0,
+                    };
+                    if valid {
+                        *slot = 0.0;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(bias, (b, 1, 1, t, s), &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        layer: usize,
+        attn: &Attention,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t, _) = x.dims3()?;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let heads = |y: Tensor, n: usize, norm: &Option<Tensor>| -> Result<Tensor> {
+            let y = y.reshape((b, t, n, hd))?;
+            let y = match norm {
+                Some(w) => rms_norm(&y, w, cfg.rms_norm_eps, opts.grad)?,
+                None => y,
+            };
+            Ok(y.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(attn.q.forward(x, opts.adapters)?, nh, &attn.q_norm)?;
+        let k = heads(attn.k.forward(x, opts.adapters)?, nkv, &attn.k_norm)?;
+        let v = heads(attn.v.forward(x, opts.adapters)?, nkv, &None)?;
+        let q = apply_rope(&q, cos, sin, opts.grad)?;
+        let k = apply_rope(&k, cos, sin, opts.grad)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+        let rep = cfg.kv_groups();
+        // Grouped-query attention without copying K/V: fold the query heads that
+        // share a KV head into the row dimension.
+        let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = scores.reshape((b, nkv, rep, t, s))?.broadcast_add(bias)?;
+        let probs = softmax_last(&scores, opts.grad)?.reshape((b, nkv, rep * t, s))?;
+        let out = probs.matmul(&v.contiguous()?)?;
+        let out = out.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        Ok(attn.o.forward(&out, opts.adapters)?)
+    }
+}

@@ -1,0 +1,268 @@
+//! Where weights come from: HF safetensors (single or sharded) or a GGUF file.
+//!
+//! Both sources answer requests by HF tensor name and check the shape, so the
+//! model builder is written once against the HF layout.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QStorage, QTensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::linear::BaseWeight;
+
+/// A provider of named tensors in HF naming.
+pub trait TensorSource {
+    /// The file(s) the tensors come from, for error messages.
+    fn path(&self) -> &Path;
+    /// Whether a tensor with this HF name exists.
+    fn has(&self, name: &str) -> bool;
+    /// Loads a tensor as a dense `dtype` tensor of the given shape.
+    fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor>;
+    /// Loads a linear weight, keeping it quantized when asked and possible.
+    fn linear(&mut self, name: &str, shape: &[usize], dtype: DType, keep_quantized: bool) -> Result<BaseWeight> {
+        let _ = keep_quantized;
+        Ok(BaseWeight::Dense(self.dense(name, shape, dtype)?))
+    }
+}
+
+fn check_shape(path: &Path, name: &str, got: &[usize], want: &[usize]) -> Result<()> {
+    if got != want {
+        return Err(ModelError::tensor(path, name, format!("shape {got:?}, expected {want:?} from config.json")));
+    }
+    Ok(())
+}
+
+/// Memory-mapped safetensors, one file or the shards listed in `model.safetensors.index.json`.
+pub struct SafetensorsSource {
+    files: MmapedSafetensors,
+    label: PathBuf,
+    device: Device,
+}
+
+impl SafetensorsSource {
+    /// Opens `model.safetensors` or the sharded index in `dir`.
+    pub fn open_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let (paths, label) = if single.exists() {
+            (vec![single.clone()], single)
+        } else if index.exists() {
+            (shard_paths(&index)?, index)
+        } else {
+            return Err(ModelError::Checkpoint {
+                path: dir.to_path_buf(),
+                problem: "no model.safetensors or model.safetensors.index.json".into(),
+            });
+        };
+        for p in &paths {
+            if !p.exists() {
+                return Err(ModelError::Checkpoint { path: p.clone(), problem: "shard listed in the index is missing".into() });
+            }
+        }
+        // SAFETY: the files are mapped read-only; augur never writes to a checkpoint it is reading.
+        let files = unsafe { MmapedSafetensors::multi(&paths) }.map_err(|e| ModelError::Checkpoint {
+            path: label.clone(),
+            problem: format!("cannot read safetensors: {e}"),
+        })?;
+        Ok(SafetensorsSource { files, label, device: device.clone() })
+    }
+}
+
+fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io { path: index.into(), source })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.into(), source })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::field(index, "weight_map", "missing or not an object"))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+impl TensorSource for SafetensorsSource {
+    fn path(&self) -> &Path {
+        &self.label
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.files.get(name).is_ok()
+    }
+
+    fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let t = self
+            .files
+            .load(name, &self.device)
+            .map_err(|e| ModelError::tensor(&self.label, name, format!("cannot load: {e}")))?;
+        check_shape(&self.label, name, t.dims(), shape)?;
+        Ok(t.to_dtype(dtype)?)
+    }
+}
+
+/// A GGUF file (llama.cpp format), read with candle's reader.
+pub struct GgufSource {
+    pub content: gguf_file::Content,
+    file: File,
+    path: PathBuf,
+    device: Device,
+    /// llama.cpp permutes Q/K rows of Llama-arch models for its interleaved RoPE;
+    /// `(q heads, kv heads)` when that must be undone.
+    unpermute: Option<(usize, usize)>,
+}
+
+impl GgufSource {
+    /// Opens and parses the header; tensors are read lazily.
+    pub fn open(path: &Path, device: &Device) -> Result<Self> {
+        let mut file = File::open(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Checkpoint {
+            path: path.into(),
+            problem: format!("not a readable GGUF file: {e}"),
+        })?;
+        Ok(GgufSource { content, file, path: path.into(), device: device.clone(), unpermute: None })
+    }
+
+    /// Enables undoing llama.cpp's Q/K permutation (Llama arch only; Qwen GGUFs are not permuted).
+    pub fn set_unpermute(&mut self, heads: usize, kv_heads: usize) {
+        self.unpermute = Some((heads, kv_heads));
+    }
+
+    fn qtensor(&mut self, hf_name: &str, shape: &[usize]) -> Result<QTensor> {
+        let name = gguf_name(hf_name)
+            .ok_or_else(|| ModelError::tensor(&self.path, hf_name, "no GGUF equivalent for this tensor"))?;
+        if !self.content.tensor_infos.contains_key(&name) {
+            return Err(ModelError::tensor(&self.path, &name, "missing from the GGUF file"));
+        }
+        let q = self
+            .content
+            .tensor(&mut self.file, &name, &self.device)
+            .map_err(|e| ModelError::tensor(&self.path, &name, format!("cannot read (truncated file?): {e}")))?;
+        check_shape(&self.path, &name, q.shape().dims(), shape)?;
+        match (self.unpermute, hf_name) {
+            (Some((h, _)), n) if n.ends_with("q_proj.weight") || n.ends_with("q_proj.bias") => unpermute_rows(&q, h),
+            (Some((_, kv)), n) if n.ends_with("k_proj.weight") || n.ends_with("k_proj.bias") => unpermute_rows(&q, kv),
+            _ => Ok(q),
+        }
+    }
+}
+
+impl TensorSource for GgufSource {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn has(&self, name: &str) -> bool {
+        gguf_name(name).is_some_and(|n| self.content.tensor_infos.contains_key(&n))
+    }
+
+    fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let q = self.qtensor(name, shape)?;
+        Ok(q.dequantize(&self.device)?.to_dtype(dtype)?)
+    }
+
+    fn linear(&mut self, name: &str, shape: &[usize], dtype: DType, keep_quantized: bool) -> Result<BaseWeight> {
+        let q = self.qtensor(name, shape)?;
+        let float = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if keep_quantized && !float {
+            Ok(BaseWeight::Quantized(Arc::new(q)))
+        } else {
+            Ok(BaseWeight::Dense(q.dequantize(&self.device)?.to_dtype(dtype)?))
+        }
+    }
+}
+
+/// Maps an HF tensor name to llama.cpp's GGUF name.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    let gguf = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{gguf}.{suffix}"))
+}
+
+/// Undoes llama.cpp's `reshape(heads, 2, d/2, in).swapaxes(1, 2)` row permutation.
+///
+/// Rows are permuted as whole quantization rows (blocks run along the input
+/// dimension), so this works on quantized data without dequantizing.
+fn unpermute_rows(q: &QTensor, heads: usize) -> Result<QTensor> {
+    let dims = q.shape().dims().to_vec();
+    let rows = dims[0];
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let data = q.data()?;
+    let row_bytes = data.len() / rows;
+    let mut out = vec![0u8; data.len()];
+    for h in 0..heads {
+        for s in 0..2 {
+            for j in 0..half {
+                let hf_row = h * head_dim + s * half + j;
+                let gguf_row = h * head_dim + 2 * j + s;
+                out[hf_row * row_bytes..(hf_row + 1) * row_bytes]
+                    .copy_from_slice(&data[gguf_row * row_bytes..(gguf_row + 1) * row_bytes]);
+            }
+        }
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(out), &q.device(), q.dtype())?;
+    Ok(QTensor::new(storage, dims)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_hf_names_to_gguf() {
+        assert_eq!(gguf_name("model.layers.3.self_attn.q_proj.bias").unwrap(), "blk.3.attn_q.bias");
+        assert_eq!(gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(), "blk.0.ffn_norm.weight");
+        assert_eq!(gguf_name("model.embed_tokens.weight").unwrap(), "token_embd.weight");
+        assert!(gguf_name("model.layers.0.mystery.weight").is_none());
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permutation() -> Result<()> {
+        // 2 heads of dim 4, 3 input features; rows numbered so the permutation is visible.
+        let (heads, hd, inp) = (2usize, 4usize, 3usize);
+        let hf: Vec<f32> = (0..heads * hd * inp).map(|v| v as f32).collect();
+        // llama.cpp: w.reshape(heads, 2, hd/2, in).swapaxes(1, 2)
+        let mut gguf = vec![0f32; hf.len()];
+        for h in 0..heads {
+            for s in 0..2 {
+                for j in 0..hd / 2 {
+                    let src = h * hd + s * (hd / 2) + j;
+                    let dst = h * hd + j * 2 + s;
+                    gguf[dst * inp..(dst + 1) * inp].copy_from_slice(&hf[src * inp..(src + 1) * inp]);
+                }
+            }
+        }
+        let t = Tensor::from_vec(gguf, (heads * hd, inp), &Device::Cpu)?;
+        let q = QTensor::quantize(&t, GgmlDType::F32)?;
+        let back = unpermute_rows(&q, heads)?.dequantize(&Device::Cpu)?;
+        assert_eq!(back.flatten_all()?.to_vec1::<f32>()?, hf);
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! Logit parity with HF transformers on tiny random Llama, Qwen2 and Qwen3 models,
+//! for a left-padded full forward and for prefill + cached decode.
+
+mod common;
+
+use augur_model::{ForwardOpts, Grad, LogitsAt, StepInput};
+use candle_core::{DType, Device, Tensor};
+use common::*;
+
+const TOL: f32 = 1e-4;
+
+fn full_forward_matches(arch: &str, grad: Grad) {
+    let model = fixture_model(arch, DType::F32);
+    let exp = expected(arch);
+    let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
+    let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
+    let want_pos = exp["position_ids"].to_dtype(DType::U32).unwrap();
+    assert_eq!(input.positions.to_vec2::<u32>().unwrap(), want_pos.to_vec2::<u32>().unwrap());
+    let opts = ForwardOpts { adapters: true, grad, logits: LogitsAt::All };
+    let logits = model.forward(&input, None, opts).unwrap();
+    let want = &exp["logits"];
+    let mask = exp["attention_mask"].to_vec2::<i64>().unwrap();
+    let mut worst = 0f32;
+    for (b, row) in mask.iter().enumerate() {
+        for (t, &m) in row.iter().enumerate() {
+            if m == 1 {
+                let got = logits.get(b).unwrap().get(t).unwrap();
+                let exp_row = want.get(b).unwrap().get(t).unwrap();
+                worst = worst.max(max_abs_diff(&got, &exp_row));
+            }
+        }
+    }
+    assert!(worst < TOL, "{arch} ({grad:?}): max |dlogit| {worst}");
+}
+
+fn cached_decode_matches(arch: &str) {
+    let model = fixture_model(arch, DType::F32);
+    let exp = expected(arch);
+    let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
+    let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
+    let mut cache = model.new_cache(rows.len(), 16).unwrap();
+    let last = model.forward(&input, Some(&mut cache), ForwardOpts::generate()).unwrap();
+    let want_last = exp["logits"].narrow(1, 6, 1).unwrap().squeeze(1).unwrap();
+    assert!(max_abs_diff(&last, &want_last) < TOL, "{arch}: prefill last logits");
+    let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
+    let want = &exp["decode_logits"];
+    for s in 0..tokens[0].len() {
+        let step_tokens: Vec<u32> = tokens.iter().map(|r| r[s] as u32).collect();
+        let positions: Vec<u32> = rows.iter().map(|r| (r.len() + s) as u32).collect();
+        let step = StepInput::decode(&step_tokens, &positions, &Device::Cpu).unwrap();
+        let logits = model.forward(&step, Some(&mut cache), ForwardOpts::generate()).unwrap();
+        let want_s = want.narrow(1, s, 1).unwrap().squeeze(1).unwrap();
+        let d = max_abs_diff(&logits, &want_s);
+        assert!(d < TOL, "{arch}: decode step {s}: max |dlogit| {d}");
+    }
+}
+
+#[test]
+fn llama_full_forward() {
+    full_forward_matches("llama", Grad::Off);
+    full_forward_matches("llama", Grad::Tracked);
+}
+
+#[test]
+fn qwen2_full_forward() {
+    full_forward_matches("qwen2", Grad::Off);
+    full_forward_matches("qwen2", Grad::Tracked);
+}
+
+#[test]
+fn qwen3_full_forward() {
+    full_forward_matches("qwen3", Grad::Off);
+    full_forward_matches("qwen3", Grad::Tracked);
+}
+
+#[test]
+fn llama_cached_decode() {
+    cached_decode_matches("llama");
+}
+
+#[test]
+fn qwen2_cached_decode() {
+    cached_decode_matches("qwen2");
+}
+
+#[test]
+fn qwen3_cached_decode() {
+    cached_decode_matches("qwen3");
+}
+
+/// Duplicating prefilled rows and dropping rows leaves each row's logits unchanged.
+#[test]
+fn cache_row_select_keeps_rows_intact() {
+    let model = fixture_model("qwen2", DType::F32);
+    let exp = expected("qwen2");
+    let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
+    let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
+    let mut cache = model.new_cache(3, 16).unwrap();
+    model.forward(&input, Some(&mut cache), ForwardOpts::generate()).unwrap();
+    // Keep row 2 twice and row 0 once; drop row 1.
+    cache.select_rows(&[2, 0, 2]).unwrap();
+    let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
+    let step = StepInput::decode(
+        &[tokens[2][0] as u32, tokens[0][0] as u32, tokens[2][0] as u32],
+        &[rows[2].len() as u32, rows[0].len() as u32, rows[2].len() as u32],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let logits = model.forward(&step, Some(&mut cache), ForwardOpts::generate()).unwrap();
+    let want = exp["decode_logits"].narrow(1, 0, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap();
+    let pick = Tensor::new(&[2u32, 0, 2], &Device::Cpu).unwrap();
+    let want = want.index_select(&pick, 0).unwrap();
+    assert!(max_abs_diff(&logits, &want) < TOL);
+}
