@@ -77,9 +77,9 @@ fn load_hf_dir(dir: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) ->
             }
         }
     }
-    let tokenizer = TokenizerBundle::from_dir(tokenizer_dir.unwrap_or(dir), &cfg.eos_token_ids)?;
     let mut src = SafetensorsSource::open_dir(dir, &opts.device)?;
     let model = DecoderModel::build(cfg, &mut src, opts)?;
+    let tokenizer = TokenizerBundle::from_dir(tokenizer_dir.unwrap_or(dir), &model.cfg.eos_token_ids)?;
     Ok(LoadedModel { model, tokenizer, format: ModelFormat::HfFolder, path: dir.into() })
 }
 
