@@ -61,6 +61,15 @@ pub fn answers_equal(a: &Answer, b: &Answer) -> bool {
     }
 }
 
+fn has_inf(e: &Expr) -> bool {
+    match e {
+        Expr::Inf => true,
+        Expr::Num(_) | Expr::Var(_) | Expr::Pi => false,
+        Expr::Neg(a) | Expr::Func(_, a) => has_inf(a),
+        Expr::Bin(_, a, b) | Expr::Root(a, b) | Expr::Log(a, b) | Expr::Binom(a, b) => has_inf(a) || has_inf(b),
+    }
+}
+
 fn single_var(a: &Answer) -> Option<&str> {
     match a {
         Answer::Expr(Expr::Var(n)) => Some(n),
@@ -97,7 +106,10 @@ pub fn exprs_equal(a: &Expr, b: &Expr) -> bool {
     if names.is_empty() {
         let empty = HashMap::new();
         let (x, y) = (numeric(a, &empty), numeric(b, &empty));
-        return x.is_finite() == y.is_finite() && !x.is_nan() && close(x, y, 1e-9);
+        // Infinities only count when written as `\\infty`; an overflow or a division by zero is no answer.
+        let finite = x.is_finite() && y.is_finite();
+        let infinite = x.is_infinite() && y.is_infinite() && has_inf(a) && has_inf(b);
+        return (finite || infinite) && close(x, y, 1e-9);
     }
     agree_at_points(&names, |env| (numeric(a, env), numeric(b, env)))
 }

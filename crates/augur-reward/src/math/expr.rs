@@ -111,8 +111,11 @@ impl Parser<'_> {
                 lhs = match (&lhs, &rhs) {
                     (Expr::Num(a), Expr::Bin('/', n, d)) if a.is_integer() && is_int(n) && is_int(d) => {
                         // Mixed number: 2\frac{1}{2}.
-                        let sign = if a < &BigRational::from_integer(0.into()) { '-' } else { '+' };
-                        bin(sign, lhs, rhs)
+                        bin('+', lhs, rhs)
+                    }
+                    (Expr::Neg(a), Expr::Bin('/', n, d)) if is_int(a) && is_int(n) && is_int(d) => {
+                        // Negative mixed number: -1\frac{1}{2} = -(1 + 1/2).
+                        bin('-', lhs, rhs)
                     }
                     _ => bin('*', lhs, rhs),
                 };
@@ -160,13 +163,18 @@ impl Parser<'_> {
         if self.eat_op('-') {
             return Some(Expr::Neg(Box::new(self.exponent()?)));
         }
-        if let Some(Tok::Num { value, .. }) = self.peek() {
+        let base = if let Some(Tok::Num { value, .. }) = self.peek() {
             // `x^23` in LaTeX is x^2 * 3 only with braces missing by mistake; take the whole literal.
             let v = value.clone();
             self.i += 1;
-            return Some(Expr::Num(v));
+            Expr::Num(v)
+        } else {
+            self.postfix()?
+        };
+        if self.eat_op('^') {
+            return Some(bin('^', base, self.exponent()?));
         }
-        self.power()
+        Some(base)
     }
 
     fn postfix(&mut self) -> Option<Expr> {

@@ -89,7 +89,7 @@ pub fn is_equivalent(pred: &str, reference: &str) -> bool {
     if is_wordy(&a.text) || is_wordy(&b.text) {
         return a.text.eq_ignore_ascii_case(&b.text);
     }
-    let (Some(x), Some(y)) = (answer::parse_answer(&a.text), answer::parse_answer(&b.text)) else {
+    let (Some(x), Some(y)) = (answer::parse_answer(&a.spaced), answer::parse_answer(&b.spaced)) else {
         return false;
     };
     equiv::answers_equal(&x, &y) || ((a.percent || b.percent) && equiv::percent_equal(&x, &y))
@@ -98,7 +98,11 @@ pub fn is_equivalent(pred: &str, reference: &str) -> bool {
 /// Text containing a run of 3+ letters that is not a LaTeX command is a word answer (`Evelyn`, `even`):
 /// compared as text, never as a product of single-letter variables.
 fn is_wordy(s: &str) -> bool {
-    let b = s.as_bytes();
+    let mut owned = s.to_string();
+    for env in ["pmatrix", "bmatrix", "vmatrix", "matrix", "array", "cases"] {
+        owned = owned.replace(&format!("{{{env}}}"), "{}");
+    }
+    let b = owned.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i].is_ascii_alphabetic() {

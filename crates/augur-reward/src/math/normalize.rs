@@ -5,8 +5,10 @@
 /// A normalized answer plus the facts that were stripped off and matter for comparison.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized {
-    /// The cleaned text, with no whitespace.
+    /// The cleaned text, with no whitespace (for string comparison).
     pub text: String,
+    /// The cleaned text with whitespace runs kept as one space (for parsing: `\\log_2 8` is not `\\log_{28}`).
+    pub spaced: String,
     /// A `%` was removed: the value may be read as `x/100`.
     pub percent: bool,
 }
@@ -30,6 +32,9 @@ pub fn normalize(raw: &str) -> Normalized {
         }
     }
     s = s.trim_end_matches(['.', ' ']).to_string();
+    // Protect the row separator `\\\\` from the `\\ ` (space) rule below.
+    const ROW: &str = "\u{1}";
+    s = s.replace("\\\\", ROW);
     for (from, to) in [
         ("\\left", ""),
         ("\\right", ""),
@@ -74,6 +79,7 @@ pub fn normalize(raw: &str) -> Normalized {
             s = s.replace(from, to);
         }
     }
+    s = s.replace(ROW, " \\\\ ");
     let mut percent = false;
     if s.contains('%') {
         percent = true;
@@ -81,11 +87,18 @@ pub fn normalize(raw: &str) -> Normalized {
     }
     s = unwrap_text_macros(&s);
     s = strip_units(&s);
-    let mut text: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    text = strip_thousands(&text);
-    text = text.trim_end_matches('.').to_string();
-    // "percent" spelled out.
-    Normalized { text, percent }
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let thousands = strip_thousands(&compact);
+    let spaced = if thousands != compact {
+        thousands.clone()
+    } else {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    Normalized {
+        text: thousands.trim_end_matches('.').to_string(),
+        spaced: spaced.trim_end_matches(['.', ' ']).to_string(),
+        percent,
+    }
 }
 
 /// Replaces `\text{X}`, `\mathrm{X}`, `\mbox{X}`, `\textbf{X}`... by ` X `.
@@ -134,13 +147,23 @@ fn strip_units(s: &str) -> String {
     if words.len() < 2 {
         return s.to_string();
     }
+    // `12 apples`: a plain number followed only by words.
+    let numeric = |w: &str| w.bytes().any(|b| b.is_ascii_digit()) && w.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',' || b == b'-');
+    if numeric(words[0]) && words[1..].iter().all(|w| w.len() >= 2 && w.trim_end_matches(['.', ',']).bytes().all(|b| b.is_ascii_alphabetic())) {
+        return words[0].to_string();
+    }
     let mut kept: Vec<&str> = Vec::with_capacity(words.len());
+    let mut dropped_prev = false;
     for (i, w) in words.iter().enumerate() {
         let bare = w.trim_end_matches(['.', ',']);
         let base = bare.split('^').next().unwrap_or(bare).to_ascii_lowercase();
-        if i > 0 && UNITS.contains(&base.as_str()) && kept.iter().any(|k| k.chars().any(|c| c.is_ascii_digit())) {
+        let after_number = kept.iter().any(|k| k.chars().any(|c| c.is_ascii_digit()));
+        // A unit word, or the exponent of one just dropped (`inches ^2`).
+        if (i > 0 && UNITS.contains(&base.as_str()) && after_number) || (dropped_prev && w.starts_with('^')) {
+            dropped_prev = true;
             continue;
         }
+        dropped_prev = false;
         kept.push(w);
     }
     kept.join(" ")
