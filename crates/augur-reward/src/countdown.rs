@@ -3,7 +3,7 @@
 //! The expression is taken from the last `<answer>..</answer>` (or `\boxed{}`), else from the last line of the
 //! completion; a trailing `= target` is ignored. It is evaluated with exact rationals, must use only the given
 //! numbers (each at most once, or exactly once with [`CountdownOptions::use_all`]) and equal the target.
-//! Unary minus and number concatenation are rejected: only the given numbers may appear as literals.
+//! Unary minus is allowed (it makes no new number); every literal must be one of the given numbers.
 
 use num_rational::BigRational;
 use num_traits::Zero;
@@ -195,6 +195,17 @@ impl Parser {
                 self.used.push(n);
                 Ok(BigRational::from_integer(n.into()))
             }
+            Some('-') => {
+                // Unary minus on a given number or group (`-3 + 45`): allowed, it creates no new number.
+                self.i += 1;
+                self.depth += 1;
+                if self.depth > 100 {
+                    return Err("nesting too deep".into());
+                }
+                let v = self.atom()?;
+                self.depth -= 1;
+                Ok(-v)
+            }
             Some(c) => Err(format!("unexpected '{c}'")),
             None => Err("unexpected end".into()),
         }
@@ -214,7 +225,9 @@ mod tests {
         assert!(!s.correct);
         assert_eq!(s.reward, 0.1);
         assert!(!v.score_puzzle("<answer>87 / (3 - 3)</answer>", &[87, 3, 3], 42).correct);
-        assert!(!v.score_puzzle("<answer>-3 + 45</answer>", &[3, 45], 42).correct);
+        assert!(v.score_puzzle("<answer>-3 + 45</answer>", &[3, 45], 42).correct);
+        assert!(!v.score_puzzle("<answer>3 + 45</answer>", &[3, 45], 42).correct);
+        assert!(!v.score_puzzle("<answer>3 ++ 45</answer>", &[3, 45], 48).correct);
         assert_eq!(v.score_puzzle("no tag", &[1], 1).reward, 0.0);
         let lax = CountdownVerifier::new(CountdownOptions {
             use_all: false,
