@@ -1,0 +1,246 @@
+//! Serde configuration (TOML/JSON) for building samplers: a named method preset, optionally
+//! overridden by an explicit predictor and/or acquisition so any pair can be tried.
+//!
+//! ```toml
+//! method = "mopps"          # uniform | ds | hr | greso | mopps | dps
+//! seed = 0
+//! group_size = 8
+//! [mopps]
+//! lambda = 1.0
+//! # override the rule only:
+//! [acquisition]
+//! kind = "risk"
+//! kappa = 1.0
+//! ```
+
+use crate::acquisition::{
+    Acquisition, Band, Cvar, Greso, GresoConfig, HistoryReject, PointEstimate, Risk, Target, TopPartial,
+    TopVariance, Uniform,
+};
+use crate::ds::DsConfig;
+use crate::error::{Result, SamplerError};
+use crate::predictor::{BetaConfig, BetaPredictor, DpsConfig, DpsPredictor, NonePredictor, Predictor};
+use crate::sampler::Sampler;
+use serde::{Deserialize, Serialize};
+
+/// Named sampling methods of issue 7 (GPS comes with the model crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Uniform without replacement.
+    #[default]
+    Uniform,
+    /// DAPO dynamic sampling (evaluate-then-filter); driven by [`crate::DynamicSampling`].
+    Ds,
+    /// History rejection of last-all-correct prompts.
+    Hr,
+    /// GRESO probabilistic history filtering.
+    Greso,
+    /// MoPPS: Beta posteriors + Thompson sample closest to γ*.
+    Mopps,
+    /// DPS: HMM solving-state model + top P(partial).
+    Dps,
+}
+
+impl std::str::FromStr for Method {
+    type Err = SamplerError;
+    fn from_str(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+            .map_err(|_| SamplerError::InvalidConfig(format!("unknown sampler method {s:?}")))
+    }
+}
+
+/// An explicit predictor choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PredictorConfig {
+    /// No prediction (p = 0.5 everywhere).
+    None,
+    /// MoPPS Beta-Bernoulli.
+    Beta(BetaConfig),
+    /// DPS hidden-Markov solving states.
+    Dps(DpsConfig),
+}
+
+/// An explicit acquisition rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AcquisitionConfig {
+    /// Uniform without replacement.
+    Uniform,
+    /// Closest to γ*.
+    Target {
+        /// Target success rate.
+        #[serde(default = "half")]
+        gamma: f32,
+        /// Mean or Thompson sample.
+        #[serde(default)]
+        estimate: PointEstimate,
+    },
+    /// Random inside [low, high].
+    Band {
+        /// Lower edge.
+        low: f32,
+        /// Upper edge.
+        high: f32,
+        /// Mean or Thompson sample.
+        #[serde(default)]
+        estimate: PointEstimate,
+    },
+    /// Top p(1−p).
+    Variance {
+        /// Mean or Thompson sample.
+        #[serde(default)]
+        estimate: PointEstimate,
+    },
+    /// Top P(0 < s < k).
+    Partial,
+    /// Uniform within the hardest α-fraction.
+    Cvar {
+        /// Tail fraction.
+        alpha: f32,
+    },
+    /// Top mean + κ·std of failure rate.
+    Risk {
+        /// Uncertainty weight.
+        #[serde(default = "one")]
+        kappa: f32,
+    },
+    /// HR history filter.
+    Hr,
+    /// GRESO history filter.
+    Greso(GresoConfig),
+}
+
+fn half() -> f32 {
+    0.5
+}
+fn one() -> f32 {
+    1.0
+}
+
+/// Full sampler configuration, loadable from TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    /// Method preset.
+    pub method: Method,
+    /// Seed of the sampler's RNG (everything is deterministic given it).
+    pub seed: u64,
+    /// Rollouts per prompt k, for P(partial) before the first outcome arrives.
+    pub group_size: u32,
+    /// Target γ* of MoPPS.
+    pub gamma: f32,
+    /// MoPPS predictor settings.
+    pub mopps: BetaConfig,
+    /// DPS predictor settings.
+    pub dps: DpsConfig,
+    /// GRESO settings.
+    pub greso: GresoConfig,
+    /// DS settings.
+    pub ds: DsConfig,
+    /// Overrides the method's predictor.
+    pub predictor: Option<PredictorConfig>,
+    /// Overrides the method's acquisition rule.
+    pub acquisition: Option<AcquisitionConfig>,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            method: Method::Uniform,
+            seed: 0,
+            group_size: 8,
+            gamma: 0.5,
+            mopps: BetaConfig::default(),
+            dps: DpsConfig::default(),
+            greso: GresoConfig::default(),
+            ds: DsConfig::default(),
+            predictor: None,
+            acquisition: None,
+        }
+    }
+}
+
+impl SamplerConfig {
+    /// The default config of a method.
+    pub fn for_method(method: Method) -> Self {
+        SamplerConfig {
+            method,
+            ..Default::default()
+        }
+    }
+
+    /// Predictor after applying the override.
+    pub fn predictor_config(&self) -> PredictorConfig {
+        self.predictor.clone().unwrap_or(match self.method {
+            Method::Mopps => PredictorConfig::Beta(self.mopps.clone()),
+            Method::Dps => PredictorConfig::Dps(self.dps.clone()),
+            _ => PredictorConfig::None,
+        })
+    }
+
+    /// Acquisition after applying the override.
+    pub fn acquisition_config(&self) -> AcquisitionConfig {
+        self.acquisition.clone().unwrap_or(match self.method {
+            Method::Mopps => AcquisitionConfig::Target {
+                gamma: self.gamma,
+                estimate: PointEstimate::Sample,
+            },
+            Method::Dps => AcquisitionConfig::Partial,
+            Method::Hr => AcquisitionConfig::Hr,
+            Method::Greso => AcquisitionConfig::Greso(self.greso.clone()),
+            Method::Uniform | Method::Ds => AcquisitionConfig::Uniform,
+        })
+    }
+
+    /// Builds the select/observe sampler. DS is an evaluate-then-filter loop, not a pre-rollout
+    /// choice, so it is built with [`crate::DynamicSampling::new`] instead.
+    pub fn build(&self) -> Result<Sampler> {
+        if self.method == Method::Ds {
+            return Err(SamplerError::InvalidConfig(
+                "method ds needs a rollout callback: use DynamicSampling".into(),
+            ));
+        }
+        Ok(Sampler::new(
+            build_predictor(&self.predictor_config())?,
+            build_acquisition(&self.acquisition_config())?,
+            self.seed,
+            self.group_size,
+        ))
+    }
+}
+
+/// Instantiates a predictor config.
+pub fn build_predictor(cfg: &PredictorConfig) -> Result<Box<dyn Predictor>> {
+    Ok(match cfg {
+        PredictorConfig::None => Box::new(NonePredictor),
+        PredictorConfig::Beta(c) => Box::new(BetaPredictor::new(c.clone())?),
+        PredictorConfig::Dps(c) => Box::new(DpsPredictor::new(c.clone())?),
+    })
+}
+
+/// Instantiates an acquisition config.
+pub fn build_acquisition(cfg: &AcquisitionConfig) -> Result<Box<dyn Acquisition>> {
+    Ok(match cfg.clone() {
+        AcquisitionConfig::Uniform => Box::new(Uniform),
+        AcquisitionConfig::Target { gamma, estimate } => Box::new(Target { gamma, estimate }),
+        AcquisitionConfig::Band { low, high, estimate } => {
+            if low > high {
+                return Err(SamplerError::InvalidConfig(format!("band low {low} > high {high}")));
+            }
+            Box::new(Band { low, high, estimate })
+        }
+        AcquisitionConfig::Variance { estimate } => Box::new(TopVariance { estimate }),
+        AcquisitionConfig::Partial => Box::new(TopPartial),
+        AcquisitionConfig::Cvar { alpha } => {
+            if !(alpha > 0.0 && alpha <= 1.0) {
+                return Err(SamplerError::InvalidConfig(format!("cvar alpha {alpha} not in (0, 1]")));
+            }
+            Box::new(Cvar { alpha })
+        }
+        AcquisitionConfig::Risk { kappa } => Box::new(Risk { kappa }),
+        AcquisitionConfig::Hr => Box::new(HistoryReject::default()),
+        AcquisitionConfig::Greso(c) => Box::new(Greso::new(c)?),
+    })
+}

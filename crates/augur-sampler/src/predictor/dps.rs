@@ -1,0 +1,378 @@
+//! DPS predictor (Dynamics-Predictive Sampling, ICLR 2026): a hidden-Markov model of each
+//! prompt's solving state, following the official `BayesianHMMSampler`.
+//!
+//! States: 0 = unsolved (s = 0), 1 = partial (0 < s < k), 2 = solved (s = k). Per prompt:
+//! Dirichlet counts α (3×3, indexed `[next][prev]`, prior all α0 = 1), the predicted
+//! next-state distribution π and the last filtered state π_before. With P = α normalised over
+//! `next` (each column sums to 1):
+//! - observed prompt with state y: ξ = normalize(onehot(y) ⊗ π_before ⊙ P),
+//!   α ← λα + (1−λ)α0 + ξ, π_before ← onehot(y), π ← normalize(P_new · onehot(y));
+//! - every other prompt observed at least once: α ← λα + (1−λ)α0, π_before ← π,
+//!   π ← normalize(P_new · π);
+//! - never-observed prompts stay at the prior (for them the update is the identity).
+//!
+//! Selection uses π[partial]. The unobserved update touches every seen prompt each step, so
+//! observe is O(seen prompts); it runs in parallel over 64-byte cells.
+
+use super::{check_len, ensure_len, PredictCtx, Predictor, Quantity};
+use crate::error::{Result, SamplerError};
+use crate::outcome::{validate_batch, Outcome};
+use crate::random::{hash_unit, CHUNK};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters of the DPS predictor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpsConfig {
+    /// Decay λ of the transition counts (paper: 0.5 Countdown, 0.7 MATH).
+    pub lambda: f32,
+    /// Prior Dirichlet count of every transition (paper: 1).
+    pub alpha0: f32,
+    /// Prior state distribution (unsolved, partial, solved) of unseen prompts.
+    pub prior_pi: [f32; 3],
+}
+
+impl Default for DpsConfig {
+    fn default() -> Self {
+        DpsConfig {
+            lambda: 0.7,
+            alpha0: 1.0,
+            prior_pi: [1.0 / 3.0; 3],
+        }
+    }
+}
+
+impl DpsConfig {
+    /// Rejects decays outside [0, 1], non-positive priors and a prior π that is not a distribution.
+    pub fn validate(&self) -> Result<()> {
+        let s: f32 = self.prior_pi.iter().sum();
+        let ok = (0.0..=1.0).contains(&self.lambda)
+            && self.alpha0 > 0.0
+            && self.alpha0.is_finite()
+            && self.prior_pi.iter().all(|&p| p >= 0.0)
+            && (s - 1.0).abs() < 1e-4;
+        if !ok {
+            return Err(SamplerError::InvalidConfig(format!(
+                "dps predictor needs 0 <= lambda <= 1, alpha0 > 0, prior_pi a distribution; got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One prompt's HMM state, 64 bytes so a parallel sweep streams whole cache lines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+pub struct DpsCell {
+    /// Dirichlet counts, row-major `[next][prev]`.
+    pub alpha: [f32; 9],
+    /// Predicted state distribution for the next rollout.
+    pub pi: [f32; 3],
+    /// Filtered state distribution after the last update.
+    pub pi_before: [f32; 3],
+    /// Step (1-based) of the last observation; 0 = never observed.
+    pub last_obs: u32,
+}
+
+/// The DPS predictor: one [`DpsCell`] per prompt id.
+#[derive(Debug, Clone)]
+pub struct DpsPredictor {
+    cfg: DpsConfig,
+    step: u32,
+    cells: Vec<DpsCell>,
+}
+
+/// Flat, compact serialised form (parallel arrays instead of one object per prompt).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DpsState {
+    cfg: DpsConfig,
+    step: u32,
+    alpha: Vec<f32>,
+    pi: Vec<f32>,
+    pi_before: Vec<f32>,
+    last_obs: Vec<u32>,
+}
+
+fn normalize3(v: [f32; 3]) -> [f32; 3] {
+    let s = v[0] + v[1] + v[2];
+    if s > 0.0 {
+        [v[0] / s, v[1] / s, v[2] / s]
+    } else {
+        [1.0 / 3.0; 3]
+    }
+}
+
+/// Expected transition matrix P[next][prev] = α[next][prev] / Σ_next α[next][prev].
+fn transition(alpha: &[f32; 9]) -> [f32; 9] {
+    let mut p = [0.0; 9];
+    for prev in 0..3 {
+        let col = alpha[prev] + alpha[3 + prev] + alpha[6 + prev];
+        for next in 0..3 {
+            p[next * 3 + prev] = alpha[next * 3 + prev] / col;
+        }
+    }
+    p
+}
+
+/// P · v for a 3-vector v over `prev`.
+fn apply(p: &[f32; 9], v: &[f32; 3]) -> [f32; 3] {
+    let mut out = [0.0; 3];
+    for (next, o) in out.iter_mut().enumerate() {
+        *o = p[next * 3] * v[0] + p[next * 3 + 1] * v[1] + p[next * 3 + 2] * v[2];
+    }
+    out
+}
+
+impl DpsPredictor {
+    /// Builds an empty predictor (every prompt at the prior).
+    pub fn new(cfg: DpsConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(DpsPredictor {
+            cfg,
+            step: 0,
+            cells: Vec::new(),
+        })
+    }
+
+    fn prior_cell(&self) -> DpsCell {
+        DpsCell {
+            alpha: [self.cfg.alpha0; 9],
+            pi: self.cfg.prior_pi,
+            pi_before: self.cfg.prior_pi,
+            last_obs: 0,
+        }
+    }
+
+    /// Current state of one prompt (the prior cell if never seen).
+    pub fn cell(&self, id: u32) -> DpsCell {
+        self.cells
+            .get(id as usize)
+            .copied()
+            .unwrap_or_else(|| self.prior_cell())
+    }
+
+    fn observed_update(c: &mut DpsCell, y: usize, lambda: f32, a0: f32) {
+        let p_old = transition(&c.alpha);
+        let mut xi = [0.0f32; 3];
+        for (prev, x) in xi.iter_mut().enumerate() {
+            *x = c.pi_before[prev] * p_old[y * 3 + prev];
+        }
+        let xi = normalize3(xi);
+        for a in c.alpha.iter_mut() {
+            *a = lambda * *a + (1.0 - lambda) * a0;
+        }
+        for prev in 0..3 {
+            c.alpha[y * 3 + prev] += xi[prev];
+        }
+        let mut onehot = [0.0f32; 3];
+        onehot[y] = 1.0;
+        c.pi = normalize3(apply(&transition(&c.alpha), &onehot));
+        c.pi_before = onehot;
+    }
+
+    fn unobserved_update(c: &mut DpsCell, lambda: f32, a0: f32) {
+        for a in c.alpha.iter_mut() {
+            *a = lambda * *a + (1.0 - lambda) * a0;
+        }
+        c.pi_before = c.pi;
+        c.pi = normalize3(apply(&transition(&c.alpha), &c.pi));
+    }
+
+    fn quantity(c: &DpsCell, q: Quantity, seed: u64, index: u64) -> f32 {
+        let mean = 0.5 * c.pi[1] + c.pi[2];
+        match q {
+            Quantity::Mean => mean,
+            Quantity::Partial => c.pi[1],
+            Quantity::Std => {
+                let v = c.pi[0] * mean * mean
+                    + c.pi[1] * (0.5 - mean) * (0.5 - mean)
+                    + c.pi[2] * (1.0 - mean) * (1.0 - mean);
+                v.max(0.0).sqrt()
+            }
+            Quantity::Sample => {
+                let u = hash_unit(seed, index);
+                if u < c.pi[0] {
+                    0.0
+                } else if u < c.pi[0] + c.pi[1] {
+                    0.5
+                } else {
+                    1.0
+                }
+            }
+        }
+    }
+}
+
+impl Predictor for DpsPredictor {
+    fn name(&self) -> &str {
+        "dps"
+    }
+
+    /// Success rate is summarised as E[v(state)] with v = (0, 0.5, 1); Partial is π[partial].
+    fn predict(&self, ids: &[u32], q: Quantity, ctx: PredictCtx, out: &mut [f32]) -> Result<()> {
+        check_len(ids, out)?;
+        let prior = self.prior_cell();
+        let work = |c: usize, ids: &[u32], out: &mut [f32]| {
+            for (j, (o, &id)) in out.iter_mut().zip(ids).enumerate() {
+                let cell = self.cells.get(id as usize).unwrap_or(&prior);
+                *o = Self::quantity(cell, q, ctx.seed, (c * CHUNK + j) as u64);
+            }
+        };
+        if ids.len() <= CHUNK {
+            work(0, ids, out);
+        } else {
+            ids.par_chunks(CHUNK)
+                .zip(out.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(c, (ids, out))| work(c, ids, out));
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        validate_batch(outcomes)?;
+        self.step = self
+            .step
+            .checked_add(1)
+            .ok_or_else(|| SamplerError::InvalidState("dps step counter overflow".into()))?;
+        let (step, lambda, a0) = (self.step, self.cfg.lambda, self.cfg.alpha0);
+        let prior = self.prior_cell();
+        for o in outcomes {
+            ensure_len(&mut self.cells, o.id, prior);
+            let c = &mut self.cells[o.id as usize];
+            Self::observed_update(c, o.state() as usize, lambda, a0);
+            c.last_obs = step;
+        }
+        self.cells.par_chunks_mut(CHUNK).for_each(|chunk| {
+            for c in chunk {
+                if c.last_obs != 0 && c.last_obs != step {
+                    Self::unobserved_update(c, lambda, a0);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn save(&self) -> Result<serde_json::Value> {
+        let st = DpsState {
+            cfg: self.cfg.clone(),
+            step: self.step,
+            alpha: self.cells.iter().flat_map(|c| c.alpha).collect(),
+            pi: self.cells.iter().flat_map(|c| c.pi).collect(),
+            pi_before: self.cells.iter().flat_map(|c| c.pi_before).collect(),
+            last_obs: self.cells.iter().map(|c| c.last_obs).collect(),
+        };
+        Ok(serde_json::to_value(st)?)
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<()> {
+        let st: DpsState = serde_json::from_value(state)
+            .map_err(|e| SamplerError::InvalidState(format!("dps predictor: {e}")))?;
+        st.cfg.validate()?;
+        let n = st.last_obs.len();
+        if st.alpha.len() != 9 * n || st.pi.len() != 3 * n || st.pi_before.len() != 3 * n {
+            return Err(SamplerError::InvalidState(format!(
+                "dps predictor: array lengths {}/{}/{} do not fit {n} prompts",
+                st.alpha.len(),
+                st.pi.len(),
+                st.pi_before.len()
+            )));
+        }
+        let cells = (0..n)
+            .map(|i| DpsCell {
+                alpha: st.alpha[9 * i..9 * i + 9].try_into().expect("9 floats"),
+                pi: st.pi[3 * i..3 * i + 3].try_into().expect("3 floats"),
+                pi_before: st.pi_before[3 * i..3 * i + 3].try_into().expect("3 floats"),
+                last_obs: st.last_obs[i],
+            })
+            .collect();
+        *self = DpsPredictor {
+            cfg: st.cfg,
+            step: st.step,
+            cells,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn first_observation_from_prior() {
+        // λ = 0.7, α = ones, π_before = (1/3,1/3,1/3), observe partial (y = 1).
+        // P = 1/3 everywhere → ξ row 1 = normalize(1/9,1/9,1/9) = (1/3,1/3,1/3).
+        // α row 1 = 1 + 1/3; column sums = 10/3 → π = P[:,1] = (0.3, 0.4, 0.3).
+        let mut p = DpsPredictor::new(DpsConfig::default()).unwrap();
+        p.observe(&[Outcome::new(4, 2, 4)]).unwrap();
+        let c = p.cell(4);
+        let r = 4.0 / 3.0;
+        close(&c.alpha, &[1.0, 1.0, 1.0, r, r, r, 1.0, 1.0, 1.0]);
+        close(&c.pi, &[0.3, 0.4, 0.3]);
+        close(&c.pi_before, &[0.0, 1.0, 0.0]);
+        assert_eq!(c.last_obs, 1);
+        // Unseen prompts stay at the prior and are not touched by the sweep.
+        close(&p.cell(0).pi, &[1.0 / 3.0; 3]);
+        assert_eq!(p.cell(0).last_obs, 0);
+    }
+
+    #[test]
+    fn second_observation_uses_pi_before_and_decay() {
+        let mut p = DpsPredictor::new(DpsConfig::default()).unwrap();
+        p.observe(&[Outcome::new(0, 2, 4)]).unwrap(); // partial
+        p.observe(&[Outcome::new(0, 4, 4)]).unwrap(); // solved, y = 2
+        // Before: α row1 = 4/3, others 1; π_before = e1. P_old[2][1] = 1/(10/3) = 0.3.
+        // ξ = normalize(e2 ⊗ e1 ⊙ P) → only [2][1] = 1.
+        // α ← 0.7α + 0.3 + ξ: row0 = 1, row1 = 0.7*4/3+0.3 = 1.2333.., row2 = (1, 2, 1).
+        let c = p.cell(0);
+        let r1 = 0.7 * 4.0 / 3.0 + 0.3;
+        close(&c.alpha, &[1.0, 1.0, 1.0, r1, r1, r1, 1.0, 2.0, 1.0]);
+        // π = P_new[:,2] = α[:,2] / (1 + r1 + 1).
+        let s = 2.0 + r1;
+        close(&c.pi, &[1.0 / s, r1 / s, 1.0 / s]);
+        close(&c.pi_before, &[0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn unobserved_seen_prompt_decays_and_propagates() {
+        let mut p = DpsPredictor::new(DpsConfig::default()).unwrap();
+        p.observe(&[Outcome::new(0, 2, 4)]).unwrap();
+        p.observe(&[Outcome::new(1, 0, 4)]).unwrap(); // prompt 0 not observed this step
+        let c = p.cell(0);
+        // α ← 0.7α + 0.3: row1 = 0.7*4/3 + 0.3 = r1, other rows 1.
+        let r1 = 0.7 * 4.0 / 3.0 + 0.3;
+        close(&c.alpha, &[1.0, 1.0, 1.0, r1, r1, r1, 1.0, 1.0, 1.0]);
+        // π_before ← old π = (0.3,0.4,0.3); every column of P_new = (1, r1, 1)/(2+r1).
+        close(&c.pi_before, &[0.3, 0.4, 0.3]);
+        let s = 2.0 + r1;
+        close(&c.pi, &[1.0 / s, r1 / s, 1.0 / s]);
+        let mut out = [0.0; 2];
+        p.predict(&[0, 99], Quantity::Partial, PredictCtx { k: 4, seed: 0 }, &mut out)
+            .unwrap();
+        close(&out, &[r1 / s, 1.0 / 3.0]);
+    }
+
+    #[test]
+    fn save_load_roundtrip_is_exact() {
+        let mut p = DpsPredictor::new(DpsConfig::default()).unwrap();
+        for step in 0..5u32 {
+            p.observe(&[Outcome::new(step % 3, step % 5, 4)]).unwrap();
+        }
+        let v = serde_json::to_string(&p.save().unwrap()).unwrap();
+        let mut q = DpsPredictor::new(DpsConfig::default()).unwrap();
+        q.load(serde_json::from_str(&v).unwrap()).unwrap();
+        assert_eq!(p.cells, q.cells);
+        assert_eq!(p.step, q.step);
+        assert!(q.load(serde_json::json!({"bad": 1})).is_err());
+    }
+}

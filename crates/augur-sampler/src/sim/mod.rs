@@ -1,0 +1,11 @@
+//! Simulated learner and ablation: compare samplers against a cheap, deterministic stand-in
+//! for LLM RL (`augur ablate --simulate`).
+
+mod ablation;
+mod learner;
+mod plots;
+mod runner;
+
+pub use ablation::{run_simulated_ablation, AblationConfig, AblationReport, MethodSummary};
+pub use learner::{Component, SimConfig, SimLearner};
+pub use runner::{run_simulation, OraclePredictor, RunResult, RunSpec, StepRecord};
