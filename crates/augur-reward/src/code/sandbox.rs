@@ -369,7 +369,9 @@ impl Limits {
         let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
         // SAFETY: raw syscalls with valid arguments, in the child process.
         unsafe {
-            check(libc::setsid())?;
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
             let set = |res, v: u64| {
                 let l = libc::rlimit { rlim_cur: v, rlim_max: v };
