@@ -1,0 +1,28 @@
+//! One error type for the crate, so callers can `?` any of its functions into their own error.
+
+/// Everything that can go wrong in `augur-train`. Bad input is reported here rather than by a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (device, dtype or shape problem inside candle).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// An argument had the wrong shape or length; the message names it.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// An argument or configuration value is outside its valid range; the message names it.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+
+    /// The optimizer skipped this many steps in a row because the gradients were not finite.
+    #[error("{count} consecutive optimizer steps skipped on non-finite gradients (limit {limit})")]
+    TooManySkippedSteps { count: usize, limit: usize },
+
+    /// Optimizer state being imported does not match the parameters; the message names the key.
+    #[error("optimizer state: {0}")]
+    State(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
