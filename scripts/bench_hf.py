@@ -103,6 +103,9 @@ def common(args, model):
         "attn": model.config._attn_implementation,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        # 1-min load average at the end: the machine is shared, a load above the thread
+        # count means other processes competed for the cores and the number is pessimistic
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
