@@ -4,7 +4,7 @@
 //! when it has none. Three test styles:
 //! * [`CodeTests::HumanEval`]: `prompt` + program + `test` + `check(entry_point)`; a program that starts with
 //!   `def entry_point` replaces the prompt's stub, anything else is taken as the body that continues the prompt.
-//! * [`CodeTests::Asserts`] (MBPP): `setup` + program, then each assert runs in its own `try`.
+//! * [`CodeTests::Asserts`] (MBPP): program + `setup`, then each assert runs in its own `try`.
 //! * [`CodeTests::StdIo`]: one run per case, stdout compared to the expected output (trailing whitespace and
 //!   blank lines ignored).
 //!
@@ -37,7 +37,8 @@ pub enum CodeTests {
     },
     /// MBPP: independent `assert` statements.
     Asserts {
-        /// Code run before the program (imports, fixtures).
+        /// Code run after the program and before the asserts (imports, fixtures: MBPP's `test_setup_code`
+        /// builds objects from classes the program defines).
         #[serde(default)]
         setup: String,
         /// One Python statement per test.
@@ -168,7 +169,7 @@ impl CodeVerifier {
         let nonce = nonce();
         let list = serde_json::to_string(asserts).unwrap_or_else(|_| "[]".into());
         let program = format!(
-            "{setup}\n{code}\n\nfor __augur_i, __augur_t in enumerate({list}):\n    try:\n        \
+            "{code}\n\n{setup}\n\nfor __augur_i, __augur_t in enumerate({list}):\n    try:\n        \
              exec(__augur_t, globals())\n        print('\\n{nonce}:%d:pass' % __augur_i, flush=True)\n    \
              except BaseException as __augur_e:\n        print('\\n{nonce}:%d:fail' % __augur_i, flush=True)\n"
         );

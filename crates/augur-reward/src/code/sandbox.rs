@@ -226,13 +226,20 @@ impl Sandbox {
         }
         let start = Instant::now();
         let mut child = cmd.spawn().map_err(|e| err("spawn", e))?;
-        self.supervise(&mut child, start)
+        let result = self.supervise(&mut child, start);
+        if drop_uid {
+            // Whatever still runs as this slot's uid is a leftover of this run (daemons in plain mode, or a
+            // namespace still tearing down): kill it before the slot, and its process quota, is reused.
+            kill_uid(uid);
+        }
+        result
     }
 
     fn command(&self, uid: u32) -> Command {
         const MOUNTS: &str = "set -e; mount -t tmpfs -o size=16m,mode=1777 tmpfs /tmp; mkdir /tmp/w; \
              mount --bind /proc/self/cwd /tmp/w; cd /tmp/w; \
-             for d in /dev/shm /var/tmp /run/lock; do if [ -d $d ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs $d; fi; done; ";
+             for d in /dev/shm /var/tmp /run/lock; do if [ -d $d ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs $d; fi; done; \
+             unset OLDPWD; ";
         let ns = ["--pid", "--net", "--mount", "--mount-proc", "--fork", "--kill-child", "--"];
         match self.isolation {
             Isolation::RootNamespaces => {
@@ -390,6 +397,37 @@ impl Limits {
             }
         }
         Ok(())
+    }
+}
+
+/// SIGKILLs every process whose real uid is `uid` until none is left (at most about 2 s).
+fn kill_uid(uid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut found = false;
+        let Ok(entries) = fs::read_dir("/proc") else { return };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else {
+                continue;
+            };
+            let Ok(status) = fs::read_to_string(e.path().join("status")) else { continue };
+            let real_uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok());
+            if real_uid == Some(uid) {
+                found = true;
+                // SAFETY: plain syscall; the pid runs as a uid reserved for sandboxed programs.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if !found || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
