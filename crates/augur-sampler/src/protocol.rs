@@ -34,86 +34,122 @@ enum WireOutcome {
     Object(Outcome),
 }
 
+/// Fields shared by every request: the op name and an optional echo tag.
 #[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    Select {
-        candidates: Vec<u32>,
-        b: usize,
-        #[serde(default)]
-        seq: Option<Value>,
-    },
-    Observe {
-        outcomes: Vec<WireOutcome>,
-        #[serde(default)]
-        seq: Option<Value>,
-    },
-    Save {
-        #[serde(default)]
-        path: Option<String>,
-        #[serde(default)]
-        seq: Option<Value>,
-    },
-    Load {
-        #[serde(default)]
-        path: Option<String>,
-        #[serde(default)]
-        state: Option<Box<SamplerState>>,
-        #[serde(default)]
-        seq: Option<Value>,
-    },
-    Info {
-        #[serde(default)]
-        seq: Option<Value>,
-    },
+struct Head {
+    op: String,
+    #[serde(default)]
+    seq: Option<Value>,
 }
 
-fn handle(sampler: &mut Sampler, line: &str) -> (Result<Value>, Option<Value>) {
-    let req: Request = match serde_json::from_str(line) {
-        Ok(r) => r,
-        Err(e) => return (Err(SamplerError::InvalidArgument(format!("bad request: {e}"))), None),
-    };
-    match req {
-        Request::Select { candidates, b, seq } => {
-            let r = sampler
-                .select(&candidates, b)
-                .map(|s| json!({"ids": s.ids, "predicted": s.predicted}));
-            (r, seq)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectReq {
+    #[allow(dead_code)]
+    op: String,
+    candidates: Vec<u32>,
+    b: usize,
+    #[serde(default)]
+    #[allow(dead_code)]
+    seq: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObserveReq {
+    #[allow(dead_code)]
+    op: String,
+    outcomes: Vec<WireOutcome>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    seq: Option<Value>,
+}
+
+/// `save` / `load` / `info`: an optional path, and for `load` an optional inline state
+/// (kept as a raw `Value` and parsed on its own, because the RNG state holds a u128 that
+/// serde's buffered enum parsing cannot carry).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateReq {
+    #[allow(dead_code)]
+    op: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    state: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    seq: Option<Value>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| SamplerError::InvalidArgument(format!("bad request: {e}")))
+}
+
+fn dispatch(sampler: &mut Sampler, op: &str, v: Value) -> Result<Value> {
+    match op {
+        "select" => {
+            let r: SelectReq = parse(v)?;
+            let s = sampler.select(&r.candidates, r.b)?;
+            Ok(json!({"ids": s.ids, "predicted": s.predicted}))
         }
-        Request::Observe { outcomes, seq } => {
-            let outs: Vec<Outcome> = outcomes
+        "observe" => {
+            let r: ObserveReq = parse(v)?;
+            let outs: Vec<Outcome> = r
+                .outcomes
                 .into_iter()
                 .map(|w| match w {
                     WireOutcome::Triple(id, s, k) => Outcome::new(id, s, k),
                     WireOutcome::Object(o) => o,
                 })
                 .collect();
-            let r = sampler
-                .observe(&outs)
-                .and_then(|t| Ok(json!({"telemetry": serde_json::to_value(t)?})));
-            (r, seq)
+            let t = sampler.observe(&outs)?;
+            Ok(json!({"telemetry": serde_json::to_value(t)?}))
         }
-        Request::Save { path, seq } => {
-            let r = match path {
+        "save" => {
+            let r: StateReq = parse(v)?;
+            if r.state.is_some() {
+                return Err(SamplerError::InvalidArgument("save takes no state".into()));
+            }
+            match r.path {
                 Some(p) => sampler.save_to_file(&p).map(|_| json!({})),
-                None => sampler
-                    .state()
-                    .and_then(|s| Ok(json!({"state": serde_json::to_value(s)?}))),
-            };
-            (r, seq)
+                None => Ok(json!({"state": serde_json::to_value(sampler.state()?)?})),
+            }
         }
-        Request::Load { path, state, seq } => {
-            let r = match (path, state) {
-                (Some(p), None) => sampler.load_from_file(&p),
-                (None, Some(s)) => sampler.load_state(*s),
-                _ => Err(SamplerError::InvalidArgument(
-                    "load needs exactly one of path or state".into(),
-                )),
-            };
-            (r.map(|_| json!({})), seq)
+        "load" => {
+            let r: StateReq = parse(v)?;
+            match (r.path, r.state) {
+                (Some(p), None) => sampler.load_from_file(&p)?,
+                (None, Some(s)) => {
+                    let st: SamplerState = serde_json::from_value(s)
+                        .map_err(|e| SamplerError::InvalidState(format!("load: {e}")))?;
+                    sampler.load_state(st)?
+                }
+                _ => {
+                    return Err(SamplerError::InvalidArgument(
+                        "load needs exactly one of path or state".into(),
+                    ))
+                }
+            }
+            Ok(json!({}))
         }
-        Request::Info { seq } => (Ok(json!({"name": sampler.name(), "step": sampler.step()})), seq),
+        "info" => Ok(json!({"name": sampler.name(), "step": sampler.step()})),
+        other => Err(SamplerError::InvalidArgument(format!(
+            "unknown op {other:?} (select, observe, save, load, info)"
+        ))),
     }
+}
+
+fn handle(sampler: &mut Sampler, line: &str) -> (Result<Value>, Option<Value>) {
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return (Err(SamplerError::InvalidArgument(format!("bad json: {e}"))), None),
+    };
+    let head: Head = match serde_json::from_value(v.clone()) {
+        Ok(h) => h,
+        Err(e) => return (Err(SamplerError::InvalidArgument(format!("bad request: {e}"))), None),
+    };
+    (dispatch(sampler, &head.op, v), head.seq)
 }
 
 /// Serves requests from `reader` until end of input, writing one response line per request.

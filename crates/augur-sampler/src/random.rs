@@ -1,19 +1,41 @@
 //! Deterministic randomness: per-chunk RNG streams (so parallel work gives the same numbers
 //! on any thread count) and a fast Beta sampler for Thompson sampling over 10^6 prompts.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 
 /// Work is split into chunks of this many candidates; each chunk draws from its own stream.
 /// Fixed (not derived from the thread count) so results never depend on the machine.
 pub const CHUNK: usize = 8192;
 
-/// RNG for chunk `chunk` of a step whose seed is `seed`: same seed, different ChaCha stream.
-pub fn chunk_rng(seed: u64, chunk: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(chunk as u64);
-    rng
+/// RNG for chunk `chunk` of a step whose seed is `seed`. A SplitMix64 stream: about 4x
+/// cheaper per draw than ChaCha8, which matters for 10^6 Thompson draws per step; statistical
+/// quality is ample for sampling posteriors (it is not a cryptographic generator).
+pub fn chunk_rng(seed: u64, chunk: usize) -> SplitMix64 {
+    SplitMix64(splitmix64(seed ^ splitmix64(chunk as u64 ^ 0xC4A1_1D5E)))
+}
+
+/// SplitMix64 generator (Steele, Lea & Flood 2014): one add and a finaliser per draw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitMix64(pub u64);
+
+impl RngCore for SplitMix64 {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
 }
 
 /// SplitMix64 finaliser: a cheap, stateless hash used for random tie-breaking keys.

@@ -81,6 +81,9 @@ pub struct DpsPredictor {
     cfg: DpsConfig,
     step: u32,
     cells: Vec<DpsCell>,
+    /// π[partial] per prompt, a flat copy of `cells[i].pi[1]` so whole-pool selection streams
+    /// 4 bytes per prompt instead of a 64-byte cell.
+    partial: Vec<f32>,
 }
 
 /// Flat, compact serialised form (parallel arrays instead of one object per prompt).
@@ -133,6 +136,7 @@ impl DpsPredictor {
             cfg,
             step: 0,
             cells: Vec::new(),
+            partial: Vec::new(),
         })
     }
 
@@ -214,7 +218,14 @@ impl Predictor for DpsPredictor {
     fn predict(&self, ids: &[u32], q: Quantity, ctx: PredictCtx, out: &mut [f32]) -> Result<()> {
         check_len(ids, out)?;
         let prior = self.prior_cell();
+        let prior_partial = prior.pi[1];
         let work = |c: usize, ids: &[u32], out: &mut [f32]| {
+            if q == Quantity::Partial {
+                for (o, &id) in out.iter_mut().zip(ids) {
+                    *o = self.partial.get(id as usize).copied().unwrap_or(prior_partial);
+                }
+                return;
+            }
             for (j, (o, &id)) in out.iter_mut().zip(ids).enumerate() {
                 let cell = self.cells.get(id as usize).unwrap_or(&prior);
                 *o = Self::quantity(cell, q, ctx.seed, (c * CHUNK + j) as u64);
@@ -241,17 +252,23 @@ impl Predictor for DpsPredictor {
         let prior = self.prior_cell();
         for o in outcomes {
             ensure_len(&mut self.cells, o.id, prior);
+            ensure_len(&mut self.partial, o.id, prior.pi[1]);
             let c = &mut self.cells[o.id as usize];
             Self::observed_update(c, o.state() as usize, lambda, a0);
             c.last_obs = step;
+            self.partial[o.id as usize] = c.pi[1];
         }
-        self.cells.par_chunks_mut(CHUNK).for_each(|chunk| {
-            for c in chunk {
-                if c.last_obs != 0 && c.last_obs != step {
-                    Self::unobserved_update(c, lambda, a0);
+        self.cells
+            .par_chunks_mut(CHUNK)
+            .zip(self.partial.par_chunks_mut(CHUNK))
+            .for_each(|(cells, partial)| {
+                for (c, p) in cells.iter_mut().zip(partial) {
+                    if c.last_obs != 0 && c.last_obs != step {
+                        Self::unobserved_update(c, lambda, a0);
+                        *p = c.pi[1];
+                    }
                 }
-            }
-        });
+            });
         Ok(())
     }
 
@@ -287,10 +304,11 @@ impl Predictor for DpsPredictor {
                 pi_before: st.pi_before[3 * i..3 * i + 3].try_into().expect("3 floats"),
                 last_obs: st.last_obs[i],
             })
-            .collect();
+            .collect::<Vec<DpsCell>>();
         *self = DpsPredictor {
             cfg: st.cfg,
             step: st.step,
+            partial: cells.iter().map(|c| c.pi[1]).collect(),
             cells,
         };
         Ok(())

@@ -88,7 +88,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc(xlabel).y_desc(ylabel);
+        mesh.x_desc(xlabel).y_desc(ylabel).x_label_formatter(&|x| format!("{x:.0}"));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
