@@ -415,6 +415,13 @@ pub fn policy_loss(inp: &LossInputs, cfg: &PolicyLossConfig) -> Result<(Tensor, 
         None => None,
     };
     let local = counts_of(&m, t);
+    if let Some(c) = inp.counts {
+        if c.sequences < local.sequences || c.tokens < local.tokens {
+            return Err(Error::Invalid(format!(
+                "counts {c:?} are smaller than this batch's own {local:?}"
+            )));
+        }
+    }
     let weights = aggregation_weights(&m, t, inp.counts.unwrap_or(local), cfg)?;
 
     // Host pass: ratio values, which branch of the clip is active, and the statistics.

@@ -550,6 +550,25 @@ fn bad_inputs_are_errors() {
     let mut b3 = batch.clone();
     b3.mask[0] = 0.5;
     assert!(matches!(b3.eval(&lp, &cfg), Err(Error::Invalid(_))));
+    // mini-batch counts smaller than the micro-batch's own
+    let lp32 = lp.clone();
+    let old = lp32.clone();
+    let adv = Tensor::new(&[1.0f64, -3.0], &Device::Cpu).unwrap();
+    let mask = t2(&batch.mask, 2, 3);
+    let inputs = LossInputs {
+        logp: &lp32,
+        old_logp: &old,
+        ref_logp: None,
+        advantages: &adv,
+        mask: &mask,
+        truncated: None,
+        entropy: None,
+        counts: Some(BatchCounts {
+            sequences: 1,
+            tokens: 3,
+        }),
+    };
+    assert!(matches!(policy_loss(&inputs, &cfg), Err(Error::Invalid(_))));
     // bad clip range
     let bad = PolicyLossConfig {
         eps_low: 1.0,
