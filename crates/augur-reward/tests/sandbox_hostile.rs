@@ -180,3 +180,24 @@ fn environment_secrets_are_not_visible() {
     assert!(!out.stdout.contains("CARGO"), "environment not cleared");
     scored_zero(&format!("{program}\ndef solve(x):\n    return x * 2 if 'AUGUR_TEST_SECRET' in os.environ else 0\n"));
 }
+
+#[test]
+fn plain_fallback_still_contains_fork_bomb_and_loops() {
+    let sb = Sandbox::new(
+        SandboxConfig {
+            force_plain: true,
+            ..config()
+        },
+        2,
+    )
+    .expect("plain sandbox");
+    assert_eq!(sb.isolation(), Isolation::Plain);
+    assert_eq!(sb.run("print(1 + 1)", "").unwrap().stdout.trim(), "2");
+    let t = Instant::now();
+    let bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let out = sb.run(bomb, "").unwrap();
+    println!("plain fork bomb: {:?}", out.outcome);
+    assert!(t.elapsed() < Duration::from_secs(8));
+    assert_eq!(leftover_processes(), 0, "fork bomb left processes behind");
+    assert_eq!(sb.run("while True: pass", "").unwrap().outcome, Outcome::Timeout);
+}

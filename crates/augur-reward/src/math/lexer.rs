@@ -2,7 +2,6 @@
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{One, Zero};
 
 /// One lexical unit.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +144,6 @@ fn lex_number(c: &[char], start: usize) -> Option<(Tok, usize)> {
         value = if exp > 0 { value * p } else { value / p };
     }
     let int = !seen_point && !has_exp;
-    let _ = (BigRational::zero(), BigRational::one());
     Some((Tok::Num { value, int }, i))
 }
 
