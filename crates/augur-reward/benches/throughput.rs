@@ -43,12 +43,30 @@ fn math(d: &std::path::Path) {
             answer: a.as_str().unwrap().to_string(),
         };
         let item = match k % 6 {
-            0 => (r["solution"].as_str().unwrap().to_string(), reference(&r["answer"])),
-            1 => (r["solution"].as_str().unwrap().to_string(), reference(&other["answer"])),
-            2 => (format!("Thinking...\nThe answer is ${ans}$."), reference(&r["answer"])),
-            3 => (g["answer"].as_str().unwrap().to_string(), reference(&g["final"])),
-            4 => (g["answer"].as_str().unwrap().to_string(), reference(&gsm[(k + 1) % gsm.len()]["final"])),
-            _ => ("I am not sure how to solve this problem.".to_string(), reference(&r["answer"])),
+            0 => (
+                r["solution"].as_str().unwrap().to_string(),
+                reference(&r["answer"]),
+            ),
+            1 => (
+                r["solution"].as_str().unwrap().to_string(),
+                reference(&other["answer"]),
+            ),
+            2 => (
+                format!("Thinking...\nThe answer is ${ans}$."),
+                reference(&r["answer"]),
+            ),
+            3 => (
+                g["answer"].as_str().unwrap().to_string(),
+                reference(&g["final"]),
+            ),
+            4 => (
+                g["answer"].as_str().unwrap().to_string(),
+                reference(&gsm[(k + 1) % gsm.len()]["final"]),
+            ),
+            _ => (
+                "I am not sure how to solve this problem.".to_string(),
+                reference(&r["answer"]),
+            ),
         };
         items.push(item);
         k += 1;

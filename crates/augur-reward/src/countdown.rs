@@ -46,12 +46,19 @@ impl CountdownVerifier {
     pub fn score_puzzle(&self, completion: &str, numbers: &[i64], target: i64) -> Score {
         let tagged = last_tag(completion, "answer");
         let has_tag = tagged.is_some();
-        let Some(raw) = tagged.or_else(|| last_boxed(completion)).or_else(|| last_line(completion)) else {
+        let Some(raw) = tagged
+            .or_else(|| last_boxed(completion))
+            .or_else(|| last_line(completion))
+        else {
             return Score::fail(None, "no answer found");
         };
         let expr = raw.split('=').next().unwrap_or("").trim().to_string();
         let shaped = |reason: String| Score {
-            reward: if has_tag { self.options.format_reward } else { 0.0 },
+            reward: if has_tag {
+                self.options.format_reward
+            } else {
+                0.0
+            },
             correct: false,
             extracted: Some(expr.clone()),
             reason,
@@ -59,7 +66,9 @@ impl CountdownVerifier {
         let mut p = Parser::new(&expr);
         let value = match p.parse() {
             Ok(v) => v,
-            Err(e) => return Score::fail(Some(expr.clone()), format!("unparseable expression: {e}")),
+            Err(e) => {
+                return Score::fail(Some(expr.clone()), format!("unparseable expression: {e}"))
+            }
         };
         if let Err(e) = check_numbers(&p.used, numbers, self.options.use_all) {
             return shaped(e);
@@ -74,7 +83,9 @@ impl CountdownVerifier {
 impl Verifier for CountdownVerifier {
     fn score(&self, completion: &str, reference: &Reference) -> Score {
         match reference {
-            Reference::Countdown { numbers, target } => self.score_puzzle(completion, numbers, *target),
+            Reference::Countdown { numbers, target } => {
+                self.score_puzzle(completion, numbers, *target)
+            }
             _ => wrong_reference("countdown"),
         }
     }
@@ -219,22 +230,46 @@ mod tests {
     #[test]
     fn countdown_rules() {
         let v = CountdownVerifier::default();
-        assert!(v.score_puzzle("<answer>(87 - 3) / 2</answer>", &[87, 3, 2], 42).correct);
-        assert!(v.score_puzzle("<answer>87 - 3*2 - 39 = 42</answer>", &[87, 3, 2, 39], 42).correct);
+        assert!(
+            v.score_puzzle("<answer>(87 - 3) / 2</answer>", &[87, 3, 2], 42)
+                .correct
+        );
+        assert!(
+            v.score_puzzle("<answer>87 - 3*2 - 39 = 42</answer>", &[87, 3, 2, 39], 42)
+                .correct
+        );
         let s = v.score_puzzle("<answer>87 - 45</answer>", &[87, 3, 2], 42);
         assert!(!s.correct);
         assert_eq!(s.reward, 0.1);
-        assert!(!v.score_puzzle("<answer>87 / (3 - 3)</answer>", &[87, 3, 3], 42).correct);
-        assert!(v.score_puzzle("<answer>-3 + 45</answer>", &[3, 45], 42).correct);
-        assert!(!v.score_puzzle("<answer>3 + 45</answer>", &[3, 45], 42).correct);
-        assert!(!v.score_puzzle("<answer>3 ++ 45</answer>", &[3, 45], 48).correct);
+        assert!(
+            !v.score_puzzle("<answer>87 / (3 - 3)</answer>", &[87, 3, 3], 42)
+                .correct
+        );
+        assert!(
+            v.score_puzzle("<answer>-3 + 45</answer>", &[3, 45], 42)
+                .correct
+        );
+        assert!(
+            !v.score_puzzle("<answer>3 + 45</answer>", &[3, 45], 42)
+                .correct
+        );
+        assert!(
+            !v.score_puzzle("<answer>3 ++ 45</answer>", &[3, 45], 48)
+                .correct
+        );
         assert_eq!(v.score_puzzle("no tag", &[1], 1).reward, 0.0);
         let lax = CountdownVerifier::new(CountdownOptions {
             use_all: false,
             format_reward: 0.0,
         });
-        assert!(lax.score_puzzle("<answer>42</answer>", &[42, 7], 42).correct);
+        assert!(
+            lax.score_puzzle("<answer>42</answer>", &[42, 7], 42)
+                .correct
+        );
         assert!(!v.score_puzzle("<answer>42</answer>", &[42, 7], 42).correct);
-        assert!(!lax.score_puzzle("<answer>42+42-42</answer>", &[42, 7], 42).correct);
+        assert!(
+            !lax.score_puzzle("<answer>42+42-42</answer>", &[42, 7], 42)
+                .correct
+        );
     }
 }

@@ -41,7 +41,9 @@ impl std::str::FromStr for TaskKind {
             "math" => Ok(TaskKind::Math),
             "countdown" => Ok(TaskKind::Countdown),
             "code" => Ok(TaskKind::Code),
-            other => Err(format!("unknown task '{other}' (expected math, countdown or code)")),
+            other => Err(format!(
+                "unknown task '{other}' (expected math, countdown or code)"
+            )),
         }
     }
 }
@@ -78,7 +80,12 @@ pub fn verifier_for(task: TaskKind, opts: &ScoreOptions) -> Result<Box<dyn Verif
 }
 
 /// Scores every line of `input` and writes the annotated lines to `output` (see the module doc).
-pub fn score_jsonl(task: TaskKind, input: &Path, output: &Path, opts: &ScoreOptions) -> Result<ScoreSummary, RewardError> {
+pub fn score_jsonl(
+    task: TaskKind,
+    input: &Path,
+    output: &Path,
+    opts: &ScoreOptions,
+) -> Result<ScoreSummary, RewardError> {
     let text = fs::read_to_string(input).map_err(|e| RewardError::io(input, e))?;
     let mut rows: Vec<(Map<String, Value>, String, Reference)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -90,7 +97,8 @@ pub fn score_jsonl(task: TaskKind, input: &Path, output: &Path, opts: &ScoreOpti
             line: i + 1,
             message,
         };
-        let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let obj: Map<String, Value> =
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let completion = obj
             .get("completion")
             .and_then(Value::as_str)
@@ -109,10 +117,16 @@ pub fn score_jsonl(task: TaskKind, input: &Path, output: &Path, opts: &ScoreOpti
     for ((mut obj, _, _), s) in rows.into_iter().zip(scores) {
         correct += s.correct as usize;
         sum += s.reward as f64;
-        obj.insert("extracted".into(), s.extracted.map_or(Value::Null, Value::String));
+        obj.insert(
+            "extracted".into(),
+            s.extracted.map_or(Value::Null, Value::String),
+        );
         obj.insert("reward".into(), Value::from(s.reward as f64));
         obj.insert("correct".into(), Value::Bool(s.correct));
-        obj.insert("verdict".into(), Value::from(if s.correct { "correct" } else { "wrong" }));
+        obj.insert(
+            "verdict".into(),
+            Value::from(if s.correct { "correct" } else { "wrong" }),
+        );
         obj.insert("reason".into(), Value::String(s.reason));
         serde_json::to_writer(&mut out, &obj).map_err(|e| RewardError::io(output, e.into()))?;
         out.push(b'\n');
@@ -131,7 +145,11 @@ pub fn score_jsonl(task: TaskKind, input: &Path, output: &Path, opts: &ScoreOpti
 pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Reference, String> {
     let str_field = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let str_list = |k: &str| -> Option<Vec<String>> {
-        obj.get(k)?.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
+        obj.get(k)?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
     };
     match task {
         TaskKind::Math => {
@@ -148,7 +166,10 @@ pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Referenc
                 .and_then(Value::as_array)
                 .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
                 .ok_or("missing integer array 'numbers'")?;
-            let target = obj.get("target").and_then(Value::as_i64).ok_or("missing integer 'target'")?;
+            let target = obj
+                .get("target")
+                .and_then(Value::as_i64)
+                .ok_or("missing integer 'target'")?;
             Ok(Reference::Countdown { numbers, target })
         }
         TaskKind::Code => {
@@ -168,18 +189,25 @@ pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Referenc
                 return Ok(Reference::Code(CodeTests::Asserts { setup, asserts }));
             }
             if let Some(cases) = obj.get("cases") {
-                let cases: Vec<IoCase> =
-                    serde_json::from_value(cases.clone()).map_err(|e| format!("bad 'cases': {e}"))?;
+                let cases: Vec<IoCase> = serde_json::from_value(cases.clone())
+                    .map_err(|e| format!("bad 'cases': {e}"))?;
                 return Ok(Reference::Code(CodeTests::StdIo { cases }));
             }
             if let (Some(ins), Some(outs)) = (str_list("inputs"), str_list("outputs")) {
                 if ins.len() != outs.len() {
                     return Err("'inputs' and 'outputs' differ in length".into());
                 }
-                let cases = ins.into_iter().zip(outs).map(|(input, output)| IoCase { input, output }).collect();
+                let cases = ins
+                    .into_iter()
+                    .zip(outs)
+                    .map(|(input, output)| IoCase { input, output })
+                    .collect();
                 return Ok(Reference::Code(CodeTests::StdIo { cases }));
             }
-            Err("no tests: expected test+entry_point, test_list/asserts, cases, or inputs+outputs".into())
+            Err(
+                "no tests: expected test+entry_point, test_list/asserts, cases, or inputs+outputs"
+                    .into(),
+            )
         }
     }
 }

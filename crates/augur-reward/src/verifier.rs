@@ -72,10 +72,7 @@ pub trait Verifier: Send + Sync {
     ///
     /// The default uses the global rayon pool, right for CPU-bound checks.
     fn score_batch(&self, items: &[(&str, &Reference)]) -> Vec<Score> {
-        items
-            .par_iter()
-            .map(|(c, r)| self.score(c, r))
-            .collect()
+        items.par_iter().map(|(c, r)| self.score(c, r)).collect()
     }
 }
 

@@ -37,5 +37,9 @@ fn math_corpus_verdicts_match() {
         println!("  {f}");
     }
     assert!(n >= 300, "corpus has only {n} cases");
-    assert!(failures.is_empty(), "{} corpus cases disagree", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} corpus cases disagree",
+        failures.len()
+    );
 }

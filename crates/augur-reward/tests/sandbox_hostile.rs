@@ -29,9 +29,15 @@ fn sandbox() -> Sandbox {
 fn leftover_processes() -> usize {
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
         if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
-            let uid: u32 = line.split_whitespace().nth(1).and_then(|u| u.parse().ok()).unwrap_or(0);
+            let uid: u32 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(0);
             if (UID_BASE..UID_BASE + 2).contains(&uid) {
                 n += 1;
             }
@@ -70,7 +76,8 @@ fn infinite_loop_times_out() {
 #[test]
 fn fork_bomb_is_contained() {
     let sb = sandbox();
-    let bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let bomb =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
     let t = Instant::now();
     let out = sb.run(bomb, "").unwrap();
     println!("fork bomb: {:?} after {:?}", out.outcome, out.elapsed);
@@ -78,7 +85,10 @@ fn fork_bomb_is_contained() {
     assert_ne!(out.outcome, Outcome::Exited(0));
     assert_eq!(leftover_processes(), 0, "fork bomb left processes behind");
     // The host can still start processes.
-    assert!(std::process::Command::new("true").status().unwrap().success());
+    assert!(std::process::Command::new("true")
+        .status()
+        .unwrap()
+        .success());
     // Detached children (setsid + double fork) die with the run too.
     let daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\nprint('parent done')\n";
     let out = sb.run(daemon, "").unwrap();
@@ -90,22 +100,42 @@ fn fork_bomb_is_contained() {
 #[test]
 fn memory_bomb_fails_fast() {
     let sb = sandbox();
-    let out = sb.run("x = bytearray(8 * 1024 ** 3)\nprint('allocated')\n", "").unwrap();
-    assert!(matches!(out.outcome, Outcome::Exited(c) if c != 0), "{out:?}");
+    let out = sb
+        .run("x = bytearray(8 * 1024 ** 3)\nprint('allocated')\n", "")
+        .unwrap();
+    assert!(
+        matches!(out.outcome, Outcome::Exited(c) if c != 0),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("MemoryError"), "{}", out.stderr);
-    let out = sb.run("a = []\nwhile True:\n    a.append(bytearray(10 ** 7))\n", "").unwrap();
-    assert!(matches!(out.outcome, Outcome::Exited(c) if c != 0), "{out:?}");
+    let out = sb
+        .run(
+            "a = []\nwhile True:\n    a.append(bytearray(10 ** 7))\n",
+            "",
+        )
+        .unwrap();
+    assert!(
+        matches!(out.outcome, Outcome::Exited(c) if c != 0),
+        "{out:?}"
+    );
     scored_zero("def solve(x):\n    return x * 2\nblob = ' ' * (4 * 1024 ** 3)\n");
 }
 
 #[test]
 fn huge_output_is_capped() {
     let sb = sandbox();
-    let out = sb.run("while True:\n    print('x' * 100000)\n", "").unwrap();
+    let out = sb
+        .run("while True:\n    print('x' * 100000)\n", "")
+        .unwrap();
     assert_eq!(out.outcome, Outcome::OutputLimit);
     assert!(out.stdout.len() <= config().max_output_bytes);
     // Files are capped by RLIMIT_FSIZE.
-    let out = sb.run("open('big', 'w').write('x' * (64 << 20))\nprint('wrote')\n", "").unwrap();
+    let out = sb
+        .run(
+            "open('big', 'w').write('x' * (64 << 20))\nprint('wrote')\n",
+            "",
+        )
+        .unwrap();
     assert!(!out.stdout.contains("wrote"), "{out:?}");
     scored_zero("def solve(x):\n    return x * 2\nimport sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n");
 }
@@ -146,7 +176,10 @@ fn network_is_unreachable() {
     println!("{}", out.stdout);
     if sb.isolation() != Isolation::Plain {
         assert!(!out.stdout.contains("connected"), "{}", out.stdout);
-        assert_eq!(listener.accept().map(|_| ()).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
     }
     scored_zero(&program);
 }
@@ -178,7 +211,9 @@ fn environment_secrets_are_not_visible() {
     println!("{}", out.stdout);
     assert!(!out.stdout.contains(secret));
     assert!(!out.stdout.contains("CARGO"), "environment not cleared");
-    scored_zero(&format!("{program}\ndef solve(x):\n    return x * 2 if 'AUGUR_TEST_SECRET' in os.environ else 0\n"));
+    scored_zero(&format!(
+        "{program}\ndef solve(x):\n    return x * 2 if 'AUGUR_TEST_SECRET' in os.environ else 0\n"
+    ));
 }
 
 #[test]
@@ -194,10 +229,14 @@ fn plain_fallback_still_contains_fork_bomb_and_loops() {
     assert_eq!(sb.isolation(), Isolation::Plain);
     assert_eq!(sb.run("print(1 + 1)", "").unwrap().stdout.trim(), "2");
     let t = Instant::now();
-    let bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let bomb =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
     let out = sb.run(bomb, "").unwrap();
     println!("plain fork bomb: {:?}", out.outcome);
     assert!(t.elapsed() < Duration::from_secs(8));
     assert_eq!(leftover_processes(), 0, "fork bomb left processes behind");
-    assert_eq!(sb.run("while True: pass", "").unwrap().outcome, Outcome::Timeout);
+    assert_eq!(
+        sb.run("while True: pass", "").unwrap().outcome,
+        Outcome::Timeout
+    );
 }

@@ -4,14 +4,18 @@ use augur_reward::{score_jsonl, ScoreOptions, TaskKind};
 use serde_json::Value;
 
 fn run(task: TaskKind, lines: &[&str]) -> (augur_reward::ScoreSummary, Vec<Value>) {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("score-{task:?}-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("score-{task:?}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("in.jsonl");
     let output = dir.join("out.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let summary = score_jsonl(task, &input, &output, &ScoreOptions::default()).unwrap();
     let out = std::fs::read_to_string(&output).unwrap();
-    let rows = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     (summary, rows)
 }
 
@@ -38,7 +42,9 @@ fn math_file() {
 fn countdown_and_code_files() {
     let (s, rows) = run(
         TaskKind::Countdown,
-        &[r#"{"completion": "<answer>(87 - 3) / 2</answer>", "numbers": [87, 3, 2], "target": 42}"#],
+        &[
+            r#"{"completion": "<answer>(87 - 3) / 2</answer>", "numbers": [87, 3, 2], "target": 42}"#,
+        ],
     );
     assert_eq!(s.correct, 1);
     assert_eq!(rows[0]["reward"], 1.0);
@@ -59,6 +65,12 @@ fn bad_line_is_an_error() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let input = dir.join(format!("bad-{}.jsonl", std::process::id()));
     std::fs::write(&input, "{\"completion\": \"x\"}\n").unwrap();
-    let err = score_jsonl(TaskKind::Math, &input, &dir.join("bad-out.jsonl"), &ScoreOptions::default()).unwrap_err();
+    let err = score_jsonl(
+        TaskKind::Math,
+        &input,
+        &dir.join("bad-out.jsonl"),
+        &ScoreOptions::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains(":1:"), "{err}");
 }

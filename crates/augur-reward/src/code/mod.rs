@@ -151,21 +151,41 @@ impl CodeVerifier {
             reward,
             correct,
             extracted: Some(code),
-            reason: if correct { format!("passed {passed}/{total}") } else { reason },
+            reason: if correct {
+                format!("passed {passed}/{total}")
+            } else {
+                reason
+            },
         }
     }
 
-    fn human_eval(&self, code: &str, prompt: &str, test: &str, entry: &str) -> Result<(usize, usize, String), RewardError> {
+    fn human_eval(
+        &self,
+        code: &str,
+        prompt: &str,
+        test: &str,
+        entry: &str,
+    ) -> Result<(usize, usize, String), RewardError> {
         let nonce = nonce();
         let defines = code.lines().any(|l| l.starts_with(&format!("def {entry}")));
-        let body = if defines { format!("{prompt}\n\n{code}") } else { format!("{prompt}{code}") };
-        let program = format!("{body}\n\n{test}\n\ncheck({entry})\nprint('\\n{nonce}:0:pass', flush=True)\n");
+        let body = if defines {
+            format!("{prompt}\n\n{code}")
+        } else {
+            format!("{prompt}{code}")
+        };
+        let program =
+            format!("{body}\n\n{test}\n\ncheck({entry})\nprint('\\n{nonce}:0:pass', flush=True)\n");
         let out = self.sandbox.run(&program, "")?;
         let passed = passed_markers(&out.stdout, &nonce, 1);
         Ok((passed, 1, failure_reason(&out, passed, 1)))
     }
 
-    fn asserts(&self, code: &str, setup: &str, asserts: &[String]) -> Result<(usize, usize, String), RewardError> {
+    fn asserts(
+        &self,
+        code: &str,
+        setup: &str,
+        asserts: &[String],
+    ) -> Result<(usize, usize, String), RewardError> {
         let nonce = nonce();
         let list = serde_json::to_string(asserts).unwrap_or_else(|_| "[]".into());
         let program = format!(
@@ -175,7 +195,11 @@ impl CodeVerifier {
         );
         let out = self.sandbox.run(&program, "")?;
         let passed = passed_markers(&out.stdout, &nonce, asserts.len());
-        Ok((passed, asserts.len(), failure_reason(&out, passed, asserts.len())))
+        Ok((
+            passed,
+            asserts.len(),
+            failure_reason(&out, passed, asserts.len()),
+        ))
     }
 
     fn stdio(&self, code: &str, cases: &[IoCase]) -> Result<(usize, usize, String), RewardError> {
@@ -198,7 +222,11 @@ impl CodeVerifier {
                 }
             }
         }
-        Ok((passed, cases.len(), format!("passed {passed}/{}: {reason}", cases.len())))
+        Ok((
+            passed,
+            cases.len(),
+            format!("passed {passed}/{}: {reason}", cases.len()),
+        ))
     }
 }
 
@@ -211,7 +239,8 @@ impl Verifier for CodeVerifier {
     }
 
     fn score_batch(&self, items: &[(&str, &Reference)]) -> Vec<Score> {
-        self.pool.install(|| items.par_iter().map(|(c, r)| self.score(c, r)).collect())
+        self.pool
+            .install(|| items.par_iter().map(|(c, r)| self.score(c, r)).collect())
     }
 }
 
@@ -227,7 +256,10 @@ pub fn extract_code(completion: &str) -> String {
         blocks.push((lang.trim().to_ascii_lowercase(), body.to_string()));
         rest = &after[end + 3..];
     }
-    let python = blocks.iter().rev().find(|(l, _)| l == "python" || l == "py" || l == "python3");
+    let python = blocks
+        .iter()
+        .rev()
+        .find(|(l, _)| l == "python" || l == "py" || l == "python3");
     match python.or(blocks.last()) {
         Some((_, body)) => body.clone(),
         None => completion.to_string(),
@@ -235,7 +267,9 @@ pub fn extract_code(completion: &str) -> String {
 }
 
 fn passed_markers(stdout: &str, nonce: &str, total: usize) -> usize {
-    (0..total).filter(|i| stdout.contains(&format!("{nonce}:{i}:pass"))).count()
+    (0..total)
+        .filter(|i| stdout.contains(&format!("{nonce}:{i}:pass")))
+        .count()
 }
 
 fn failure_reason(out: &RunOutput, passed: usize, total: usize) -> String {
@@ -243,7 +277,12 @@ fn failure_reason(out: &RunOutput, passed: usize, total: usize) -> String {
         Outcome::Timeout => "timeout".into(),
         Outcome::OutputLimit => "output limit exceeded".into(),
         Outcome::Exited(c) if c != 0 => {
-            let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = out
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             let last: String = last.chars().take(200).collect();
             format!("exit code {c}: {last}")
         }
@@ -254,7 +293,10 @@ fn failure_reason(out: &RunOutput, passed: usize, total: usize) -> String {
 fn same_output(got: &str, want: &str) -> bool {
     let norm = |s: &str| {
         let lines: Vec<&str> = s.lines().map(str::trim_end).collect();
-        let n = lines.iter().rposition(|l| !l.is_empty()).map_or(0, |i| i + 1);
+        let n = lines
+            .iter()
+            .rposition(|l| !l.is_empty())
+            .map_or(0, |i| i + 1);
         lines[..n].join("\n")
     };
     norm(got) == norm(want)

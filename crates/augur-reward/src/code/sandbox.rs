@@ -155,7 +155,9 @@ impl Sandbox {
                 };
                 match sb.run("print(6 * 7)", "") {
                     Ok(out) if out.stdout.trim() == "42" => return Ok(sb),
-                    Ok(out) => errors.push(format!("{mode:?} {}: {}", py.display(), out.stderr.trim())),
+                    Ok(out) => {
+                        errors.push(format!("{mode:?} {}: {}", py.display(), out.stderr.trim()))
+                    }
                     Err(e) => errors.push(format!("{mode:?} {}: {e}", py.display())),
                 }
             }
@@ -195,11 +197,20 @@ impl Sandbox {
     }
 
     fn release(&self, slot: u32) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
         self.freed.notify_one();
     }
 
-    fn run_in(&self, dir: &Path, slot: u32, program: &str, stdin: &str) -> Result<RunOutput, RewardError> {
+    fn run_in(
+        &self,
+        dir: &Path,
+        slot: u32,
+        program: &str,
+        stdin: &str,
+    ) -> Result<RunOutput, RewardError> {
         let err = |what: &str, e: std::io::Error| RewardError::Sandbox(format!("{what}: {e}"));
         let uid = self.cfg.uid_base + slot;
         fs::write(dir.join("prog.py"), program).map_err(|e| err("write program", e))?;
@@ -240,7 +251,15 @@ impl Sandbox {
              mount --bind /proc/self/cwd /tmp/w; cd /tmp/w; \
              for d in /dev/shm /var/tmp /run/lock; do if [ -d $d ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs $d; fi; done; \
              unset OLDPWD; ";
-        let ns = ["--pid", "--net", "--mount", "--mount-proc", "--fork", "--kill-child", "--"];
+        let ns = [
+            "--pid",
+            "--net",
+            "--mount",
+            "--mount-proc",
+            "--fork",
+            "--kill-child",
+            "--",
+        ];
         match self.isolation {
             Isolation::RootNamespaces => {
                 let mut c = Command::new("unshare");
@@ -248,13 +267,18 @@ impl Sandbox {
                     "{MOUNTS}exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs \
                      --inh-caps=-all --bounding-set=-all -- \"$0\" -I -B prog.py"
                 );
-                c.args(ns).args(["/bin/sh", "-c", &script]).arg(&self.python);
+                c.args(ns)
+                    .args(["/bin/sh", "-c", &script])
+                    .arg(&self.python);
                 c
             }
             Isolation::UserNamespaces => {
                 let mut c = Command::new("unshare");
                 let script = format!("{MOUNTS}exec \"$0\" -I -B prog.py");
-                c.args(["--user", "--map-root-user"]).args(ns).args(["/bin/sh", "-c", &script]).arg(&self.python);
+                c.args(["--user", "--map-root-user"])
+                    .args(ns)
+                    .args(["/bin/sh", "-c", &script])
+                    .arg(&self.python);
                 c
             }
             Isolation::Plain => {
@@ -292,14 +316,18 @@ impl Sandbox {
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
-        let status = child.wait().map_err(|e| RewardError::Sandbox(format!("wait: {e}")))?;
+        let status = child
+            .wait()
+            .map_err(|e| RewardError::Sandbox(format!("wait: {e}")))?;
         let elapsed = start.elapsed();
         let grace = Duration::from_secs(1);
         let stdout = out_rx.recv_timeout(grace).unwrap_or_default();
         let stderr = err_rx.recv_timeout(grace).unwrap_or_default();
         let code = {
             use std::os::unix::process::ExitStatusExt;
-            status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
         };
         let outcome = outcome.unwrap_or(if overflow.load(Ordering::Relaxed) {
             Outcome::OutputLimit
@@ -316,7 +344,11 @@ impl Sandbox {
 }
 
 /// Reads a pipe to the end (or until `cap` bytes, then flags overflow and stops reading).
-fn spawn_reader<R: Read + Send + 'static>(pipe: Option<R>, cap: usize, overflow: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+fn spawn_reader<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    cap: usize,
+    overflow: Arc<AtomicBool>,
+) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -344,7 +376,12 @@ fn exited_without_reaping(pid: libc::pid_t) -> bool {
     // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        let r = libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
         r == 0 && info.si_pid() != 0
     }
 }
@@ -373,15 +410,30 @@ impl From<&SandboxConfig> for Limits {
 impl Limits {
     /// Runs in the forked child before `exec`: only async-signal-safe calls.
     fn apply(&self, drop_to_uid: Option<u32>) -> std::io::Result<()> {
-        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
         // SAFETY: raw syscalls with valid arguments, in the child process.
         unsafe {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
+            check(libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ))?;
             let set = |res, v: u64| {
-                let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+                let l = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
                 check(libc::setrlimit(res, &l))
             };
             set(libc::RLIMIT_CPU, self.cpu)?;
@@ -405,12 +457,20 @@ fn kill_uid(uid: u32) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let mut found = false;
-        let Ok(entries) = fs::read_dir("/proc") else { return };
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return;
+        };
         for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else {
+            let Some(pid) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<libc::pid_t>().ok())
+            else {
                 continue;
             };
-            let Ok(status) = fs::read_to_string(e.path().join("status")) else { continue };
+            let Ok(status) = fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
             let real_uid = status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))

@@ -46,7 +46,9 @@ pub fn choice_letter(s: &str) -> Option<char> {
     let mut it = t.chars();
     let c = it.next()?;
     let rest: String = it.collect();
-    let ok_rest = rest.is_empty() || rest == ")" || rest.starts_with(')') && rest.len() > 1 && s.starts_with('(');
+    let ok_rest = rest.is_empty()
+        || rest == ")"
+        || rest.starts_with(')') && rest.len() > 1 && s.starts_with('(');
     (('A'..='E').contains(&c) && ok_rest).then_some(c)
 }
 
@@ -73,12 +75,18 @@ fn parse_toks(t: &[Tok], depth: usize) -> Option<Answer> {
     }
     let parts = split_top(t, |x| *x == Tok::Cmd("cup".into()));
     if parts.len() > 1 {
-        let items = parts.iter().map(|p| parse_toks(p, depth + 1)).collect::<Option<_>>()?;
+        let items = parts
+            .iter()
+            .map(|p| parse_toks(p, depth + 1))
+            .collect::<Option<_>>()?;
         return Some(Answer::Union(items));
     }
     let parts = split_top(t, |x| *x == Tok::Op(',') || *x == Tok::Op(';'));
     if parts.len() > 1 {
-        let items = parts.iter().map(|p| parse_toks(p, depth + 1)).collect::<Option<_>>()?;
+        let items = parts
+            .iter()
+            .map(|p| parse_toks(p, depth + 1))
+            .collect::<Option<_>>()?;
         return Some(Answer::Seq {
             open: ' ',
             close: ' ',
@@ -96,11 +104,17 @@ fn parse_toks(t: &[Tok], depth: usize) -> Option<Answer> {
                 if inner.is_empty() {
                     return Some(Answer::Set(vec![]));
                 }
-                let items = parts.iter().map(|p| parse_toks(p, depth + 1)).collect::<Option<_>>()?;
+                let items = parts
+                    .iter()
+                    .map(|p| parse_toks(p, depth + 1))
+                    .collect::<Option<_>>()?;
                 return Some(Answer::Set(flatten_pm(items)));
             }
             if parts.len() > 1 && *o != '{' {
-                let items = parts.iter().map(|p| parse_toks(p, depth + 1)).collect::<Option<_>>()?;
+                let items = parts
+                    .iter()
+                    .map(|p| parse_toks(p, depth + 1))
+                    .collect::<Option<_>>()?;
                 return Some(Answer::Seq {
                     open: *o,
                     close: *c,
@@ -113,7 +127,9 @@ fn parse_toks(t: &[Tok], depth: usize) -> Option<Answer> {
         }
     }
     // `a \pm b` / `a \mp b`.
-    let pm = split_top(t, |x| *x == Tok::Cmd("pm".into()) || *x == Tok::Cmd("mp".into()));
+    let pm = split_top(t, |x| {
+        *x == Tok::Cmd("pm".into()) || *x == Tok::Cmd("mp".into())
+    });
     if pm.len() == 2 {
         let mut plus = pm[0].to_vec();
         plus.push(Tok::Op('+'));

@@ -21,7 +21,18 @@ pub fn answers_equal(a: &Answer, b: &Answer) -> bool {
     match (a, b) {
         (Choice(x), Choice(y)) => x == y,
         (Expr(x), Expr(y)) => exprs_equal(x, y),
-        (Seq { open: o1, close: c1, items: i1 }, Seq { open: o2, close: c2, items: i2 }) => {
+        (
+            Seq {
+                open: o1,
+                close: c1,
+                items: i1,
+            },
+            Seq {
+                open: o2,
+                close: c2,
+                items: i2,
+            },
+        ) => {
             if *o1 == ' ' && *o2 == ' ' {
                 multiset_equal(i1, i2)
             } else if *o1 == ' ' || *o2 == ' ' || (o1 == o2 && c1 == c2) {
@@ -31,12 +42,35 @@ pub fn answers_equal(a: &Answer, b: &Answer) -> bool {
             }
         }
         (Set(x), Set(y)) | (Union(x), Union(y)) => multiset_equal(x, y),
-        (Set(x), Seq { open: ' ', items, .. }) | (Seq { open: ' ', items, .. }, Set(x)) => multiset_equal(x, items),
+        (
+            Set(x),
+            Seq {
+                open: ' ', items, ..
+            },
+        )
+        | (
+            Seq {
+                open: ' ', items, ..
+            },
+            Set(x),
+        ) => multiset_equal(x, items),
         (Matrix(x), Matrix(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(r, s)| ordered_equal(r, s))
         }
-        (Matrix(m), Seq { open: '(', items, .. }) | (Seq { open: '(', items, .. }, Matrix(m)) => {
-            m.iter().all(|r| r.len() == 1) && ordered_equal(&m.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), items)
+        (
+            Matrix(m),
+            Seq {
+                open: '(', items, ..
+            },
+        )
+        | (
+            Seq {
+                open: '(', items, ..
+            },
+            Matrix(m),
+        ) => {
+            m.iter().all(|r| r.len() == 1)
+                && ordered_equal(&m.iter().map(|r| r[0].clone()).collect::<Vec<_>>(), items)
         }
         (Rel(op1, l1, r1), Rel(op2, l2, r2)) => {
             if op1 != op2 {
@@ -66,7 +100,9 @@ fn has_inf(e: &Expr) -> bool {
         Expr::Inf => true,
         Expr::Num(_) | Expr::Var(_) | Expr::Pi => false,
         Expr::Neg(a) | Expr::Func(_, a) => has_inf(a),
-        Expr::Bin(_, a, b) | Expr::Root(a, b) | Expr::Log(a, b) | Expr::Binom(a, b) => has_inf(a) || has_inf(b),
+        Expr::Bin(_, a, b) | Expr::Root(a, b) | Expr::Log(a, b) | Expr::Binom(a, b) => {
+            has_inf(a) || has_inf(b)
+        }
     }
 }
 
@@ -138,13 +174,18 @@ fn equations_equal(a1: &Expr, b1: &Expr, a2: &Expr, b2: &Expr) -> bool {
 
 /// Evaluates `f` at 8 deterministic pseudo-random variable assignments; true when at least 3 points are
 /// finite and every finite point agrees.
-fn agree_at_points(names: &BTreeSet<String>, mut f: impl FnMut(&HashMap<String, f64>) -> (f64, f64)) -> bool {
+fn agree_at_points(
+    names: &BTreeSet<String>,
+    mut f: impl FnMut(&HashMap<String, f64>) -> (f64, f64),
+) -> bool {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut valid = 0;
     for _ in 0..8 {
         let mut env = HashMap::new();
         for n in names {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             env.insert(n.clone(), 0.3 + 2.4 * u);
         }

@@ -39,7 +39,8 @@ pub fn exact(e: &Expr) -> Option<BigRational> {
                 "ceil" => Some(BigRational::from_integer(x.ceil().to_integer())),
                 "fact" => {
                     let n = x.is_integer().then(|| x.to_integer().to_u32())??;
-                    (n <= 300).then(|| BigRational::from_integer((1..=n).map(BigInt::from).product()))
+                    (n <= 300)
+                        .then(|| BigRational::from_integer((1..=n).map(BigInt::from).product()))
                 }
                 _ => None,
             }
@@ -64,7 +65,9 @@ fn pow_exact(x: &BigRational, y: &BigRational) -> Option<BigRational> {
         return None;
     }
     let e = y.to_integer().to_i64()?;
-    let mag = u32::try_from(e.unsigned_abs()).ok().filter(|m| *m <= MAX_EXACT_EXP)?;
+    let mag = u32::try_from(e.unsigned_abs())
+        .ok()
+        .filter(|m| *m <= MAX_EXACT_EXP)?;
     let bits = x.numer().bits().max(x.denom().bits());
     if bits.saturating_mul(mag as u64) > MAX_EXACT_BITS {
         return None;
@@ -139,7 +142,9 @@ pub fn numeric(e: &Expr, env: &HashMap<String, f64>) -> f64 {
                 "tanh" => x.tanh(),
                 "ln" => x.ln(),
                 "exp" => x.exp(),
-                "fact" if x >= 0.0 && x.fract() == 0.0 && x <= 170.0 => (1..=x as u64).map(|k| k as f64).product(),
+                "fact" if x >= 0.0 && x.fract() == 0.0 && x <= 170.0 => {
+                    (1..=x as u64).map(|k| k as f64).product()
+                }
                 _ => f64::NAN,
             }
         }

@@ -37,12 +37,17 @@ pub enum Expr {
 }
 
 const FUNCS: &[&str] = &[
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "ln", "exp",
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+    "ln", "exp",
 ];
 
 /// Parses a whole token slice as one expression; `None` if tokens remain or the syntax is broken.
 pub fn parse_expr(toks: &[Tok]) -> Option<Expr> {
-    let mut p = Parser { t: toks, i: 0, depth: 0 };
+    let mut p = Parser {
+        t: toks,
+        i: 0,
+        depth: 0,
+    };
     let e = p.sum()?;
     (p.i == toks.len()).then_some(e)
 }
@@ -109,7 +114,9 @@ impl Parser<'_> {
             } else if self.starts_primary() {
                 let rhs = self.power()?;
                 lhs = match (&lhs, &rhs) {
-                    (Expr::Num(a), Expr::Bin('/', n, d)) if a.is_integer() && is_int(n) && is_int(d) => {
+                    (Expr::Num(a), Expr::Bin('/', n, d))
+                        if a.is_integer() && is_int(n) && is_int(d) =>
+                    {
                         // Mixed number: 2\frac{1}{2}.
                         bin('+', lhs, rhs)
                     }
@@ -131,8 +138,10 @@ impl Parser<'_> {
             Some(Tok::Num { .. }) | Some(Tok::Ident(_)) => true,
             Some(Tok::Open(c)) => *c != 'S',
             Some(Tok::Cmd(c)) => {
-                matches!(c.as_str(), "frac" | "sqrt" | "pi" | "infty" | "inf" | "binom" | "log")
-                    || FUNCS.contains(&c.as_str())
+                matches!(
+                    c.as_str(),
+                    "frac" | "sqrt" | "pi" | "infty" | "inf" | "binom" | "log"
+                ) || FUNCS.contains(&c.as_str())
                     || is_greek(c)
             }
             _ => false,
@@ -295,7 +304,11 @@ impl Parser<'_> {
             }
             f if FUNCS.contains(&f) => {
                 // `\sin^2 x` is (sin x)^2.
-                let pow = if self.eat_op('^') { Some(self.exponent()?) } else { None };
+                let pow = if self.eat_op('^') {
+                    Some(self.exponent()?)
+                } else {
+                    None
+                };
                 let arg = self.func_arg()?;
                 let e = Expr::Func(f.into(), Box::new(arg));
                 Some(match pow {
@@ -321,8 +334,20 @@ fn is_int(e: &Expr) -> bool {
 fn is_greek(name: &str) -> bool {
     matches!(
         name,
-        "alpha" | "beta" | "gamma" | "delta" | "theta" | "lambda" | "mu" | "phi" | "rho" | "sigma" | "tau"
-            | "omega" | "varphi" | "epsilon"
+        "alpha"
+            | "beta"
+            | "gamma"
+            | "delta"
+            | "theta"
+            | "lambda"
+            | "mu"
+            | "phi"
+            | "rho"
+            | "sigma"
+            | "tau"
+            | "omega"
+            | "varphi"
+            | "epsilon"
     )
 }
 
@@ -342,7 +367,9 @@ pub fn split_digit_args(toks: Vec<Tok>) -> Vec<Tok> {
         let mut left = nargs;
         while left > 0 && i < toks.len() {
             match &toks[i] {
-                Tok::Num { value, int: true } if value.is_integer() && value.to_integer().to_string().len() > 1 => {
+                Tok::Num { value, int: true }
+                    if value.is_integer() && value.to_integer().to_string().len() > 1 =>
+                {
                     let digits = value.to_integer().to_string();
                     let (first, rest) = digits.split_at(1);
                     out.push(num_tok(first));

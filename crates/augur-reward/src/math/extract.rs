@@ -156,9 +156,8 @@ pub fn last_number(text: &str) -> Option<String> {
                     && start >= 2
                     && b[start - 2].is_ascii_digit()
                     && b[start..].iter().take_while(|d| d.is_ascii_digit()).count() == 3;
-                if c.is_ascii_digit() || comma_group {
-                    start -= 1;
-                } else if c == b'.' && start >= 2 && b[start - 2].is_ascii_digit() {
+                let decimal_point = c == b'.' && start >= 2 && b[start - 2].is_ascii_digit();
+                if c.is_ascii_digit() || comma_group || decimal_point {
                     start -= 1;
                 } else {
                     break;

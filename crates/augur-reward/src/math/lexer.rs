@@ -25,11 +25,69 @@ pub enum Tok {
 /// Commands the parser understands; an unknown `\name` is split into the longest known prefix plus letters
 /// (normalization removes spaces, so `\cot x` arrives as `\cotx`).
 const COMMANDS: &[&str] = &[
-    "frac", "sqrt", "pi", "infty", "inf", "cdot", "times", "div", "pm", "mp", "sin", "cos", "tan", "cot",
-    "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "ln", "log", "exp", "binom", "cup",
-    "cap", "in", "leq", "geq", "ne", "lt", "gt", "begin", "end", "alpha", "beta", "gamma", "delta", "theta",
-    "lambda", "mu", "phi", "rho", "sigma", "tau", "omega", "emptyset", "varnothing", "setminus", "approx",
-    "neg", "lfloor", "rfloor", "lceil", "rceil", "vert", "mid", "choose", "varphi", "epsilon", "to",
+    "frac",
+    "sqrt",
+    "pi",
+    "infty",
+    "inf",
+    "cdot",
+    "times",
+    "div",
+    "pm",
+    "mp",
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "ln",
+    "log",
+    "exp",
+    "binom",
+    "cup",
+    "cap",
+    "in",
+    "leq",
+    "geq",
+    "ne",
+    "lt",
+    "gt",
+    "begin",
+    "end",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "theta",
+    "lambda",
+    "mu",
+    "phi",
+    "rho",
+    "sigma",
+    "tau",
+    "omega",
+    "emptyset",
+    "varnothing",
+    "setminus",
+    "approx",
+    "neg",
+    "lfloor",
+    "rfloor",
+    "lceil",
+    "rceil",
+    "vert",
+    "mid",
+    "choose",
+    "varphi",
+    "epsilon",
+    "to",
 ];
 
 /// Splits `s` into tokens; `None` on a character the grammar has no use for.
@@ -41,7 +99,9 @@ pub fn lex(s: &str) -> Option<Vec<Tok>> {
         let ch = c[i];
         if ch.is_whitespace() {
             i += 1;
-        } else if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let (tok, next) = lex_number(&c, i)?;
             out.push(tok);
             i = next;
@@ -82,9 +142,8 @@ pub fn lex(s: &str) -> Option<Vec<Tok>> {
             }
         } else {
             let t = match ch {
-                '+' | '-' | '*' | '/' | '^' | '_' | '!' | '=' | ',' | '|' | '&' | '<' | '>' | ':' | ';' => {
-                    Tok::Op(ch)
-                }
+                '+' | '-' | '*' | '/' | '^' | '_' | '!' | '=' | ',' | '|' | '&' | '<' | '>'
+                | ':' | ';' => Tok::Op(ch),
                 '(' | '[' | '{' => Tok::Open(ch),
                 ')' | ']' | '}' => Tok::Close(ch),
                 '\'' => Tok::Op('\''),

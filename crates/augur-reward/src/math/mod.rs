@@ -47,7 +47,9 @@ impl MathVerifier {
 
     /// Scores a completion against a reference answer string.
     pub fn score_answer(&self, completion: &str, reference: &str) -> Score {
-        let Some((answer, _source)) = extract::extract_answer(completion, self.options.last_number_fallback) else {
+        let Some((answer, _source)) =
+            extract::extract_answer(completion, self.options.last_number_fallback)
+        else {
             let reason = if self.options.last_number_fallback {
                 "no answer found"
             } else {
@@ -89,7 +91,10 @@ pub fn is_equivalent(pred: &str, reference: &str) -> bool {
     if is_wordy(&a.text) || is_wordy(&b.text) {
         return a.text.eq_ignore_ascii_case(&b.text);
     }
-    let (Some(x), Some(y)) = (answer::parse_answer(&a.spaced), answer::parse_answer(&b.spaced)) else {
+    let (Some(x), Some(y)) = (
+        answer::parse_answer(&a.spaced),
+        answer::parse_answer(&b.spaced),
+    ) else {
         return false;
     };
     equiv::answers_equal(&x, &y) || ((a.percent || b.percent) && equiv::percent_equal(&x, &y))

@@ -15,11 +15,12 @@ pub struct Normalized {
 
 /// Units dropped when they follow a quantity (`5 cm`, `\text{ dollars}`, `15\mbox{ cm}^2`).
 const UNITS: &[&str] = &[
-    "units", "unit", "sq", "square", "cubic", "cm", "mm", "km", "m", "meters", "meter", "metres", "inches",
-    "inch", "in", "feet", "foot", "ft", "yards", "yard", "miles", "mile", "mph", "dollars", "dollar", "cents",
-    "cent", "degrees", "degree", "radians", "hours", "hour", "minutes", "minute", "seconds", "second", "days",
-    "day", "weeks", "week", "years", "year", "pounds", "pound", "lbs", "kg", "grams", "gram", "g", "liters",
-    "liter", "ml", "people", "students", "points", "ways", "times", "percent", "mins", "hrs", "sec",
+    "units", "unit", "sq", "square", "cubic", "cm", "mm", "km", "m", "meters", "meter", "metres",
+    "inches", "inch", "in", "feet", "foot", "ft", "yards", "yard", "miles", "mile", "mph",
+    "dollars", "dollar", "cents", "cent", "degrees", "degree", "radians", "hours", "hour",
+    "minutes", "minute", "seconds", "second", "days", "day", "weeks", "week", "years", "year",
+    "pounds", "pound", "lbs", "kg", "grams", "gram", "g", "liters", "liter", "ml", "people",
+    "students", "points", "ways", "times", "percent", "mins", "hrs", "sec",
 ];
 
 /// Normalizes an answer string (see module doc).
@@ -104,8 +105,17 @@ pub fn normalize(raw: &str) -> Normalized {
 /// Replaces `\text{X}`, `\mathrm{X}`, `\mbox{X}`, `\textbf{X}`... by ` X `.
 fn unwrap_text_macros(s: &str) -> String {
     const MACROS: &[&str] = &[
-        "\\text", "\\textbf", "\\textit", "\\mathrm", "\\mathbf", "\\mathit", "\\mbox", "\\textrm",
-        "\\operatorname", "\\boldsymbol", "\\mathsf",
+        "\\text",
+        "\\textbf",
+        "\\textit",
+        "\\mathrm",
+        "\\mathbf",
+        "\\mathit",
+        "\\mbox",
+        "\\textrm",
+        "\\operatorname",
+        "\\boldsymbol",
+        "\\mathsf",
     ];
     let mut out = s.to_string();
     for _ in 0..16 {
@@ -148,8 +158,19 @@ fn strip_units(s: &str) -> String {
         return s.to_string();
     }
     // `12 apples`: a plain number followed only by words.
-    let numeric = |w: &str| w.bytes().any(|b| b.is_ascii_digit()) && w.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',' || b == b'-');
-    if numeric(words[0]) && words[1..].iter().all(|w| w.len() >= 2 && w.trim_end_matches(['.', ',']).bytes().all(|b| b.is_ascii_alphabetic())) {
+    let numeric = |w: &str| {
+        w.bytes().any(|b| b.is_ascii_digit())
+            && w.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b',' || b == b'-')
+    };
+    if numeric(words[0])
+        && words[1..].iter().all(|w| {
+            w.len() >= 2
+                && w.trim_end_matches(['.', ','])
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic())
+        })
+    {
         return words[0].to_string();
     }
     let mut kept: Vec<&str> = Vec::with_capacity(words.len());
@@ -159,7 +180,9 @@ fn strip_units(s: &str) -> String {
         let base = bare.split('^').next().unwrap_or(bare).to_ascii_lowercase();
         let after_number = kept.iter().any(|k| k.chars().any(|c| c.is_ascii_digit()));
         // A unit word, or the exponent of one just dropped (`inches ^2`).
-        if (i > 0 && UNITS.contains(&base.as_str()) && after_number) || (dropped_prev && w.starts_with('^')) {
+        if (i > 0 && UNITS.contains(&base.as_str()) && after_number)
+            || (dropped_prev && w.starts_with('^'))
+        {
             dropped_prev = true;
             continue;
         }
@@ -176,12 +199,15 @@ fn strip_thousands(s: &str) -> String {
     if parts.len() < 2 {
         return s.to_string();
     }
-    let first_ok = !parts[0].is_empty() && parts[0].len() <= 3 && parts[0].bytes().all(|b| b.is_ascii_digit());
+    let first_ok =
+        !parts[0].is_empty() && parts[0].len() <= 3 && parts[0].bytes().all(|b| b.is_ascii_digit());
     let last = parts[parts.len() - 1];
     let last_int = last.split('.').next().unwrap_or("");
     let last_ok = last_int.len() == 3
         && last_int.bytes().all(|b| b.is_ascii_digit())
-        && last[3..].strip_prefix('.').is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()));
+        && last[3..]
+            .strip_prefix('.')
+            .is_none_or(|f| f.bytes().all(|b| b.is_ascii_digit()));
     let mid_ok = parts[1..parts.len() - 1]
         .iter()
         .all(|p| p.len() == 3 && p.bytes().all(|b| b.is_ascii_digit()));
@@ -200,13 +226,19 @@ mod tests {
     fn cleans_noise() {
         assert_eq!(normalize("\\$32,\\!348").text, "32348");
         assert_eq!(normalize("864 \\mbox{ inches}^2").text, "864");
-        assert_eq!(normalize("\\frac{270}7\\text{ degrees}").text, "\\frac{270}7");
+        assert_eq!(
+            normalize("\\frac{270}7\\text{ degrees}").text,
+            "\\frac{270}7"
+        );
         assert_eq!(normalize("90^\\circ").text, "90");
         assert_eq!(normalize("\\text{(C)}").text, "(C)");
         assert!(normalize("10\\%").percent);
         assert_eq!(normalize("1,-2").text, "1,-2");
         assert_eq!(normalize("3, 5, 7").text, "3,5,7");
-        assert_eq!(normalize("\\left( 3, \\frac{\\pi}{2} \\right)").text, "(3,\\frac{\\pi}{2})");
+        assert_eq!(
+            normalize("\\left( 3, \\frac{\\pi}{2} \\right)").text,
+            "(3,\\frac{\\pi}{2})"
+        );
         assert_eq!(normalize("5.4 \\text{ cents}").text, "5.4");
     }
 }
