@@ -5,12 +5,18 @@ use augur_sampler::{Method, Outcome, SamplerConfig};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(1_000_000);
     let b = args.get(1).copied().unwrap_or(256);
     let iters = args.get(2).copied().unwrap_or(20);
     let k = 8u32;
-    println!("candidates = {n}, B = {b}, k = {k}, rayon threads = {}", rayon::current_num_threads());
+    println!(
+        "candidates = {n}, B = {b}, k = {k}, rayon threads = {}",
+        rayon::current_num_threads()
+    );
     let pool: Vec<u32> = (0..n as u32).collect();
     for (label, method, seen) in [
         ("uniform", Method::Uniform, false),
@@ -24,7 +30,10 @@ fn main() {
         if seen {
             // Every prompt observed once, so no prior short-cuts apply.
             for chunk in pool.chunks(100_000) {
-                let outs: Vec<Outcome> = chunk.iter().map(|&i| Outcome::new(i, i % (k + 1), k)).collect();
+                let outs: Vec<Outcome> = chunk
+                    .iter()
+                    .map(|&i| Outcome::new(i, i % (k + 1), k))
+                    .collect();
                 s.observe(&outs).expect("observe");
             }
         }

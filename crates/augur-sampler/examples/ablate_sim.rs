@@ -20,7 +20,10 @@ fn main() {
         .map(str::to_string)
         .collect();
     let seeds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let out = args.get(3).cloned().unwrap_or_else(|| "target/ablate_sim".into());
+    let out = args
+        .get(3)
+        .cloned()
+        .unwrap_or_else(|| "target/ablate_sim".into());
     match run_simulated_ablation(&cfg, &methods, seeds, out.as_ref()) {
         Ok(r) => println!("{}\nwritten to {out}", r.markdown),
         Err(e) => fail(&e.to_string()),

@@ -15,7 +15,11 @@ fn main() {
             ..SamplerConfig::for_method(m)
         };
         let mut sampler = cfg.build()?;
-        serve(stdin().lock(), BufWriter::new(stdout().lock()), &mut sampler)
+        serve(
+            stdin().lock(),
+            BufWriter::new(stdout().lock()),
+            &mut sampler,
+        )
     });
     if let Err(e) = result {
         eprintln!("sampler_server: {e}");

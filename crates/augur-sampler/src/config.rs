@@ -14,12 +14,14 @@
 //! ```
 
 use crate::acquisition::{
-    Acquisition, Band, Cvar, Greso, GresoConfig, HistoryReject, PointEstimate, Risk, Target, TopPartial,
-    TopVariance, Uniform,
+    Acquisition, Band, Cvar, Greso, GresoConfig, HistoryReject, PointEstimate, Risk, Target,
+    TopPartial, TopVariance, Uniform,
 };
 use crate::ds::DsConfig;
 use crate::error::{Result, SamplerError};
-use crate::predictor::{BetaConfig, BetaPredictor, DpsConfig, DpsPredictor, NonePredictor, Predictor};
+use crate::predictor::{
+    BetaConfig, BetaPredictor, DpsConfig, DpsPredictor, NonePredictor, Predictor,
+};
 use crate::sampler::Sampler;
 use serde::{Deserialize, Serialize};
 
@@ -225,17 +227,29 @@ pub fn build_acquisition(cfg: &AcquisitionConfig) -> Result<Box<dyn Acquisition>
     Ok(match cfg.clone() {
         AcquisitionConfig::Uniform => Box::new(Uniform),
         AcquisitionConfig::Target { gamma, estimate } => Box::new(Target { gamma, estimate }),
-        AcquisitionConfig::Band { low, high, estimate } => {
+        AcquisitionConfig::Band {
+            low,
+            high,
+            estimate,
+        } => {
             if low > high {
-                return Err(SamplerError::InvalidConfig(format!("band low {low} > high {high}")));
+                return Err(SamplerError::InvalidConfig(format!(
+                    "band low {low} > high {high}"
+                )));
             }
-            Box::new(Band { low, high, estimate })
+            Box::new(Band {
+                low,
+                high,
+                estimate,
+            })
         }
         AcquisitionConfig::Variance { estimate } => Box::new(TopVariance { estimate }),
         AcquisitionConfig::Partial => Box::new(TopPartial),
         AcquisitionConfig::Cvar { alpha } => {
             if !(alpha > 0.0 && alpha <= 1.0) {
-                return Err(SamplerError::InvalidConfig(format!("cvar alpha {alpha} not in (0, 1]")));
+                return Err(SamplerError::InvalidConfig(format!(
+                    "cvar alpha {alpha} not in (0, 1]"
+                )));
             }
             Box::new(Cvar { alpha })
         }

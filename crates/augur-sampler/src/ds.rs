@@ -55,7 +55,9 @@ impl DynamicSampling {
     /// Builds the driver; `max_rounds` must be at least 1.
     pub fn new(cfg: DsConfig, seed: u64) -> Result<Self> {
         if cfg.max_rounds == 0 || cfg.gen_batch == Some(0) {
-            return Err(SamplerError::InvalidConfig(format!("ds: bad config {cfg:?}")));
+            return Err(SamplerError::InvalidConfig(format!(
+                "ds: bad config {cfg:?}"
+            )));
         }
         Ok(DynamicSampling {
             cfg,
@@ -110,7 +112,11 @@ impl DynamicSampling {
             step: self.step,
             rollouts,
             rollouts_cumulative: self.rollouts_cumulative,
-            effective_ratio: if rolled.is_empty() { 0.0 } else { eff as f64 / rolled.len() as f64 },
+            effective_ratio: if rolled.is_empty() {
+                0.0
+            } else {
+                eff as f64 / rolled.len() as f64
+            },
             spearman: None,
             brier: None,
             update_us: 0,
@@ -135,15 +141,31 @@ mod tests {
         let cands: Vec<u32> = (0..100).collect();
         // Even ids are partial, odd ids all-wrong: each round of 10 keeps ~5.
         let r = ds
-            .step(&cands, 10, |ids| Ok(ids.iter().map(|&i| Outcome::new(i, (i % 2 == 0) as u32, 4)).collect()))
+            .step(&cands, 10, |ids| {
+                Ok(ids
+                    .iter()
+                    .map(|&i| Outcome::new(i, (i % 2 == 0) as u32, 4))
+                    .collect())
+            })
             .unwrap();
         assert_eq!(r.kept.len(), 10);
         assert!(r.kept.iter().all(|o| o.id % 2 == 0));
         assert!(r.rounds >= 2);
         assert_eq!(r.telemetry.rollouts, 4 * r.rolled.len() as u64);
         // Nothing effective: stops after max_rounds with nothing kept.
-        let mut ds = DynamicSampling::new(DsConfig { max_rounds: 3, gen_batch: None }, 0).unwrap();
-        let r = ds.step(&cands, 10, |ids| Ok(ids.iter().map(|&i| Outcome::new(i, 0, 4)).collect())).unwrap();
+        let mut ds = DynamicSampling::new(
+            DsConfig {
+                max_rounds: 3,
+                gen_batch: None,
+            },
+            0,
+        )
+        .unwrap();
+        let r = ds
+            .step(&cands, 10, |ids| {
+                Ok(ids.iter().map(|&i| Outcome::new(i, 0, 4)).collect())
+            })
+            .unwrap();
         assert_eq!((r.kept.len(), r.rounds, r.rolled.len()), (0, 3, 30));
         // A callback returning the wrong count is an error, not a panic.
         assert!(ds.step(&cands, 10, |_| Ok(vec![])).is_err());

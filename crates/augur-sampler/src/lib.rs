@@ -35,7 +35,9 @@ pub mod sim;
 mod telemetry;
 mod topk;
 
-pub use config::{build_acquisition, build_predictor, AcquisitionConfig, Method, PredictorConfig, SamplerConfig};
+pub use config::{
+    build_acquisition, build_predictor, AcquisitionConfig, Method, PredictorConfig, SamplerConfig,
+};
 pub use ds::{DsConfig, DsStep, DynamicSampling};
 pub use error::{Result, SamplerError};
 pub use outcome::{validate_batch, Outcome, SolveState, MAX_PROMPT_ID};

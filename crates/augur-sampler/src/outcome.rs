@@ -106,7 +106,9 @@ pub fn validate_batch(outcomes: &[Outcome]) -> Result<()> {
 /// Rejects candidate lists with out-of-range ids; duplicates are allowed (they are just scored twice).
 pub fn validate_candidates(candidates: &[u32], b: usize) -> Result<()> {
     if b == 0 {
-        return Err(SamplerError::InvalidArgument("batch size B must be >= 1".into()));
+        return Err(SamplerError::InvalidArgument(
+            "batch size B must be >= 1".into(),
+        ));
     }
     if b > candidates.len() {
         return Err(SamplerError::InvalidArgument(format!(

@@ -83,7 +83,8 @@ struct StateReq {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| SamplerError::InvalidArgument(format!("bad request: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| SamplerError::InvalidArgument(format!("bad request: {e}")))
 }
 
 fn dispatch(sampler: &mut Sampler, op: &str, v: Value) -> Result<Value> {
@@ -143,11 +144,21 @@ fn dispatch(sampler: &mut Sampler, op: &str, v: Value) -> Result<Value> {
 fn handle(sampler: &mut Sampler, line: &str) -> (Result<Value>, Option<Value>) {
     let v: Value = match serde_json::from_str(line) {
         Ok(v) => v,
-        Err(e) => return (Err(SamplerError::InvalidArgument(format!("bad json: {e}"))), None),
+        Err(e) => {
+            return (
+                Err(SamplerError::InvalidArgument(format!("bad json: {e}"))),
+                None,
+            )
+        }
     };
     let head: Head = match serde_json::from_value(v.clone()) {
         Ok(h) => h,
-        Err(e) => return (Err(SamplerError::InvalidArgument(format!("bad request: {e}"))), None),
+        Err(e) => {
+            return (
+                Err(SamplerError::InvalidArgument(format!("bad request: {e}"))),
+                None,
+            )
+        }
     };
     (dispatch(sampler, &head.op, v), head.seq)
 }

@@ -110,7 +110,10 @@ mod tests {
             let m = a / (a + b);
             let v = a * b / ((a + b).powi(2) * (a + b + 1.0));
             assert!((mean - m).abs() < 0.01, "mean {mean} vs {m} for ({a},{b})");
-            assert!((var - v).abs() < 0.1 * v + 1e-3, "var {var} vs {v} for ({a},{b})");
+            assert!(
+                (var - v).abs() < 0.1 * v + 1e-3,
+                "var {var} vs {v} for ({a},{b})"
+            );
             assert!(xs.iter().all(|x| (0.0..=1.0).contains(x)));
         }
     }

@@ -132,7 +132,9 @@ impl Sampler {
             .iter()
             .map(|&p| candidates.get(p).copied())
             .collect::<Option<_>>()
-            .ok_or_else(|| SamplerError::InvalidState("acquisition returned a bad position".into()))?;
+            .ok_or_else(|| {
+                SamplerError::InvalidState("acquisition returned a bad position".into())
+            })?;
         let mut sorted = ids.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -183,7 +185,11 @@ impl Sampler {
             step: self.step,
             rollouts,
             rollouts_cumulative: self.rollouts_cumulative,
-            effective_ratio: if outcomes.is_empty() { 0.0 } else { eff as f64 / outcomes.len() as f64 },
+            effective_ratio: if outcomes.is_empty() {
+                0.0
+            } else {
+                eff as f64 / outcomes.len() as f64
+            },
             spearman: spearman(&pred, &obs),
             brier: brier(&pred, &obs),
             update_us,
@@ -215,7 +221,9 @@ impl Sampler {
                 st.version
             )));
         }
-        if st.predictor_name != self.predictor.name() || st.acquisition_name != self.acquisition.name() {
+        if st.predictor_name != self.predictor.name()
+            || st.acquisition_name != self.acquisition.name()
+        {
             return Err(SamplerError::InvalidState(format!(
                 "state is for {}+{}, sampler is {}",
                 st.predictor_name,

@@ -71,7 +71,13 @@ pub fn brier(pred: &[f64], obs: &[f64]) -> Option<f64> {
     if pred.is_empty() || pred.len() != obs.len() {
         return None;
     }
-    Some(pred.iter().zip(obs).map(|(p, o)| (p - o) * (p - o)).sum::<f64>() / pred.len() as f64)
+    Some(
+        pred.iter()
+            .zip(obs)
+            .map(|(p, o)| (p - o) * (p - o))
+            .sum::<f64>()
+            / pred.len() as f64,
+    )
 }
 
 #[cfg(test)]
@@ -84,7 +90,9 @@ mod tests {
         assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]).unwrap() - 1.0).abs() < 1e-12);
         assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
         // x ranks 1..4, y ranks (1,3,2,4): d² = 0+1+1+0 = 2 → ρ = 1 − 6·2/(4·15) = 0.8.
-        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]).unwrap() - 0.8).abs() < 1e-12);
+        assert!(
+            (spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]).unwrap() - 0.8).abs() < 1e-12
+        );
         assert_eq!(spearman(&[1.0, 1.0], &[0.0, 1.0]), None);
         assert_eq!(spearman(&[1.0], &[1.0]), None);
         assert!((brier(&[0.5, 1.0], &[0.0, 1.0]).unwrap() - 0.125).abs() < 1e-12);

@@ -47,11 +47,16 @@ where
         chunk_best(0)
     } else {
         let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
-        starts.par_iter().flat_map_iter(|&s| chunk_best(s)).collect()
+        starts
+            .par_iter()
+            .flat_map_iter(|&s| chunk_best(s))
+            .collect()
     };
     keep_smallest(&mut keys, b);
     keys.sort_unstable();
-    keys.into_iter().map(|k| (k & 0xFFFF_FFFF) as usize).collect()
+    keys.into_iter()
+        .map(|k| (k & 0xFFFF_FFFF) as usize)
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,10 +26,12 @@ fn sampler_config_from_toml() {
     assert_eq!(c.build().unwrap().name(), "beta+risk");
     assert!(toml::from_str::<SamplerConfig>("methd = \"dps\"").is_err());
     assert!(toml::from_str::<SamplerConfig>("[acquisition]\nkind = \"risk\"\nkapa = 1.0").is_err());
-    assert!(toml::from_str::<SamplerConfig>("[predictor]\nkind = \"beta\"\nlambda = 2.0")
-        .unwrap()
-        .build()
-        .is_err());
+    assert!(
+        toml::from_str::<SamplerConfig>("[predictor]\nkind = \"beta\"\nlambda = 2.0")
+            .unwrap()
+            .build()
+            .is_err()
+    );
     assert!(SamplerConfig::for_method(Method::Ds).build().is_err());
     assert!("bogus".parse::<Method>().is_err());
 }
@@ -51,10 +53,12 @@ fn ablation_writes_csv_markdown_and_plots() {
     .unwrap();
     assert!(toml::from_str::<AblationConfig>("[sim]\nsteps = 3\nbogus = 1").is_err());
     let dir = tempfile::tempdir().unwrap();
-    let methods: Vec<String> = ["uniform", "ds", "hr", "greso", "mopps", "dps", "dps_risk", "oracle"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let methods: Vec<String> = [
+        "uniform", "ds", "hr", "greso", "mopps", "dps", "dps_risk", "oracle",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let r = run_simulated_ablation(&cfg, &methods, 2, dir.path()).unwrap();
     assert_eq!(r.summaries.len(), methods.len());
     assert_eq!(r.runs.len(), 2 * methods.len());

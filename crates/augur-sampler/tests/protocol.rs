@@ -8,7 +8,11 @@ fn run(method: Method, lines: &[Value]) -> Vec<Value> {
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let mut out = Vec::new();
     serve(input.as_bytes(), &mut out, &mut s).unwrap();
-    String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -35,7 +39,10 @@ fn select_observe_save_load_round_trip() {
     // Loading the saved state into a fresh server reproduces the next selection exactly.
     let second = run(
         Method::Dps,
-        &[json!({"op": "load", "state": state}), json!({"op": "select", "candidates": cands, "b": 4})],
+        &[
+            json!({"op": "load", "state": state}),
+            json!({"op": "select", "candidates": cands, "b": 4}),
+        ],
     );
     assert_eq!(second[0]["ok"], true, "{}", second[0]);
     assert_eq!(second[1]["ids"], first[3]["ids"]);

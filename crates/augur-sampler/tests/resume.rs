@@ -2,9 +2,14 @@
 //! makes exactly the same choices as the one that kept running.
 
 use augur_sampler::sim::{SimConfig, SimLearner};
-use augur_sampler::{AcquisitionConfig, DsConfig, DynamicSampling, Method, Sampler, SamplerConfig, SamplerState};
+use augur_sampler::{
+    AcquisitionConfig, DsConfig, DynamicSampling, Method, Sampler, SamplerConfig, SamplerState,
+};
 
-fn drive(s: &mut Sampler, l: &mut SimLearner, steps: usize) -> Vec<(Vec<u32>, Vec<f32>, f64, Option<f64>)> {
+/// Per step: chosen ids, their predictions, effective ratio, Brier score.
+type Trace = (Vec<u32>, Vec<f32>, f64, Option<f64>);
+
+fn drive(s: &mut Sampler, l: &mut SimLearner, steps: usize) -> Vec<Trace> {
     let pool: Vec<u32> = (0..l.len() as u32).collect();
     (0..steps)
         .map(|_| {
@@ -38,7 +43,13 @@ fn check(cfg: SamplerConfig) {
 
 #[test]
 fn every_method_resumes_exactly() {
-    for m in [Method::Uniform, Method::Hr, Method::Greso, Method::Mopps, Method::Dps] {
+    for m in [
+        Method::Uniform,
+        Method::Hr,
+        Method::Greso,
+        Method::Mopps,
+        Method::Dps,
+    ] {
         check(SamplerConfig {
             seed: 11,
             ..SamplerConfig::for_method(m)
@@ -89,7 +100,10 @@ fn ds_resumes_exactly() {
         let a = ds.step(&pool, 16, |ids| l.rollout(ids)).unwrap();
         let b = ds2.step(&pool, 16, |ids| l2.rollout(ids)).unwrap();
         assert_eq!(a.kept, b.kept);
-        assert_eq!(a.telemetry.rollouts_cumulative, b.telemetry.rollouts_cumulative);
+        assert_eq!(
+            a.telemetry.rollouts_cumulative,
+            b.telemetry.rollouts_cumulative
+        );
         l.train(&a.kept);
         l2.train(&b.kept);
     }

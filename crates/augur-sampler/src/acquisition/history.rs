@@ -31,14 +31,27 @@ impl Acquisition for HistoryReject {
     fn needs(&self) -> Vec<Quantity> {
         Vec::new()
     }
-    fn select(&mut self, c: &[u32], b: usize, _: &Scores, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        _: &Scores,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let is_solved = |id: u32| self.solved.get(id as usize).copied().unwrap_or(0) == 1;
         let (keep, drop): (Vec<usize>, Vec<usize>) = (0..c.len()).partition(|&p| !is_solved(c[p]));
         if keep.len() >= b {
-            return Ok(index::sample(rng, keep.len(), b).into_iter().map(|j| keep[j]).collect());
+            return Ok(index::sample(rng, keep.len(), b)
+                .into_iter()
+                .map(|j| keep[j])
+                .collect());
         }
         let fill = index::sample(rng, drop.len(), b - keep.len());
-        Ok(keep.iter().copied().chain(fill.into_iter().map(|j| drop[j])).collect())
+        Ok(keep
+            .iter()
+            .copied()
+            .chain(fill.into_iter().map(|j| drop[j]))
+            .collect())
     }
     fn observe(&mut self, outcomes: &[Outcome]) -> Result<()> {
         validate_batch(outcomes)?;
@@ -105,9 +118,21 @@ pub struct Greso {
 impl Greso {
     /// Builds GRESO; rejects probabilities outside [0, 1].
     pub fn new(cfg: GresoConfig) -> Result<Self> {
-        let probs = [cfg.p_easy, cfg.p_hard, cfg.target_easy, cfg.target_hard, cfg.min_p, cfg.max_p];
-        if probs.iter().any(|p| !(0.0..=1.0).contains(p)) || cfg.min_p > cfg.max_p || cfg.delta < 0.0 {
-            return Err(SamplerError::InvalidConfig(format!("greso: bad probabilities {cfg:?}")));
+        let probs = [
+            cfg.p_easy,
+            cfg.p_hard,
+            cfg.target_easy,
+            cfg.target_hard,
+            cfg.min_p,
+            cfg.max_p,
+        ];
+        if probs.iter().any(|p| !(0.0..=1.0).contains(p))
+            || cfg.min_p > cfg.max_p
+            || cfg.delta < 0.0
+        {
+            return Err(SamplerError::InvalidConfig(format!(
+                "greso: bad probabilities {cfg:?}"
+            )));
         }
         Ok(Greso {
             p_easy: cfg.p_easy,
@@ -141,7 +166,13 @@ impl Acquisition for Greso {
     }
     /// Visits candidates in random order (lazy Fisher–Yates), keeping each with its keep
     /// probability until B are kept; skipped ones fill the batch if the pool runs out.
-    fn select(&mut self, c: &[u32], b: usize, _: &Scores, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        _: &Scores,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let mut order: Vec<usize> = (0..c.len()).collect();
         let (mut kept, mut skipped) = (Vec::with_capacity(b), Vec::new());
         for i in 0..order.len() {
@@ -182,7 +213,11 @@ impl Acquisition for Greso {
         }
         let n = outcomes.len() as f32;
         let step = |p: f32, ratio: f32, target: f32| {
-            let p = if ratio >= target { p - self.cfg.delta } else { p + self.cfg.delta };
+            let p = if ratio >= target {
+                p - self.cfg.delta
+            } else {
+                p + self.cfg.delta
+            };
             p.clamp(self.cfg.min_p, self.cfg.max_p)
         };
         self.p_easy = step(self.p_easy, easy as f32 / n, self.cfg.target_easy);
@@ -207,15 +242,24 @@ mod tests {
     #[test]
     fn hr_skips_last_all_correct() {
         let mut hr = HistoryReject::default();
-        hr.observe(&[Outcome::new(0, 4, 4), Outcome::new(1, 2, 4), Outcome::new(2, 0, 4)])
-            .unwrap();
+        hr.observe(&[
+            Outcome::new(0, 4, 4),
+            Outcome::new(1, 2, 4),
+            Outcome::new(2, 0, 4),
+        ])
+        .unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let ids = [0u32, 1, 2, 3];
         let mut got = hr.select(&ids, 3, &Scores::default(), &mut rng).unwrap();
         got.sort();
         assert_eq!(got, vec![1, 2, 3]);
         // Needs 4: the solved prompt fills the gap.
-        assert_eq!(hr.select(&ids, 4, &Scores::default(), &mut rng).unwrap().len(), 4);
+        assert_eq!(
+            hr.select(&ids, 4, &Scores::default(), &mut rng)
+                .unwrap()
+                .len(),
+            4
+        );
         // Solved again? No: a partial result clears the flag.
         hr.observe(&[Outcome::new(0, 1, 4)]).unwrap();
         assert_eq!(hr.solved[0], 0);
@@ -225,11 +269,17 @@ mod tests {
     fn greso_streaks_and_adaptation() {
         let mut g = Greso::new(GresoConfig::default()).unwrap();
         // 2 easy, 1 hard, 1 partial of 4: easy ratio 0.5 >= 1/12 → p_easy 0.49; hard 0.25 >= 1/6 → 0.49.
-        let o = [Outcome::new(0, 4, 4), Outcome::new(1, 4, 4), Outcome::new(2, 0, 4), Outcome::new(3, 1, 4)];
+        let o = [
+            Outcome::new(0, 4, 4),
+            Outcome::new(1, 4, 4),
+            Outcome::new(2, 0, 4),
+            Outcome::new(3, 1, 4),
+        ];
         g.observe(&o).unwrap();
         let (pe, ph) = g.probabilities();
         assert!((pe - 0.49).abs() < 1e-6 && (ph - 0.49).abs() < 1e-6);
-        g.observe(&[Outcome::new(0, 4, 4), Outcome::new(3, 2, 4)]).unwrap();
+        g.observe(&[Outcome::new(0, 4, 4), Outcome::new(3, 2, 4)])
+            .unwrap();
         // prompt 0 has an easy streak of 2: keep prob 0.48^2; prompt 2 hard streak 1: 0.50 (hard ratio 0 < 1/6 → +0.01).
         assert_eq!(g.streak[..4], [2, 1, -1, 0]);
         assert!((g.keep_prob(0) - 0.48f32.powi(2)).abs() < 1e-6);
@@ -237,10 +287,16 @@ mod tests {
         assert_eq!(g.keep_prob(3), 1.0);
         assert_eq!(g.keep_prob(77), 1.0);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let sel = g.select(&[0, 1, 2, 3], 4, &Scores::default(), &mut rng).unwrap();
+        let sel = g
+            .select(&[0, 1, 2, 3], 4, &Scores::default(), &mut rng)
+            .unwrap();
         let mut s = sel.clone();
         s.sort();
         assert_eq!(s, vec![0, 1, 2, 3]);
-        assert!(Greso::new(GresoConfig { p_easy: 2.0, ..Default::default() }).is_err());
+        assert!(Greso::new(GresoConfig {
+            p_easy: 2.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -42,7 +42,13 @@ impl Acquisition for Uniform {
     fn needs(&self) -> Vec<Quantity> {
         Vec::new()
     }
-    fn select(&mut self, c: &[u32], b: usize, _: &Scores, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        _: &Scores,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         Ok(index::sample(rng, c.len(), b).into_vec())
     }
 }
@@ -63,7 +69,13 @@ impl Acquisition for Target {
     fn needs(&self) -> Vec<Quantity> {
         vec![self.estimate.quantity()]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, _: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let x = s.get(self.estimate.quantity(), c.len())?;
         let g = self.gamma;
         Ok(smallest_b(c.len(), b, |i| (x[i] - g).abs()))
@@ -89,7 +101,13 @@ impl Acquisition for Band {
     fn needs(&self) -> Vec<Quantity> {
         vec![self.estimate.quantity()]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         if self.low > self.high {
             return Err(SamplerError::InvalidConfig(format!(
                 "band low {} > high {}",
@@ -124,7 +142,13 @@ impl Acquisition for TopVariance {
     fn needs(&self) -> Vec<Quantity> {
         vec![self.estimate.quantity()]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, _: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let x = s.get(self.estimate.quantity(), c.len())?;
         Ok(smallest_b(c.len(), b, |i| -(x[i] * (1.0 - x[i]))))
     }
@@ -141,7 +165,13 @@ impl Acquisition for TopPartial {
     fn needs(&self) -> Vec<Quantity> {
         vec![Quantity::Partial]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, _: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let x = s.get(Quantity::Partial, c.len())?;
         Ok(smallest_b(c.len(), b, |i| -x[i]))
     }
@@ -162,7 +192,13 @@ impl Acquisition for Cvar {
     fn needs(&self) -> Vec<Quantity> {
         vec![Quantity::Mean]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
             return Err(SamplerError::InvalidConfig(format!(
                 "cvar alpha must be in (0, 1], got {}",
@@ -192,7 +228,13 @@ impl Acquisition for Risk {
     fn needs(&self) -> Vec<Quantity> {
         vec![Quantity::Mean, Quantity::Std]
     }
-    fn select(&mut self, c: &[u32], b: usize, s: &Scores, _: &mut ChaCha8Rng) -> Result<Vec<usize>> {
+    fn select(
+        &mut self,
+        c: &[u32],
+        b: usize,
+        s: &Scores,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
         let m = s.get(Quantity::Mean, c.len())?;
         let sd = s.get(Quantity::Std, c.len())?;
         let k = self.kappa;
@@ -209,7 +251,10 @@ mod tests {
         Scores {
             std: vec![0.1; mean.len()],
             sample: mean.clone(),
-            partial: mean.iter().map(|p| 1.0 - p.powi(4) - (1.0 - p).powi(4)).collect(),
+            partial: mean
+                .iter()
+                .map(|p| 1.0 - p.powi(4) - (1.0 - p).powi(4))
+                .collect(),
             mean,
         }
     }
@@ -224,17 +269,38 @@ mod tests {
         let ids: Vec<u32> = (0..6).collect();
         let s = scores(vec![0.0, 0.1, 0.45, 0.6, 0.95, 1.0]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let mut t = Target { gamma: 0.5, estimate: PointEstimate::Mean };
+        let mut t = Target {
+            gamma: 0.5,
+            estimate: PointEstimate::Mean,
+        };
         assert_eq!(t.select(&ids, 2, &s, &mut rng).unwrap(), vec![2, 3]);
-        let mut v = TopVariance { estimate: PointEstimate::Sample };
+        let mut v = TopVariance {
+            estimate: PointEstimate::Sample,
+        };
         assert_eq!(sorted(v.select(&ids, 2, &s, &mut rng).unwrap()), vec![2, 3]);
-        assert_eq!(sorted(TopPartial.select(&ids, 2, &s, &mut rng).unwrap()), vec![2, 3]);
-        let mut band = Band { low: 0.05, high: 0.7, estimate: PointEstimate::Mean };
-        assert_eq!(sorted(band.select(&ids, 3, &s, &mut rng).unwrap()), vec![1, 2, 3]);
+        assert_eq!(
+            sorted(TopPartial.select(&ids, 2, &s, &mut rng).unwrap()),
+            vec![2, 3]
+        );
+        let mut band = Band {
+            low: 0.05,
+            high: 0.7,
+            estimate: PointEstimate::Mean,
+        };
+        assert_eq!(
+            sorted(band.select(&ids, 3, &s, &mut rng).unwrap()),
+            vec![1, 2, 3]
+        );
         // Only 3 in band: the 4th is the nearest outside (0.95 is 0.25 away, 0.0 is 0.05).
-        assert_eq!(sorted(band.select(&ids, 4, &s, &mut rng).unwrap()), vec![0, 1, 2, 3]);
+        assert_eq!(
+            sorted(band.select(&ids, 4, &s, &mut rng).unwrap()),
+            vec![0, 1, 2, 3]
+        );
         let mut cvar = Cvar { alpha: 0.5 };
-        assert_eq!(sorted(cvar.select(&ids, 3, &s, &mut rng).unwrap()), vec![0, 1, 2]);
+        assert_eq!(
+            sorted(cvar.select(&ids, 3, &s, &mut rng).unwrap()),
+            vec![0, 1, 2]
+        );
         let mut risk = Risk { kappa: 1.0 };
         assert_eq!(risk.select(&ids, 1, &s, &mut rng).unwrap(), vec![0]);
         let u = Uniform.select(&ids, 4, &s, &mut rng).unwrap();
@@ -249,6 +315,8 @@ mod tests {
         let err = TopPartial.select(&ids, 1, &Scores::default(), &mut rng);
         assert!(err.is_err());
         let mut cvar = Cvar { alpha: 0.0 };
-        assert!(cvar.select(&ids, 1, &scores(vec![0.1; 3]), &mut rng).is_err());
+        assert!(cvar
+            .select(&ids, 1, &scores(vec![0.1; 3]), &mut rng)
+            .is_err());
     }
 }

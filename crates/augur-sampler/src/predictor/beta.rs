@@ -225,7 +225,8 @@ mod tests {
         assert_eq!(p.params(1000), (1.0, 1.0));
         assert!((mean(&p, 1000) - 0.5).abs() < 1e-6);
         let mut part = [0.0];
-        p.predict(&[1000], Quantity::Partial, ctx(), &mut part).unwrap();
+        p.predict(&[1000], Quantity::Partial, ctx(), &mut part)
+            .unwrap();
         assert!((part[0] - (1.0 - 2.0 / 5.0)).abs() < 1e-6);
     }
 
@@ -287,7 +288,8 @@ mod tests {
         assert_eq!(a, b);
         // The first chunk equals a sequential call on that chunk alone.
         let mut c = vec![0.0; CHUNK];
-        p.predict(&ids[..CHUNK], Quantity::Sample, ctx(), &mut c).unwrap();
+        p.predict(&ids[..CHUNK], Quantity::Sample, ctx(), &mut c)
+            .unwrap();
         assert_eq!(&a[..CHUNK], &c[..]);
     }
 }

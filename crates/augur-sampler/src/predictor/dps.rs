@@ -167,8 +167,8 @@ impl DpsPredictor {
         for a in c.alpha.iter_mut() {
             *a = lambda * *a + (1.0 - lambda) * a0;
         }
-        for prev in 0..3 {
-            c.alpha[y * 3 + prev] += xi[prev];
+        for (a, x) in c.alpha[y * 3..y * 3 + 3].iter_mut().zip(xi) {
+            *a += x;
         }
         let mut onehot = [0.0f32; 3];
         onehot[y] = 1.0;
@@ -222,7 +222,11 @@ impl Predictor for DpsPredictor {
         let work = |c: usize, ids: &[u32], out: &mut [f32]| {
             if q == Quantity::Partial {
                 for (o, &id) in out.iter_mut().zip(ids) {
-                    *o = self.partial.get(id as usize).copied().unwrap_or(prior_partial);
+                    *o = self
+                        .partial
+                        .get(id as usize)
+                        .copied()
+                        .unwrap_or(prior_partial);
                 }
                 return;
             }
@@ -349,9 +353,9 @@ mod tests {
         let mut p = DpsPredictor::new(DpsConfig::default()).unwrap();
         p.observe(&[Outcome::new(0, 2, 4)]).unwrap(); // partial
         p.observe(&[Outcome::new(0, 4, 4)]).unwrap(); // solved, y = 2
-        // Before: α row1 = 4/3, others 1; π_before = e1. P_old[2][1] = 1/(10/3) = 0.3.
-        // ξ = normalize(e2 ⊗ e1 ⊙ P) → only [2][1] = 1.
-        // α ← 0.7α + 0.3 + ξ: row0 = 1, row1 = 0.7*4/3+0.3 = 1.2333.., row2 = (1, 2, 1).
+                                                      // Before: α row1 = 4/3, others 1; π_before = e1. P_old[2][1] = 1/(10/3) = 0.3.
+                                                      // ξ = normalize(e2 ⊗ e1 ⊙ P) → only [2][1] = 1.
+                                                      // α ← 0.7α + 0.3 + ξ: row0 = 1, row1 = 0.7*4/3+0.3 = 1.2333.., row2 = (1, 2, 1).
         let c = p.cell(0);
         let r1 = 0.7 * 4.0 / 3.0 + 0.3;
         close(&c.alpha, &[1.0, 1.0, 1.0, r1, r1, r1, 1.0, 2.0, 1.0]);
@@ -375,8 +379,13 @@ mod tests {
         let s = 2.0 + r1;
         close(&c.pi, &[1.0 / s, r1 / s, 1.0 / s]);
         let mut out = [0.0; 2];
-        p.predict(&[0, 99], Quantity::Partial, PredictCtx { k: 4, seed: 0 }, &mut out)
-            .unwrap();
+        p.predict(
+            &[0, 99],
+            Quantity::Partial,
+            PredictCtx { k: 4, seed: 0 },
+            &mut out,
+        )
+        .unwrap();
         close(&out, &[r1 / s, 1.0 / 3.0]);
     }
 

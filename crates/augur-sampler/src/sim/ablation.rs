@@ -81,28 +81,49 @@ fn mean(v: &[f64]) -> f64 {
 
 fn spec_for(cfg: &AblationConfig, name: &str) -> Result<RunSpec> {
     match cfg.samplers.get(name) {
-        Some(c) => Ok(RunSpec::Sampler(c.clone())),
+        Some(c) => Ok(RunSpec::Sampler(Box::new(c.clone()))),
         None => RunSpec::from_name(name),
     }
 }
 
 /// Runs every method for `seeds` seeds and returns the report, without writing files.
-pub fn run_ablation(cfg: &AblationConfig, methods: &[String], seeds: usize) -> Result<AblationReport> {
+pub fn run_ablation(
+    cfg: &AblationConfig,
+    methods: &[String],
+    seeds: usize,
+) -> Result<AblationReport> {
     cfg.sim.validate()?;
     if methods.is_empty() || seeds == 0 {
-        return Err(SamplerError::InvalidArgument("need at least one method and one seed".into()));
+        return Err(SamplerError::InvalidArgument(
+            "need at least one method and one seed".into(),
+        ));
     }
-    let specs: Vec<RunSpec> = methods.iter().map(|m| spec_for(cfg, m)).collect::<Result<_>>()?;
+    let specs: Vec<RunSpec> = methods
+        .iter()
+        .map(|m| spec_for(cfg, m))
+        .collect::<Result<_>>()?;
     let mut runs = Vec::new();
     for (name, spec) in methods.iter().zip(&specs) {
         for j in 0..seeds {
-            runs.push(run_simulation(&cfg.sim, name, spec, cfg.base_seed + j as u64)?);
+            runs.push(run_simulation(
+                &cfg.sim,
+                name,
+                spec,
+                cfg.base_seed + j as u64,
+            )?);
         }
     }
     let by = |m: &str| -> Vec<&RunResult> { runs.iter().filter(|r| r.method == m).collect() };
-    let uniform = methods.iter().find(|m| m.eq_ignore_ascii_case("uniform")).map(|m| by(m));
+    let uniform = methods
+        .iter()
+        .find(|m| m.eq_ignore_ascii_case("uniform"))
+        .map(|m| by(m));
     let targets: Vec<Option<f64>> = (0..seeds)
-        .map(|j| cfg.sim.target_accuracy.or(uniform.as_ref().map(|u| u[j].final_accuracy())))
+        .map(|j| {
+            cfg.sim
+                .target_accuracy
+                .or(uniform.as_ref().map(|u| u[j].final_accuracy()))
+        })
         .collect();
     let warm = cfg.sim.warmup_steps;
     let to_target = |rs: &[&RunResult]| -> (Option<f64>, usize) {
@@ -127,15 +148,22 @@ pub fn run_ablation(cfg: &AblationConfig, methods: &[String], seeds: usize) -> R
             MethodSummary {
                 method: m.clone(),
                 final_accuracy: mean(&rs.iter().map(|r| r.final_accuracy()).collect::<Vec<_>>()),
-                total_rollouts: mean(&rs.iter().map(|r| r.total_rollouts() as f64).collect::<Vec<_>>()),
+                total_rollouts: mean(
+                    &rs.iter()
+                        .map(|r| r.total_rollouts() as f64)
+                        .collect::<Vec<_>>(),
+                ),
                 rollouts_to_target: rt,
                 ratio_vs_uniform: rt.zip(uniform_to).map(|(a, u)| a / u),
                 seeds_reached: reached,
-                effective_ratio: opt_mean(&|r| r.mean_after(0, |s| Some(s.effective_ratio))).unwrap_or(0.0),
+                effective_ratio: opt_mean(&|r| r.mean_after(0, |s| Some(s.effective_ratio)))
+                    .unwrap_or(0.0),
                 spearman: opt_mean(&|r| r.mean_after(warm, |s| s.spearman)),
                 brier: opt_mean(&|r| r.mean_after(warm, |s| s.brier)),
                 rollouts_per_step: mean(
-                    &rs.iter().map(|r| r.total_rollouts() as f64 / r.steps.len() as f64).collect::<Vec<_>>(),
+                    &rs.iter()
+                        .map(|r| r.total_rollouts() as f64 / r.steps.len() as f64)
+                        .collect::<Vec<_>>(),
                 ),
                 wall_s: mean(&rs.iter().map(|r| r.wall_s).collect::<Vec<_>>()),
             }
@@ -158,7 +186,11 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn markdown_table(s: &[MethodSummary], targets: &[Option<f64>], seeds: usize) -> String {
     let mut md = String::new();
     let t: Vec<String> = targets.iter().map(|t| opt(*t, 4)).collect();
-    let _ = writeln!(md, "Simulated ablation, {seeds} seed(s); target accuracy per seed: {}\n", t.join(", "));
+    let _ = writeln!(
+        md,
+        "Simulated ablation, {seeds} seed(s); target accuracy per seed: {}\n",
+        t.join(", ")
+    );
     md.push_str("| method | final acc | rollouts | rollouts/step | rollouts to target | × uniform | effective ratio | Spearman ρ | Brier | wall s |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for m in s {
@@ -169,8 +201,10 @@ pub fn markdown_table(s: &[MethodSummary], targets: &[Option<f64>], seeds: usize
             m.final_accuracy,
             m.total_rollouts,
             m.rollouts_per_step,
-            m.rollouts_to_target
-                .map_or(format!("not reached ({}/{seeds})", m.seeds_reached), |x| format!("{x:.0}")),
+            m.rollouts_to_target.map_or(
+                format!("not reached ({}/{seeds})", m.seeds_reached),
+                |x| format!("{x:.0}")
+            ),
             opt(m.ratio_vs_uniform, 3),
             m.effective_ratio,
             opt(m.spearman, 3),
@@ -224,7 +258,10 @@ pub fn run_simulated_ablation(
     };
     write("runs.csv", &runs_csv(&report.runs))?;
     write("summary.md", &report.markdown)?;
-    write("summary.json", &serde_json::to_string_pretty(&report.summaries)?)?;
+    write(
+        "summary.json",
+        &serde_json::to_string_pretty(&report.summaries)?,
+    )?;
     write_plots(&report.runs, methods, out_dir)?;
     Ok(report)
 }

@@ -61,9 +61,21 @@ impl Default for SimConfig {
             pool_ratio: 16.0,
             steps: 300,
             difficulty: vec![
-                Component { weight: 0.4, mean: -5.5, std: 1.0 },
-                Component { weight: 0.3, mean: 5.5, std: 1.0 },
-                Component { weight: 0.3, mean: 0.0, std: 1.5 },
+                Component {
+                    weight: 0.4,
+                    mean: -5.5,
+                    std: 1.0,
+                },
+                Component {
+                    weight: 0.3,
+                    mean: 5.5,
+                    std: 1.0,
+                },
+                Component {
+                    weight: 0.3,
+                    mean: 0.0,
+                    std: 1.5,
+                },
             ],
             lr_prompt: 0.1,
             lr_global: 0.03,
@@ -77,11 +89,15 @@ impl SimConfig {
     /// Rejects configs that cannot run (empty sets, B larger than the dataset, bad mixtures).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(SamplerError::InvalidConfig(format!("sim: {m}")));
-        if self.num_prompts == 0 || self.batch_size == 0 || self.group_size == 0 || self.steps == 0 {
+        if self.num_prompts == 0 || self.batch_size == 0 || self.group_size == 0 || self.steps == 0
+        {
             return bad("num_prompts, batch_size, group_size and steps must be >= 1".into());
         }
         if self.batch_size > self.num_prompts {
-            return bad(format!("batch_size {} > num_prompts {}", self.batch_size, self.num_prompts));
+            return bad(format!(
+                "batch_size {} > num_prompts {}",
+                self.batch_size, self.num_prompts
+            ));
         }
         if self.num_prompts > crate::outcome::MAX_PROMPT_ID as usize {
             return bad(format!("num_prompts {} too large", self.num_prompts));
@@ -89,12 +105,23 @@ impl SimConfig {
         let w: f64 = self.difficulty.iter().map(|c| c.weight).sum();
         if self.difficulty.is_empty()
             || w <= 0.0
-            || self.difficulty.iter().any(|c| c.weight < 0.0 || !(c.std >= 0.0) || !c.mean.is_finite())
+            || self
+                .difficulty
+                .iter()
+                .any(|c| c.weight < 0.0 || c.std.is_nan() || c.std < 0.0 || !c.mean.is_finite())
         {
-            return bad("difficulty needs components with weight >= 0 (sum > 0) and std >= 0".into());
+            return bad(
+                "difficulty needs components with weight >= 0 (sum > 0) and std >= 0".into(),
+            );
         }
-        if !(self.pool_ratio >= 0.0) || !self.lr_prompt.is_finite() || !self.lr_global.is_finite() {
-            return bad("pool_ratio, lr_prompt and lr_global must be finite, pool_ratio >= 0".into());
+        if self.pool_ratio.is_nan()
+            || self.pool_ratio < 0.0
+            || !self.lr_prompt.is_finite()
+            || !self.lr_global.is_finite()
+        {
+            return bad(
+                "pool_ratio, lr_prompt and lr_global must be finite, pool_ratio >= 0".into(),
+            );
         }
         Ok(())
     }
@@ -104,7 +131,8 @@ impl SimConfig {
         if self.pool_ratio == 0.0 {
             return self.num_prompts;
         }
-        ((self.pool_ratio * self.batch_size as f64).round() as usize).clamp(self.batch_size, self.num_prompts)
+        ((self.pool_ratio * self.batch_size as f64).round() as usize)
+            .clamp(self.batch_size, self.num_prompts)
     }
 }
 
@@ -154,7 +182,7 @@ impl SimLearner {
             b: cfg.batch_size,
             lr_prompt: cfg.lr_prompt,
             lr_global: cfg.lr_global,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xB0_11_0075),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xB011_0075),
         })
     }
 
@@ -176,12 +204,17 @@ impl SimLearner {
 
     /// All true success probabilities.
     pub fn success_probs(&self) -> Vec<f32> {
-        (0..self.z.len() as u32).map(|i| self.success_prob(i) as f32).collect()
+        (0..self.z.len() as u32)
+            .map(|i| self.success_prob(i) as f32)
+            .collect()
     }
 
     /// Expected accuracy over the whole prompt set.
     pub fn accuracy(&self) -> f64 {
-        (0..self.z.len() as u32).map(|i| self.success_prob(i)).sum::<f64>() / self.z.len() as f64
+        (0..self.z.len() as u32)
+            .map(|i| self.success_prob(i))
+            .sum::<f64>()
+            / self.z.len() as f64
     }
 
     /// k Bernoulli rollouts for each id.
@@ -189,7 +222,9 @@ impl SimLearner {
         ids.iter()
             .map(|&id| {
                 if id as usize >= self.z.len() {
-                    return Err(SamplerError::InvalidArgument(format!("sim: no prompt {id}")));
+                    return Err(SamplerError::InvalidArgument(format!(
+                        "sim: no prompt {id}"
+                    )));
                 }
                 let p = self.success_prob(id);
                 let s = (0..self.k).filter(|_| self.rng.random::<f64>() < p).count() as u32;
@@ -241,6 +276,9 @@ mod tests {
         // Determinism.
         let mut a = SimLearner::new(&cfg, 9).unwrap();
         let mut b = SimLearner::new(&cfg, 9).unwrap();
-        assert_eq!(a.rollout(&[0, 1, 2]).unwrap(), b.rollout(&[0, 1, 2]).unwrap());
+        assert_eq!(
+            a.rollout(&[0, 1, 2]).unwrap(),
+            b.rollout(&[0, 1, 2]).unwrap()
+        );
     }
 }

@@ -6,6 +6,9 @@ mod learner;
 mod plots;
 mod runner;
 
-pub use ablation::{markdown_table, run_ablation, run_simulated_ablation, runs_csv, AblationConfig, AblationReport, MethodSummary};
+pub use ablation::{
+    markdown_table, run_ablation, run_simulated_ablation, runs_csv, AblationConfig, AblationReport,
+    MethodSummary,
+};
 pub use learner::{Component, SimConfig, SimLearner};
 pub use runner::{run_simulation, OraclePredictor, RunResult, RunSpec, StepRecord};

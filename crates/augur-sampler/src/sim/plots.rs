@@ -25,7 +25,10 @@ fn font_available() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         let env = std::env::var("AUGUR_PLOT_FONT").ok();
-        let paths = env.iter().map(String::as_str).chain(FONT_PATHS.iter().copied());
+        let paths = env
+            .iter()
+            .map(String::as_str)
+            .chain(FONT_PATHS.iter().copied());
         for p in paths {
             if let Ok(bytes) = std::fs::read(p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -81,14 +84,18 @@ fn draw<DB: DrawingBackend>(
     let mut b = ChartBuilder::on(&root);
     b.margin(15);
     if text {
-        b.caption(title, ("sans-serif", 22)).x_label_area_size(40).y_label_area_size(60);
+        b.caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
     }
     let mut chart = b
         .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
         .map_err(|e| e.to_string())?;
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc(xlabel).y_desc(ylabel).x_label_formatter(&|x| format!("{x:.0}"));
+        mesh.x_desc(xlabel)
+            .y_desc(ylabel)
+            .x_label_formatter(&|x| format!("{x:.0}"));
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -96,11 +103,15 @@ fn draw<DB: DrawingBackend>(
     for (i, s) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let line = chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?;
         if text {
-            line.label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            line.label(s.name.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         }
     }
     if text {
@@ -115,15 +126,36 @@ fn draw<DB: DrawingBackend>(
     root.present().map_err(|e| e.to_string())
 }
 
-fn write_both(out: &Path, stem: &str, title: &str, xl: &str, yl: &str, series: &[Series]) -> Result<()> {
+fn write_both(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    xl: &str,
+    yl: &str,
+    series: &[Series],
+) -> Result<()> {
     let text = font_available();
     let png = out.join(format!("{stem}.png"));
     let svg = out.join(format!("{stem}.svg"));
     let err = |p: &Path, e: String| SamplerError::Plot(format!("{}: {e}", p.display()));
-    draw(BitMapBackend::new(&png, (900, 600)).into_drawing_area(), title, xl, yl, series, text)
-        .map_err(|e| err(&png, e))?;
-    draw(SVGBackend::new(&svg, (900, 600)).into_drawing_area(), title, xl, yl, series, text)
-        .map_err(|e| err(&svg, e))
+    draw(
+        BitMapBackend::new(&png, (900, 600)).into_drawing_area(),
+        title,
+        xl,
+        yl,
+        series,
+        text,
+    )
+    .map_err(|e| err(&png, e))?;
+    draw(
+        SVGBackend::new(&svg, (900, 600)).into_drawing_area(),
+        title,
+        xl,
+        yl,
+        series,
+        text,
+    )
+    .map_err(|e| err(&svg, e))
 }
 
 /// Writes `accuracy_vs_rollouts.{png,svg}` and `effective_ratio.{png,svg}` (means over seeds;
@@ -136,12 +168,20 @@ pub fn write_plots(runs: &[RunResult], methods: &[String], out: &Path) -> Result
         if rs.is_empty() {
             continue;
         }
-        let mut a = vec![(0.0, rs.iter().map(|r| r.initial_accuracy).sum::<f64>() / rs.len() as f64)];
+        let mut a = vec![(
+            0.0,
+            rs.iter().map(|r| r.initial_accuracy).sum::<f64>() / rs.len() as f64,
+        )];
         a.extend(mean_curve(&rs, |r, i| {
             (r.steps[i].rollouts_cumulative as f64, r.steps[i].accuracy)
         }));
-        acc.push(Series { name: m.clone(), points: a });
-        let e = mean_curve(&rs, |r, i| (r.steps[i].step as f64, r.steps[i].effective_ratio));
+        acc.push(Series {
+            name: m.clone(),
+            points: a,
+        });
+        let e = mean_curve(&rs, |r, i| {
+            (r.steps[i].step as f64, r.steps[i].effective_ratio)
+        });
         let smooth = (0..e.len())
             .map(|i| {
                 let lo = i.saturating_sub(4);
@@ -149,8 +189,25 @@ pub fn write_plots(runs: &[RunResult], methods: &[String], out: &Path) -> Result
                 (e[i].0, w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64)
             })
             .collect();
-        eff.push(Series { name: m.clone(), points: smooth });
+        eff.push(Series {
+            name: m.clone(),
+            points: smooth,
+        });
     }
-    write_both(out, "accuracy_vs_rollouts", "Accuracy vs rollouts", "rollouts", "accuracy", &acc)?;
-    write_both(out, "effective_ratio", "Effective-prompt ratio vs step", "step", "fraction with 0<s<k", &eff)
+    write_both(
+        out,
+        "accuracy_vs_rollouts",
+        "Accuracy vs rollouts",
+        "rollouts",
+        "accuracy",
+        &acc,
+    )?;
+    write_both(
+        out,
+        "effective_ratio",
+        "Effective-prompt ratio vs step",
+        "step",
+        "fraction with 0<s<k",
+        &eff,
+    )
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunSpec {
     /// A select/observe sampler or DS, from its config.
-    Sampler(SamplerConfig),
+    Sampler(Box<SamplerConfig>),
     /// Knows the true success rates, picks top P(partial): the upper bound.
     Oracle,
 }
@@ -31,7 +31,7 @@ impl RunSpec {
             return Ok(RunSpec::Oracle);
         }
         let m: Method = name.parse()?;
-        Ok(RunSpec::Sampler(SamplerConfig::for_method(m)))
+        Ok(RunSpec::Sampler(Box::new(SamplerConfig::for_method(m))))
     }
 }
 
@@ -74,7 +74,9 @@ pub struct RunResult {
 impl RunResult {
     /// Accuracy after the last step.
     pub fn final_accuracy(&self) -> f64 {
-        self.steps.last().map_or(self.initial_accuracy, |s| s.accuracy)
+        self.steps
+            .last()
+            .map_or(self.initial_accuracy, |s| s.accuracy)
     }
 
     /// Total rollouts spent.
@@ -156,7 +158,12 @@ fn record(step: usize, learner: &SimLearner, t: &crate::telemetry::StepTelemetry
 }
 
 /// Runs `spec` for `sim.steps` steps on the learner drawn from `seed`.
-pub fn run_simulation(sim: &SimConfig, method: &str, spec: &RunSpec, seed: u64) -> Result<RunResult> {
+pub fn run_simulation(
+    sim: &SimConfig,
+    method: &str,
+    spec: &RunSpec,
+    seed: u64,
+) -> Result<RunResult> {
     let t0 = Instant::now();
     let mut learner = SimLearner::new(sim, seed)?;
     let initial_accuracy = learner.accuracy();
@@ -192,7 +199,7 @@ pub fn run_simulation(sim: &SimConfig, method: &str, spec: &RunSpec, seed: u64) 
             sim.group_size,
         ),
         RunSpec::Sampler(cfg) => {
-            let mut cfg = cfg.clone();
+            let mut cfg = (**cfg).clone();
             cfg.seed = seed;
             cfg.group_size = sim.group_size;
             if cfg.method == Method::Ds {
@@ -211,7 +218,10 @@ pub fn run_simulation(sim: &SimConfig, method: &str, spec: &RunSpec, seed: u64) 
         let cands: Vec<u32> = if pool >= n {
             all.clone()
         } else {
-            index::sample(&mut pool_rng, n, pool).into_iter().map(|i| i as u32).collect()
+            index::sample(&mut pool_rng, n, pool)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect()
         };
         let sel = sampler.select(&cands, b)?;
         let outs = learner.rollout(&sel.ids)?;
