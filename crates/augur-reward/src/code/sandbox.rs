@@ -12,7 +12,9 @@
 //! * [`Isolation::RootNamespaces`] (running as root, the case on the development machines): `unshare --pid
 //!   --net --mount --mount-proc --fork --kill-child`, then fresh tmpfs over `/tmp`, `/dev/shm`, `/var/tmp`,
 //!   `/run/lock` (the run directory is bind-mounted back at `/tmp/w`), then `setpriv` drops to an unprivileged
-//!   uid/gid (`uid_base + worker slot`, no supplementary groups, no capabilities, `no_new_privs`). Root ignores
+//!   uid/gid (one per worker slot, leased from `uid_base..uid_base+4096` with an `flock` on
+//!   `<tmp>/augur-sandbox/uid-N.lock`, so concurrent sandboxes, in this process or another, never share one; no
+//!   supplementary groups, no capabilities, `no_new_privs`). Root ignores
 //!   `RLIMIT_NPROC`; the dropped uid does not, and each worker slot has its own uid so one fork bomb cannot
 //!   starve the other workers. The program is pid 1 of its own pid namespace: when it exits or is killed,
 //!   the kernel kills every process it left behind, even ones that escaped the process group.
@@ -61,7 +63,8 @@ pub struct SandboxConfig {
     pub max_open_files: u64,
     /// Cap on captured stdout and on stderr, each; exceeding it kills the program.
     pub max_output_bytes: usize,
-    /// First uid used when dropping root privileges; worker slot `k` runs as `uid_base + k`.
+    /// First uid used when dropping root privileges; each worker slot leases its own uid from
+    /// `uid_base..uid_base + 4096`. After every run, processes left with that uid are killed.
     pub uid_base: u32,
     /// Skip namespace isolation even if available (for tests of the fallback).
     pub force_plain: bool,
@@ -127,6 +130,8 @@ pub struct Sandbox {
     python: PathBuf,
     slots: Mutex<Vec<u32>>,
     freed: Condvar,
+    uids: Vec<u32>,
+    _leases: Arc<Vec<fs::File>>,
 }
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -143,6 +148,9 @@ impl Sandbox {
         }
         modes.push(Isolation::Plain);
         let pythons = python_candidates(&cfg);
+        let (uids, leases) = lease_uids(cfg.uid_base, workers.max(1))
+            .map_err(|e| RewardError::Sandbox(format!("uid lease: {e}")))?;
+        let leases = Arc::new(leases);
         let mut errors = Vec::new();
         for mode in modes {
             for py in &pythons {
@@ -150,8 +158,10 @@ impl Sandbox {
                     cfg: cfg.clone(),
                     isolation: mode,
                     python: py.clone(),
-                    slots: Mutex::new((0..workers.max(1) as u32).rev().collect()),
+                    slots: Mutex::new(uids.iter().rev().copied().collect()),
                     freed: Condvar::new(),
+                    uids: uids.clone(),
+                    _leases: leases.clone(),
                 };
                 match sb.run("print(6 * 7)", "") {
                     Ok(out) if out.stdout.trim() == "42" => return Ok(sb),
@@ -170,6 +180,11 @@ impl Sandbox {
         self.isolation
     }
 
+    /// The uids programs run as (one per worker slot; meaningful when running as root).
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
     /// The interpreter in use.
     pub fn python(&self) -> &Path {
         &self.python
@@ -178,11 +193,16 @@ impl Sandbox {
     /// Runs `program` with `stdin`, blocking until a worker slot is free. Errors only when the process cannot
     /// be set up; anything the program does is reported in [`RunOutput`].
     pub fn run(&self, program: &str, stdin: &str) -> Result<RunOutput, RewardError> {
-        let slot = self.acquire();
-        let dir = make_run_dir().map_err(|e| RewardError::Sandbox(format!("temp dir: {e}")))?;
-        let result = self.run_in(&dir, slot, program, stdin);
-        let _ = fs::remove_dir_all(&dir);
-        self.release(slot);
+        let uid = self.acquire();
+        let result = match make_run_dir() {
+            Ok(dir) => {
+                let r = self.run_in(&dir, uid, program, stdin);
+                let _ = fs::remove_dir_all(&dir);
+                r
+            }
+            Err(e) => Err(RewardError::Sandbox(format!("temp dir: {e}"))),
+        };
+        self.release(uid);
         result
     }
 
@@ -207,12 +227,11 @@ impl Sandbox {
     fn run_in(
         &self,
         dir: &Path,
-        slot: u32,
+        uid: u32,
         program: &str,
         stdin: &str,
     ) -> Result<RunOutput, RewardError> {
         let err = |what: &str, e: std::io::Error| RewardError::Sandbox(format!("{what}: {e}"));
-        let uid = self.cfg.uid_base + slot;
         fs::write(dir.join("prog.py"), program).map_err(|e| err("write program", e))?;
         fs::write(dir.join("stdin.txt"), stdin).map_err(|e| err("write stdin", e))?;
         let drop_uid = is_root() && self.isolation != Isolation::UserNamespaces;
@@ -513,10 +532,42 @@ fn python_candidates(cfg: &SandboxConfig) -> Vec<PathBuf> {
     v
 }
 
-fn make_run_dir() -> std::io::Result<PathBuf> {
+fn base_dir() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir().join("augur-sandbox");
     fs::create_dir_all(&base)?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o711))?;
+    Ok(base)
+}
+
+/// Leases `n` uids from `base..base+4096` by holding an exclusive `flock` on one lock file per uid.
+fn lease_uids(base: u32, n: usize) -> std::io::Result<(Vec<u32>, Vec<fs::File>)> {
+    use std::os::fd::AsRawFd;
+    let dir = base_dir()?;
+    let (mut uids, mut files) = (Vec::new(), Vec::new());
+    for k in 0..4096u32 {
+        if uids.len() == n {
+            break;
+        }
+        let uid = base + k;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("uid-{uid}.lock")))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            uids.push(uid);
+            files.push(f);
+        }
+    }
+    if uids.len() < n {
+        return Err(std::io::Error::other("no free sandbox uid"));
+    }
+    Ok((uids, files))
+}
+
+fn make_run_dir() -> std::io::Result<PathBuf> {
+    let base = base_dir()?;
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
