@@ -4,6 +4,22 @@
 use augur_sampler::{Method, Outcome, SamplerConfig};
 use std::time::Instant;
 
+/// Process CPU time (user + system, all threads) in ms from /proc, or NaN where unavailable.
+/// Reported next to wall time because the machine is shared: CPU time is what the sampler
+/// itself costs, wall time also counts waiting for a core.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name; 100 ticks/s.
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -39,6 +55,7 @@ fn main() {
         }
         let mut times = Vec::with_capacity(iters);
         let (mut sel_t, mut obs_t) = (0.0, 0.0);
+        let cpu0 = cpu_ms();
         for it in 0..iters {
             let t0 = Instant::now();
             let sel = s.select(&pool, b).expect("select");
@@ -54,14 +71,16 @@ fn main() {
             obs_t += (t2 - t1).as_secs_f64();
             times.push((t2 - t0).as_secs_f64() * 1e3);
         }
+        let cpu = (cpu_ms() - cpu0) / iters as f64;
         times.sort_by(f64::total_cmp);
         println!(
-            "{label:<22} select+observe: median {:6.2} ms  min {:6.2} ms  max {:6.2} ms  (select {:.2} ms, observe {:.2} ms mean)",
+            "{label:<22} select+observe: median {:6.2} ms  min {:6.2} ms  max {:6.2} ms  (select {:.2} ms, observe {:.2} ms mean; CPU {:.1} ms/step all threads)",
             times[times.len() / 2],
             times[0],
             times[times.len() - 1],
             sel_t * 1e3 / iters as f64,
-            obs_t * 1e3 / iters as f64
+            obs_t * 1e3 / iters as f64,
+            cpu
         );
     }
 }

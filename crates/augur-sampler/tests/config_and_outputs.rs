@@ -80,3 +80,19 @@ fn ablation_writes_csv_markdown_and_plots() {
     assert!(md.contains("| dps_risk |") && md.contains("Spearman"));
     assert!(run_simulated_ablation(&cfg, &["nope".to_string()], 1, dir.path()).is_err());
 }
+
+#[test]
+fn shipped_example_config_parses_to_the_defaults() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/ablate_sim.toml"
+    ))
+    .unwrap();
+    let cfg: AblationConfig = toml::from_str(&text).unwrap();
+    assert_eq!(cfg.sim, augur_sampler::sim::SimConfig::default());
+    assert_eq!(
+        cfg.samplers["mopps"],
+        SamplerConfig::for_method(Method::Mopps)
+    );
+    assert_eq!(cfg.samplers["dps"], SamplerConfig::for_method(Method::Dps));
+}
