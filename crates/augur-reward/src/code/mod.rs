@@ -12,6 +12,7 @@
 //! (`sys.exit(0)`) fails instead of passing. A program that reads the harness can still forge the marker; the
 //! sandbox bounds what it can do, not what it can fake.
 
+mod host;
 pub mod sandbox;
 
 use rayon::prelude::*;

@@ -149,6 +149,16 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Option<Expr> {
+        self.depth += 1;
+        if self.depth > 200 {
+            return None;
+        }
+        let e = self.unary_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn unary_inner(&mut self) -> Option<Expr> {
         if self.eat_op('-') {
             return Some(Expr::Neg(Box::new(self.unary()?)));
         }
@@ -169,6 +179,16 @@ impl Parser<'_> {
 
     /// The exponent after `^`: a braced group, or a single signed primary (`x^2y` is `x^2 * y`).
     fn exponent(&mut self) -> Option<Expr> {
+        self.depth += 1;
+        if self.depth > 200 {
+            return None;
+        }
+        let e = self.exponent_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn exponent_inner(&mut self) -> Option<Expr> {
         if self.eat_op('-') {
             return Some(Expr::Neg(Box::new(self.exponent()?)));
         }

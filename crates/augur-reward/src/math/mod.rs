@@ -125,3 +125,82 @@ fn is_wordy(s: &str) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random LaTeX-ish garbage never panics, never hangs, and is never equal to a different number.
+    #[test]
+    fn garbage_is_handled() {
+        const PIECES: &[&str] = &[
+            "\\frac",
+            "{",
+            "}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "\\{",
+            "\\}",
+            "\\sqrt",
+            "^",
+            "_",
+            "-",
+            "+",
+            "*",
+            "/",
+            "1",
+            "23",
+            ".5",
+            "x",
+            "y",
+            "\\pi",
+            "\\infty",
+            ",",
+            "=",
+            "\\pm",
+            "\\cup",
+            "\\text{",
+            "cm",
+            " ",
+            "\\\\",
+            "&",
+            "\\begin{pmatrix}",
+            "\\end{pmatrix}",
+            "!",
+            "|",
+            "\\left(",
+            "\\right)",
+            "%",
+            "$",
+            "\\boxed{",
+            "e",
+            "\\log",
+            "\\sin",
+            "10^{10^{10}}",
+        ];
+        let mut state = 12345u64;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            for _ in 0..(state >> 59) + 1 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                s.push_str(PIECES[(state >> 33) as usize % PIECES.len()]);
+            }
+            let _ = is_equivalent(&s, "3");
+            let _ = is_equivalent(&s, &s);
+            let _ = MathVerifier::default().score_answer(&s, "x+1");
+        }
+        let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(!is_equivalent(&deep, "2"));
+        let minus = format!("{}1", "-".repeat(5000));
+        assert!(!is_equivalent(&minus, "2"));
+        let tower = format!("2{}", "^2".repeat(3000));
+        assert!(!is_equivalent(&tower, "2"));
+    }
+}
