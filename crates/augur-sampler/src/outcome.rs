@@ -3,8 +3,9 @@
 use crate::error::{Result, SamplerError};
 use serde::{Deserialize, Serialize};
 
-/// Largest prompt id accepted; keeps a typo'd id from allocating gigabytes of per-prompt state.
-pub const MAX_PROMPT_ID: u32 = (1 << 28) - 1;
+/// Largest prompt id accepted (33.5 M prompts; DPS state for all of them is ~2 GiB). Keeps a
+/// typo'd id from allocating tens of gigabytes of per-prompt state.
+pub const MAX_PROMPT_ID: u32 = (1 << 25) - 1;
 
 /// Outcome of one prompt's group of rollouts: `successes` correct answers out of `rollouts`.
 ///

@@ -56,7 +56,7 @@ impl Acquisition for HistoryReject {
     fn observe(&mut self, outcomes: &[Outcome]) -> Result<()> {
         validate_batch(outcomes)?;
         for o in outcomes {
-            crate::predictor::ensure_len(&mut self.solved, o.id, 0);
+            crate::predictor::ensure_len(&mut self.solved, o.id, 0)?;
             self.solved[o.id as usize] = u8::from(o.successes == o.rollouts);
         }
         Ok(())
@@ -199,7 +199,7 @@ impl Acquisition for Greso {
         }
         let (mut easy, mut hard) = (0usize, 0usize);
         for o in outcomes {
-            crate::predictor::ensure_len(&mut self.streak, o.id, 0);
+            crate::predictor::ensure_len(&mut self.streak, o.id, 0)?;
             let z = &mut self.streak[o.id as usize];
             *z = if o.successes == o.rollouts {
                 easy += 1;

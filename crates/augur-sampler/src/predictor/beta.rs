@@ -90,7 +90,7 @@ impl BetaPredictor {
         for o in outcomes {
             o.validate()?;
             let (a0, b0) = (self.cfg.alpha0, self.cfg.beta0);
-            ensure_len(&mut self.ab, o.id, [a0, b0]);
+            ensure_len(&mut self.ab, o.id, [a0, b0])?;
             let e = &mut self.ab[o.id as usize];
             e[0] += o.successes as f32;
             e[1] += (o.rollouts - o.successes) as f32;
@@ -176,7 +176,7 @@ impl Predictor for BetaPredictor {
             ..
         } = self.cfg;
         for o in outcomes {
-            ensure_len(&mut self.ab, o.id, [a0, b0]);
+            ensure_len(&mut self.ab, o.id, [a0, b0])?;
             let e = &mut self.ab[o.id as usize];
             let s = o.successes as f32;
             let f = (o.rollouts - o.successes) as f32;

@@ -255,8 +255,8 @@ impl Predictor for DpsPredictor {
         let (step, lambda, a0) = (self.step, self.cfg.lambda, self.cfg.alpha0);
         let prior = self.prior_cell();
         for o in outcomes {
-            ensure_len(&mut self.cells, o.id, prior);
-            ensure_len(&mut self.partial, o.id, prior.pi[1]);
+            ensure_len(&mut self.cells, o.id, prior)?;
+            ensure_len(&mut self.partial, o.id, prior.pi[1])?;
             let c = &mut self.cells[o.id as usize];
             Self::observed_update(c, o.state() as usize, lambda, a0);
             c.last_obs = step;

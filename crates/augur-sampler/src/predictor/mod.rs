@@ -104,10 +104,15 @@ impl Predictor for NonePredictor {
     }
 }
 
-/// Grows a per-prompt table so that `id` is a valid index, filling with `fill`.
-pub(crate) fn ensure_len<T: Clone>(v: &mut Vec<T>, id: u32, fill: T) {
+/// Grows a per-prompt table so that `id` is a valid index, filling with `fill`; running out
+/// of memory is reported as an error instead of aborting.
+pub(crate) fn ensure_len<T: Clone>(v: &mut Vec<T>, id: u32, fill: T) -> Result<()> {
     let need = id as usize + 1;
     if v.len() < need {
+        v.try_reserve_exact(need - v.len()).map_err(|e| {
+            SamplerError::InvalidArgument(format!("prompt id {id}: cannot grow state table: {e}"))
+        })?;
         v.resize(need, fill);
     }
+    Ok(())
 }
