@@ -155,7 +155,10 @@ pub(crate) fn python_candidates(cfg: &SandboxConfig) -> Vec<PathBuf> {
 }
 
 fn base_dir() -> std::io::Result<PathBuf> {
-    let base = std::env::temp_dir().join("augur-sandbox");
+    // One base per user: another user's base is not ours to chmod or write into.
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let base = std::env::temp_dir().join(format!("augur-sandbox-{euid}"));
     fs::create_dir_all(&base)?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o711))?;
     Ok(base)

@@ -13,13 +13,15 @@
 //!   --net --mount --mount-proc --fork --kill-child`, then fresh tmpfs over `/tmp`, `/dev/shm`, `/var/tmp`,
 //!   `/run/lock` (the run directory is bind-mounted back at `/tmp/w`), then `setpriv` drops to an unprivileged
 //!   uid/gid (one per worker slot, leased from `uid_base..uid_base+4096` with an `flock` on
-//!   `<tmp>/augur-sandbox/uid-N.lock`, so concurrent sandboxes, in this process or another, never share one; no
+//!   `<tmp>/augur-sandbox-<euid>/uid-N.lock`, so concurrent sandboxes, in this process or another, never share one; no
 //!   supplementary groups, no capabilities, `no_new_privs`). Root ignores
 //!   `RLIMIT_NPROC`; the dropped uid does not, and each worker slot has its own uid so one fork bomb cannot
 //!   starve the other workers. The program is pid 1 of its own pid namespace: when it exits or is killed,
 //!   the kernel kills every process it left behind, even ones that escaped the process group.
 //! * [`Isolation::UserNamespaces`] (not root, unprivileged user namespaces allowed): the same through
-//!   `unshare --user --map-root-user`; `RLIMIT_NPROC` applies because the real uid is not root.
+//!   `unshare --user --map-root-user`; `RLIMIT_NPROC` applies because the real uid is not root (counted per
+//!   user namespace on current kernels). Exercised on the development machine by running the hostile suite
+//!   as uid 65534; there is no uid drop, so no kill-by-uid cleanup either (the pid namespace does it).
 //! * [`Isolation::Plain`] (fallback when `unshare` is missing or refused): only rlimits, the process group and
 //!   (when root) the uid drop in the child before `exec`. **No network isolation** and no private `/tmp` at this
 //!   level; children that call `setsid` can outlive the run until their CPU limit ends them.
