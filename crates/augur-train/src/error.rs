@@ -19,6 +19,25 @@ pub enum Error {
     #[error("{count} consecutive optimizer steps skipped on non-finite gradients (limit {limit})")]
     TooManySkippedSteps { count: usize, limit: usize },
 
+    /// A GRPO run configuration is malformed; the message names the key.
+    #[error("config: {0}")]
+    Config(String),
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] augur_model::ModelError),
+
+    /// Rollout generation failed.
+    #[error(transparent)]
+    Rollout(#[from] augur_rollout::RolloutError),
+
     /// Optimizer state being imported does not match the parameters; the message names the key.
     #[error("optimizer state: {0}")]
     State(String),

@@ -10,11 +10,13 @@
 //! 4. [`optim`] and [`schedule`]: a fused AdamW over flat `f32` buffers with global grad-norm clipping,
 //!    a NaN/Inf guard and exportable state; warmup + cosine / constant learning rates.
 //!
-//! Nothing here knows about models, tokenizers or rollouts: every function takes tensors or slices and
-//! is unit-tested against hand-computed numbers.
+//! Nothing in those modules knows about models, tokenizers or rollouts: every function takes tensors or
+//! slices and is unit-tested against hand-computed numbers. [`grpo`] is the training loop that puts them
+//! together with the model, the rollout engine and the verifiers.
 
 pub mod advantage;
 pub mod error;
+pub mod grpo;
 pub mod logprob;
 pub mod loss;
 pub mod optim;

@@ -1,0 +1,194 @@
+//! Checkpoints: a PEFT LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`, loadable by
+//! Python `peft`), the optimizer state, the trainer state (step, data cursor, seeds) and the resolved
+//! config. Every file is written to a temporary name and renamed into place.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::FusedAdamW;
+use crate::{Error, Result};
+
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+pub const TRAINER_STATE: &str = "trainer_state.json";
+pub const CONFIG: &str = "config.toml";
+
+/// What the loop needs to continue where it stopped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Completed training steps.
+    pub step: u64,
+    /// Prompts drawn so far (the sampler's state).
+    pub data_cursor: u64,
+    /// Seed of the prompt order.
+    pub data_seed: u64,
+    /// Base seed of the rollouts (step `s` samples with `rollout_seed + s`).
+    pub rollout_seed: u64,
+    /// Completions generated so far.
+    pub rollouts_used: u64,
+}
+
+/// PEFT's `adapter_config.json` fields that describe our adapters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeftConfig {
+    pub r: usize,
+    pub lora_alpha: f64,
+    pub target_modules: Vec<String>,
+    pub base_model_name_or_path: String,
+    pub peft_type: String,
+    pub task_type: String,
+    pub lora_dropout: f64,
+    pub bias: String,
+    pub fan_in_fan_out: bool,
+    pub inference_mode: bool,
+}
+
+impl PeftConfig {
+    pub fn new(r: usize, lora_alpha: f64, target_modules: Vec<String>, base: String) -> Self {
+        Self {
+            r,
+            lora_alpha,
+            target_modules,
+            base_model_name_or_path: base,
+            peft_type: "LORA".into(),
+            task_type: "CAUSAL_LM".into(),
+            lora_dropout: 0.0,
+            bias: "none".into(),
+            fan_in_fan_out: false,
+            inference_mode: true,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.into(), source }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let tmp = tmp_path(path);
+    candle_core::safetensors::save(tensors, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Writes the PEFT adapter: `vars` are `(PEFT name, variable)` as from `DecoderModel::lora_vars`.
+pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let json = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?;
+    write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
+    let tensors = vars
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    save_tensors_atomic(&dir.join(ADAPTER_WEIGHTS), &tensors)
+}
+
+/// Reads a PEFT adapter into `vars`: every variable must be present with its shape; keys of
+/// other modules are an error (they would be silently ignored otherwise).
+pub fn load_adapter(dir: &Path, vars: &[(String, Var)]) -> Result<PeftConfig> {
+    let path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    let cfg: PeftConfig = serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let path = dir.join(ADAPTER_WEIGHTS);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
+    if let Some(extra) = tensors.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
+        return Err(Error::State(format!("{}: unexpected tensor {extra:?}", path.display())));
+    }
+    for (name, var) in vars {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| Error::State(format!("{}: missing tensor {name:?}", path.display())))?;
+        if t.shape() != var.shape() {
+            return Err(Error::State(format!("{name}: file has {:?}, model has {:?}", t.dims(), var.dims())));
+        }
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+    }
+    Ok(cfg)
+}
+
+/// Everything a checkpoint holds, for [`save_checkpoint`].
+pub struct CheckpointParts<'a> {
+    pub peft: &'a PeftConfig,
+    pub vars: &'a [(String, Var)],
+    pub optimizer: &'a FusedAdamW,
+    pub state: &'a TrainerState,
+    pub config_toml: &'a str,
+}
+
+/// Writes a full checkpoint into `dir`.
+pub fn save_checkpoint(dir: &Path, parts: &CheckpointParts) -> Result<()> {
+    save_adapter(dir, parts.peft, parts.vars)?;
+    save_tensors_atomic(&dir.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
+    let state = serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Config(e.to_string()))?;
+    write_atomic(&dir.join(TRAINER_STATE), &state)?;
+    write_atomic(&dir.join(CONFIG), parts.config_toml.as_bytes())
+}
+
+/// Restores adapter weights and optimizer state from `dir`; returns the trainer state.
+pub fn load_checkpoint(dir: &Path, vars: &[(String, Var)], optimizer: &mut FusedAdamW) -> Result<TrainerState> {
+    load_adapter(dir, vars)?;
+    let state = candle_core::safetensors::load(dir.join(OPTIMIZER), &Device::Cpu)?;
+    optimizer.import_state(&state)?;
+    let path = dir.join(TRAINER_STATE);
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    #[test]
+    fn adapter_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+        ];
+        let a = Var::from_tensor(&Tensor::arange(0f32, 12., &Device::Cpu).unwrap().reshape((3, 4)).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::full(0.5f32, (4, 3), &Device::Cpu).unwrap()).unwrap();
+        let vars = vec![(names[0].to_string(), a.clone()), (names[1].to_string(), b.clone())];
+        let cfg = PeftConfig::new(3, 6.0, vec!["q_proj".into()], "base".into());
+        save_adapter(dir.path(), &cfg, &vars).unwrap();
+
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(ADAPTER_CONFIG)).unwrap()).unwrap();
+        assert_eq!(json["peft_type"], "LORA");
+        assert_eq!(json["task_type"], "CAUSAL_LM");
+        assert_eq!(json["r"], 3);
+        let file = candle_core::safetensors::load(dir.path().join(ADAPTER_WEIGHTS), &Device::Cpu).unwrap();
+        let mut keys: Vec<_> = file.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, names);
+
+        let a2 = Var::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let b2 = Var::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
+        let vars2 = vec![(names[0].to_string(), a2.clone()), (names[1].to_string(), b2.clone())];
+        assert_eq!(load_adapter(dir.path(), &vars2).unwrap(), cfg);
+        for (x, y) in [(&a, &a2), (&b, &b2)] {
+            let d = (x.as_tensor() - y.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+            assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        }
+        assert!(!dir.path().join("adapter_model.safetensors.tmp").exists());
+
+        let wrong = vec![(names[0].to_string(), Var::zeros((2, 2), DType::F32, &Device::Cpu).unwrap())];
+        assert!(load_adapter(dir.path(), &wrong).is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! The GRPO run configuration: one TOML file with sections model / lora / data / rollout / reward /
+//! algorithm / optimizer / checkpoint / logging. Unknown keys are errors naming the key, and
+//! `--set key=value` overrides are applied to the parsed TOML before it is checked.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::advantage::AdvantageConfig;
+use crate::loss::PolicyLossConfig;
+use crate::optim::AdamWConfig;
+use crate::schedule::{ScheduleConfig, ScheduleKind};
+use crate::{Error, Result};
+
+/// A whole run. Every section has defaults except `model.path` and `data.train`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    pub model: ModelSection,
+    pub lora: LoraSection,
+    pub data: DataSection,
+    pub rollout: RolloutSection,
+    pub reward: RewardSection,
+    pub algorithm: AlgorithmSection,
+    pub optimizer: OptimizerSection,
+    pub checkpoint: CheckpointSection,
+    pub logging: LoggingSection,
+}
+
+/// `[model]`: the base model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// HF folder or GGUF file (required).
+    pub path: PathBuf,
+    /// Folder with `tokenizer.json` to use instead of the model's own.
+    pub tokenizer: Option<PathBuf>,
+    /// `base_model_name_or_path` written into the PEFT adapter config. Default: `path`.
+    pub name: Option<String>,
+    /// Keep GGUF weights quantized (frozen base only). Default false.
+    pub keep_quantized: bool,
+}
+
+/// `[lora]`: the trainable adapters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSection {
+    /// Rank. Default 8.
+    pub rank: usize,
+    /// Scale numerator (`alpha / rank`). Default 16.
+    pub alpha: f64,
+    /// Projections: `q`, `k`, `v`, `o`, `gate`, `up`, `down` (or PEFT names). Default q, v.
+    pub targets: Vec<String>,
+    /// Seed of the A-matrix init. Default 0.
+    pub seed: u64,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        Self { rank: 8, alpha: 16.0, targets: vec!["q".into(), "v".into()], seed: 0 }
+    }
+}
+
+/// `[data]`: the prompt set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// JSONL file of training prompts (required).
+    pub train: PathBuf,
+    /// Field holding the prompt text. Default `question`.
+    pub prompt_field: String,
+    /// Feed the prompt as is instead of through the chat template. Default false.
+    pub raw: bool,
+    /// Seed of the prompt order. Default 0.
+    pub seed: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self { train: PathBuf::new(), prompt_field: "question".into(), raw: false, seed: 0 }
+    }
+}
+
+/// `[rollout]`: sampling of the G completions per prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSection {
+    /// Prompts per step (B). Default 4.
+    pub prompts_per_step: usize,
+    /// Completions per prompt (G). Default 8.
+    pub group_size: usize,
+    /// Default 1.0.
+    pub temperature: f32,
+    /// Default 1.0.
+    pub top_p: f32,
+    /// Default 0 (off).
+    pub top_k: usize,
+    /// Default 256.
+    pub max_new_tokens: usize,
+    /// Strings that end a completion. Default none.
+    pub stop_strings: Vec<String>,
+    /// Seed of sampling; step `s` samples with `seed + s`. Default 0.
+    pub seed: u64,
+    /// Most rows decoded together. Default 256.
+    pub max_batch_rows: usize,
+}
+
+impl Default for RolloutSection {
+    fn default() -> Self {
+        Self {
+            prompts_per_step: 4,
+            group_size: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 256,
+            stop_strings: Vec::new(),
+            seed: 0,
+            max_batch_rows: 256,
+        }
+    }
+}
+
+/// `[reward]`: the verifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardSection {
+    /// `math` (field `answer` or `final`) or `countdown` (fields `numbers`, `target`). Default `math`.
+    pub task: String,
+    /// Math: fall back to the last number when no boxed answer. Default true.
+    pub last_number_fallback: bool,
+}
+
+impl Default for RewardSection {
+    fn default() -> Self {
+        Self { task: "math".into(), last_number_fallback: true }
+    }
+}
+
+/// `[algorithm]`: steps, batching, advantages and the policy loss.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlgorithmSection {
+    /// Training steps (one rollout batch each). Default 10.
+    pub steps: u64,
+    /// Optimisation passes over each rollout batch. Default 1.
+    pub ppo_epochs: usize,
+    /// Completions per forward/backward (gradient accumulation). Default 8.
+    pub micro_batch_size: usize,
+    /// `[algorithm.advantage]`.
+    pub advantage: AdvantageConfig,
+    /// `[algorithm.loss]`: clipping, aggregation, KL (`beta`), entropy, truncation masking.
+    pub loss: PolicyLossConfig,
+}
+
+impl Default for AlgorithmSection {
+    fn default() -> Self {
+        Self {
+            steps: 10,
+            ppo_epochs: 1,
+            micro_batch_size: 8,
+            advantage: AdvantageConfig::default(),
+            loss: PolicyLossConfig::default(),
+        }
+    }
+}
+
+/// `[optimizer]`: AdamW on the LoRA parameters and the learning-rate schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSection {
+    /// `[optimizer.adamw]`.
+    pub adamw: AdamWConfig,
+    /// `[optimizer.schedule]`; `total_steps = 0` means `algorithm.steps * ppo_epochs`.
+    pub schedule: ScheduleConfig,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            adamw: AdamWConfig::default(),
+            schedule: ScheduleConfig { lr: 1e-4, kind: ScheduleKind::Constant, ..Default::default() },
+        }
+    }
+}
+
+/// `[checkpoint]`: the run folder and how often to save.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Run folder: `config.toml`, `metrics.jsonl`, `checkpoint-<step>/`. Default `runs/grpo`.
+    pub dir: PathBuf,
+    /// Save every this many steps (0: only at the end). Default 0.
+    pub every: u64,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("runs/grpo"), every: 0 }
+    }
+}
+
+/// `[logging]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    /// Metrics JSONL path. Default `<checkpoint.dir>/metrics.jsonl`.
+    pub metrics: Option<PathBuf>,
+    /// Print one line per step to stderr. Default true.
+    pub print: bool,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self { metrics: None, print: true }
+    }
+}
+
+impl GrpoConfig {
+    /// Reads `path` and applies `overrides` (`key.path=value`, value in TOML syntax, bare words as strings).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        Self::from_toml_str(&text, overrides).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// Parses TOML text, applies `overrides`, deserialises and validates.
+    pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let mut cfg: GrpoConfig =
+            toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
+        cfg.model.path = expand_home(&cfg.model.path);
+        cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The resolved configuration as TOML (saved in the run folder and in checkpoints).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |k: &str, why: &str| Err(Error::Config(format!("{k}: {why}")));
+        if self.model.path.as_os_str().is_empty() {
+            return bad("model.path", "is required");
+        }
+        if self.data.train.as_os_str().is_empty() {
+            return bad("data.train", "is required");
+        }
+        if self.rollout.prompts_per_step == 0 {
+            return bad("rollout.prompts_per_step", "must be at least 1");
+        }
+        if self.rollout.group_size < 2 {
+            return bad("rollout.group_size", "must be at least 2 (advantages are relative to the group)");
+        }
+        if self.algorithm.micro_batch_size == 0 || self.algorithm.ppo_epochs == 0 {
+            return bad("algorithm", "micro_batch_size and ppo_epochs must be at least 1");
+        }
+        if !matches!(self.reward.task.as_str(), "math" | "countdown") {
+            return bad("reward.task", "must be `math` or `countdown`");
+        }
+        self.algorithm.loss.validate()?;
+        self.optimizer.adamw.validate()?;
+        Ok(())
+    }
+
+    /// The schedule with `total_steps` filled in.
+    pub fn schedule(&self) -> ScheduleConfig {
+        let mut s = self.optimizer.schedule.clone();
+        if s.total_steps == 0 {
+            s.total_steps = self.algorithm.steps * self.algorithm.ppo_epochs as u64;
+        }
+        s
+    }
+
+    /// Where the metrics go.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.logging.metrics.clone().unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
+    }
+}
+
+/// `~/x` → `$HOME/x`.
+fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Sets `a.b.c = value` in `table`, creating intermediate tables; the key's validity is checked
+/// later by deserialisation (unknown keys error there, naming the key).
+fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
+    let (key, raw) = o
+        .split_once('=')
+        .ok_or_else(|| Error::Config(format!("override `{o}` is not key=value")))?;
+    let (key, raw) = (key.trim(), raw.trim());
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Config(format!("override `{o}`: empty key segment")));
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::Config(format!("override `{o}`: `{p}` is not a table")))?;
+    }
+    t.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[model]\npath = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n";
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\ngroup_sise = 4\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("group_sise"), "{err}");
+        let err = GrpoConfig::from_toml_str(BASE, &["algorithm.loss.betta=0.1".into()]).unwrap_err();
+        assert!(err.to_string().contains("betta"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_before_deserialising() {
+        let sets = [
+            "rollout.group_size=4".to_string(),
+            "algorithm.loss.beta = 0.05".into(),
+            "algorithm.loss.aggregation=token-mean".into(),
+            "checkpoint.dir=runs/x".into(),
+        ];
+        let cfg = GrpoConfig::from_toml_str(BASE, &sets).unwrap();
+        assert_eq!(cfg.rollout.group_size, 4);
+        assert_eq!(cfg.algorithm.loss.beta, 0.05);
+        assert_eq!(cfg.algorithm.loss.aggregation, crate::loss::LossAggregation::TokenMean);
+        assert_eq!(cfg.checkpoint.dir, PathBuf::from("runs/x"));
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn missing_required_and_bad_values() {
+        assert!(GrpoConfig::from_toml_str("", &[]).unwrap_err().to_string().contains("model.path"));
+        let err = GrpoConfig::from_toml_str(BASE, &["rollout.group_size=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("group_size"), "{err}");
+        assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The policy update of one rollout batch: completions are packed into micro-batches, scored
+//! teacher-forced by the current policy (and, when `beta > 0`, by the reference = adapters off),
+//! and the policy loss's gradients are accumulated into one optimizer step per epoch.
+
+use std::time::Instant;
+
+use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
+use candle_core::{DType, Tensor};
+
+use super::config::AlgorithmSection;
+use crate::logprob::{token_entropy, token_logprobs};
+use crate::loss::{batch_counts, policy_loss, BatchCounts, LossInputs, LossStats};
+use crate::optim::{FusedAdamW, StepReport};
+use crate::schedule::LrSchedule;
+use crate::Result;
+
+/// One completion ready for the update.
+#[derive(Clone, Debug)]
+pub struct Rollout {
+    pub prompt_ids: Vec<u32>,
+    pub completion: Vec<u32>,
+    /// Rollout-time log-probabilities, one per completion id.
+    pub old_logp: Vec<f32>,
+    pub advantage: f32,
+    pub truncated: bool,
+}
+
+/// Tensors of one micro-batch. Completion tokens are right-aligned in `[B, C]` (`C` the longest
+/// completion), matching the last `C` logit positions of the left-padded teacher-forced input.
+struct MicroBatch {
+    input: StepInput,
+    targets: Tensor,
+    old_logp: Tensor,
+    mask: Tensor,
+    advantages: Tensor,
+    truncated: Vec<bool>,
+    width: usize,
+}
+
+fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatch> {
+    let dev = model.device();
+    let width = rows.iter().map(|r| r.completion.len()).max().unwrap_or(0).max(1);
+    let (mut seqs, mut targets, mut old, mut mask) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        let mut full = r.prompt_ids.clone();
+        full.extend_from_slice(&r.completion);
+        full.pop();
+        seqs.push(full);
+        let pad = width - r.completion.len();
+        targets.extend(std::iter::repeat_n(pad_id, pad).chain(r.completion.iter().copied()));
+        old.extend(std::iter::repeat_n(0f32, pad).chain(r.old_logp.iter().copied()));
+        mask.extend(std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())));
+    }
+    let b = rows.len();
+    Ok(MicroBatch {
+        input: StepInput::left_padded(&seqs, pad_id, dev)?,
+        targets: Tensor::from_vec(targets, (b, width), dev)?,
+        old_logp: Tensor::from_vec(old, (b, width), dev)?,
+        mask: Tensor::from_vec(mask, (b, width), dev)?,
+        advantages: Tensor::from_vec(rows.iter().map(|r| r.advantage).collect::<Vec<_>>(), b, dev)?,
+        truncated: rows.iter().map(|r| r.truncated).collect(),
+        width,
+    })
+}
+
+/// Logits of the completion positions, `[B, C, V]`.
+fn completion_logits(model: &DecoderModel, mb: &MicroBatch, adapters: bool, grad: Grad) -> Result<Tensor> {
+    let logits = model.forward(&mb.input, None, ForwardOpts { adapters, grad, logits: LogitsAt::All })?;
+    let t = logits.dim(1)?;
+    Ok(logits.narrow(1, t - mb.width, mb.width)?.to_dtype(DType::F32)?)
+}
+
+/// What one update did, for the step's metrics.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateReport {
+    pub loss: f64,
+    pub stats: LossStats,
+    pub steps: Vec<StepReport>,
+    pub lr: f64,
+    /// Teacher-forced tokens (prompt + completion) processed by the policy forwards.
+    pub train_tokens: usize,
+    pub reference_secs: f64,
+    pub update_secs: f64,
+}
+
+/// Runs `cfg.ppo_epochs` optimizer steps on `rollouts`.
+pub fn policy_update(
+    model: &DecoderModel,
+    opt: &mut FusedAdamW,
+    schedule: &LrSchedule,
+    rollouts: &[Rollout],
+    cfg: &AlgorithmSection,
+    pad_id: u32,
+) -> Result<UpdateReport> {
+    let mut rep = UpdateReport::default();
+    let batches = rollouts
+        .chunks(cfg.micro_batch_size)
+        .map(|rows| pack(rows, pad_id, model))
+        .collect::<Result<Vec<_>>>()?;
+    let mut counts = BatchCounts::default();
+    for mb in &batches {
+        counts = counts + batch_counts(&mb.mask, Some(&mb.truncated), &cfg.loss)?;
+    }
+
+    let t0 = Instant::now();
+    let refs = if cfg.loss.beta > 0.0 {
+        let r = batches
+            .iter()
+            .map(|mb| {
+                let logits = completion_logits(model, mb, false, Grad::Off)?;
+                Ok(token_logprobs(&logits, &mb.targets)?.detach())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Some(r)
+    } else {
+        None
+    };
+    rep.reference_secs = t0.elapsed().as_secs_f64();
+
+    let t0 = Instant::now();
+    for _ in 0..cfg.ppo_epochs {
+        let mut epoch_stats: Option<LossStats> = None;
+        let mut epoch_loss = 0.0;
+        for (i, mb) in batches.iter().enumerate() {
+            let logits = completion_logits(model, mb, true, Grad::Tracked)?;
+            let logp = token_logprobs(&logits, &mb.targets)?;
+            let entropy = match cfg.loss.entropy_coef != 0.0 {
+                true => Some(token_entropy(&logits)?),
+                false => None,
+            };
+            let inputs = LossInputs {
+                logp: &logp,
+                old_logp: &mb.old_logp,
+                ref_logp: refs.as_ref().map(|r| &r[i]),
+                advantages: &mb.advantages,
+                mask: &mb.mask,
+                truncated: Some(&mb.truncated),
+                entropy: entropy.as_ref(),
+                counts: Some(counts),
+            };
+            let (loss, stats) = policy_loss(&inputs, &cfg.loss)?;
+            epoch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            opt.accumulate(&loss.backward()?)?;
+            epoch_stats = Some(match epoch_stats {
+                Some(s) => s.merge(&stats),
+                None => stats,
+            });
+            rep.train_tokens += mb.input.mask.iter().filter(|&&m| m == 1).count();
+        }
+        rep.lr = schedule.lr_at(opt.steps());
+        rep.steps.push(opt.step(rep.lr)?);
+        rep.loss = epoch_loss;
+        rep.stats = epoch_stats.unwrap_or_default();
+    }
+    rep.update_secs = t0.elapsed().as_secs_f64();
+    Ok(rep)
+}
