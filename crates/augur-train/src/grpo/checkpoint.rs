@@ -65,7 +65,10 @@ impl PeftConfig {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.into(), source }
+    move |source| Error::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -94,7 +97,12 @@ pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Res
     write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
     let tensors = vars
         .iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?.contiguous()?)))
+        .map(|(n, v)| {
+            Ok((
+                n.clone(),
+                v.as_tensor().to_device(&Device::Cpu)?.contiguous()?,
+            ))
+        })
         .collect::<Result<HashMap<_, _>>>()?;
     save_tensors_atomic(&dir.join(ADAPTER_WEIGHTS), &tensors)
 }
@@ -104,18 +112,26 @@ pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Res
 pub fn load_adapter(dir: &Path, vars: &[(String, Var)]) -> Result<PeftConfig> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read(&path).map_err(io(&path))?;
-    let cfg: PeftConfig = serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let cfg: PeftConfig = serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     let path = dir.join(ADAPTER_WEIGHTS);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
     if let Some(extra) = tensors.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
-        return Err(Error::State(format!("{}: unexpected tensor {extra:?}", path.display())));
+        return Err(Error::State(format!(
+            "{}: unexpected tensor {extra:?}",
+            path.display()
+        )));
     }
     for (name, var) in vars {
         let t = tensors
             .get(name)
             .ok_or_else(|| Error::State(format!("{}: missing tensor {name:?}", path.display())))?;
         if t.shape() != var.shape() {
-            return Err(Error::State(format!("{name}: file has {:?}, model has {:?}", t.dims(), var.dims())));
+            return Err(Error::State(format!(
+                "{name}: file has {:?}, model has {:?}",
+                t.dims(),
+                var.dims()
+            )));
         }
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
@@ -141,7 +157,11 @@ pub fn save_checkpoint(dir: &Path, parts: &CheckpointParts) -> Result<()> {
 }
 
 /// Restores adapter weights and optimizer state from `dir`; returns the trainer state.
-pub fn load_checkpoint(dir: &Path, vars: &[(String, Var)], optimizer: &mut FusedAdamW) -> Result<TrainerState> {
+pub fn load_checkpoint(
+    dir: &Path,
+    vars: &[(String, Var)],
+    optimizer: &mut FusedAdamW,
+) -> Result<TrainerState> {
     load_adapter(dir, vars)?;
     let state = candle_core::safetensors::load(dir.join(OPTIMIZER), &Device::Cpu)?;
     optimizer.import_state(&state)?;
@@ -162,33 +182,55 @@ mod tests {
             "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
             "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
         ];
-        let a = Var::from_tensor(&Tensor::arange(0f32, 12., &Device::Cpu).unwrap().reshape((3, 4)).unwrap()).unwrap();
+        let a = Var::from_tensor(
+            &Tensor::arange(0f32, 12., &Device::Cpu)
+                .unwrap()
+                .reshape((3, 4))
+                .unwrap(),
+        )
+        .unwrap();
         let b = Var::from_tensor(&Tensor::full(0.5f32, (4, 3), &Device::Cpu).unwrap()).unwrap();
-        let vars = vec![(names[0].to_string(), a.clone()), (names[1].to_string(), b.clone())];
+        let vars = vec![
+            (names[0].to_string(), a.clone()),
+            (names[1].to_string(), b.clone()),
+        ];
         let cfg = PeftConfig::new(3, 6.0, vec!["q_proj".into()], "base".into());
         save_adapter(dir.path(), &cfg, &vars).unwrap();
 
         let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(ADAPTER_CONFIG)).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join(ADAPTER_CONFIG)).unwrap())
+                .unwrap();
         assert_eq!(json["peft_type"], "LORA");
         assert_eq!(json["task_type"], "CAUSAL_LM");
         assert_eq!(json["r"], 3);
-        let file = candle_core::safetensors::load(dir.path().join(ADAPTER_WEIGHTS), &Device::Cpu).unwrap();
+        let file =
+            candle_core::safetensors::load(dir.path().join(ADAPTER_WEIGHTS), &Device::Cpu).unwrap();
         let mut keys: Vec<_> = file.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, names);
 
         let a2 = Var::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
         let b2 = Var::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
-        let vars2 = vec![(names[0].to_string(), a2.clone()), (names[1].to_string(), b2.clone())];
+        let vars2 = vec![
+            (names[0].to_string(), a2.clone()),
+            (names[1].to_string(), b2.clone()),
+        ];
         assert_eq!(load_adapter(dir.path(), &vars2).unwrap(), cfg);
         for (x, y) in [(&a, &a2), (&b, &b2)] {
-            let d = (x.as_tensor() - y.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+            let d = (x.as_tensor() - y.as_tensor())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
         }
         assert!(!dir.path().join("adapter_model.safetensors.tmp").exists());
 
-        let wrong = vec![(names[0].to_string(), Var::zeros((2, 2), DType::F32, &Device::Cpu).unwrap())];
+        let wrong = vec![(
+            names[0].to_string(),
+            Var::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
+        )];
         assert!(load_adapter(dir.path(), &wrong).is_err());
     }
 }

@@ -57,7 +57,12 @@ pub struct LoraSection {
 
 impl Default for LoraSection {
     fn default() -> Self {
-        Self { rank: 8, alpha: 16.0, targets: vec!["q".into(), "v".into()], seed: 0 }
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            targets: vec!["q".into(), "v".into()],
+            seed: 0,
+        }
     }
 }
 
@@ -77,7 +82,12 @@ pub struct DataSection {
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { train: PathBuf::new(), prompt_field: "question".into(), raw: false, seed: 0 }
+        Self {
+            train: PathBuf::new(),
+            prompt_field: "question".into(),
+            raw: false,
+            seed: 0,
+        }
     }
 }
 
@@ -133,7 +143,10 @@ pub struct RewardSection {
 
 impl Default for RewardSection {
     fn default() -> Self {
-        Self { task: "math".into(), last_number_fallback: true }
+        Self {
+            task: "math".into(),
+            last_number_fallback: true,
+        }
     }
 }
 
@@ -179,7 +192,11 @@ impl Default for OptimizerSection {
     fn default() -> Self {
         Self {
             adamw: AdamWConfig::default(),
-            schedule: ScheduleConfig { lr: 1e-4, kind: ScheduleKind::Constant, ..Default::default() },
+            schedule: ScheduleConfig {
+                lr: 1e-4,
+                kind: ScheduleKind::Constant,
+                ..Default::default()
+            },
         }
     }
 }
@@ -196,7 +213,10 @@ pub struct CheckpointSection {
 
 impl Default for CheckpointSection {
     fn default() -> Self {
-        Self { dir: PathBuf::from("runs/grpo"), every: 0 }
+        Self {
+            dir: PathBuf::from("runs/grpo"),
+            every: 0,
+        }
     }
 }
 
@@ -212,14 +232,20 @@ pub struct LoggingSection {
 
 impl Default for LoggingSection {
     fn default() -> Self {
-        Self { metrics: None, print: true }
+        Self {
+            metrics: None,
+            print: true,
+        }
     }
 }
 
 impl GrpoConfig {
     /// Reads `path` and applies `overrides` (`key.path=value`, value in TOML syntax, bare words as strings).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
         Self::from_toml_str(&text, overrides).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             e => e,
@@ -228,12 +254,14 @@ impl GrpoConfig {
 
     /// Parses TOML text, applies `overrides`, deserialises and validates.
     pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
-        let mut value: toml::Table = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let mut cfg: GrpoConfig =
-            toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
+        let mut cfg: GrpoConfig = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
         cfg.model.path = expand_home(&cfg.model.path);
         cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
         cfg.validate()?;
@@ -258,10 +286,16 @@ impl GrpoConfig {
             return bad("rollout.prompts_per_step", "must be at least 1");
         }
         if self.rollout.group_size < 2 {
-            return bad("rollout.group_size", "must be at least 2 (advantages are relative to the group)");
+            return bad(
+                "rollout.group_size",
+                "must be at least 2 (advantages are relative to the group)",
+            );
         }
         if self.algorithm.micro_batch_size == 0 || self.algorithm.ppo_epochs == 0 {
-            return bad("algorithm", "micro_batch_size and ppo_epochs must be at least 1");
+            return bad(
+                "algorithm",
+                "micro_batch_size and ppo_epochs must be at least 1",
+            );
         }
         if !matches!(self.reward.task.as_str(), "math" | "countdown") {
             return bad("reward.task", "must be `math` or `countdown`");
@@ -282,7 +316,10 @@ impl GrpoConfig {
 
     /// Where the metrics go.
     pub fn metrics_path(&self) -> PathBuf {
-        self.logging.metrics.clone().unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
+        self.logging
+            .metrics
+            .clone()
+            .unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
     }
 }
 
@@ -311,7 +348,9 @@ fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
     }
     let mut t = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         t = entry
             .as_table_mut()
             .ok_or_else(|| Error::Config(format!("override `{o}`: `{p}` is not a table")))?;
@@ -328,9 +367,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\ngroup_sise = 4\n"), &[]).unwrap_err();
+        let err = GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\ngroup_sise = 4\n"), &[])
+            .unwrap_err();
         assert!(err.to_string().contains("group_sise"), "{err}");
-        let err = GrpoConfig::from_toml_str(BASE, &["algorithm.loss.betta=0.1".into()]).unwrap_err();
+        let err =
+            GrpoConfig::from_toml_str(BASE, &["algorithm.loss.betta=0.1".into()]).unwrap_err();
         assert!(err.to_string().contains("betta"), "{err}");
     }
 
@@ -345,7 +386,10 @@ mod tests {
         let cfg = GrpoConfig::from_toml_str(BASE, &sets).unwrap();
         assert_eq!(cfg.rollout.group_size, 4);
         assert_eq!(cfg.algorithm.loss.beta, 0.05);
-        assert_eq!(cfg.algorithm.loss.aggregation, crate::loss::LossAggregation::TokenMean);
+        assert_eq!(
+            cfg.algorithm.loss.aggregation,
+            crate::loss::LossAggregation::TokenMean
+        );
         assert_eq!(cfg.checkpoint.dir, PathBuf::from("runs/x"));
         let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
         assert_eq!(back, cfg);
@@ -353,7 +397,10 @@ mod tests {
 
     #[test]
     fn missing_required_and_bad_values() {
-        assert!(GrpoConfig::from_toml_str("", &[]).unwrap_err().to_string().contains("model.path"));
+        assert!(GrpoConfig::from_toml_str("", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("model.path"));
         let err = GrpoConfig::from_toml_str(BASE, &["rollout.group_size=1".into()]).unwrap_err();
         assert!(err.to_string().contains("group_size"), "{err}");
         assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());

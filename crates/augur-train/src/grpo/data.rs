@@ -18,9 +18,16 @@ pub struct Prompt {
 
 /// Reads `path`: each non-empty line a JSON object with `prompt_field` and the task's reference fields.
 pub fn load_prompts(path: &Path, prompt_field: &str, task: TaskKind) -> Result<Vec<Prompt>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let at = |m: String| Error::Config(format!("{}:{}: {m}", path.display(), i + 1));
         let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
         let text = obj
@@ -69,7 +76,13 @@ pub struct PromptSampler {
 
 impl PromptSampler {
     pub fn new(len: usize, seed: u64, cursor: u64) -> Self {
-        Self { len, seed, cursor, order: Vec::new(), order_epoch: None }
+        Self {
+            len,
+            seed,
+            cursor,
+            order: Vec::new(),
+            order_epoch: None,
+        }
     }
 
     /// The next `n` prompt indices.

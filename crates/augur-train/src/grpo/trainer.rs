@@ -11,7 +11,9 @@ use augur_reward::{MathOptions, Reference};
 use augur_rollout::{ChatTemplate, Engine, FinishReason, Message, SamplingParams};
 use serde_json::json;
 
-use super::checkpoint::{load_checkpoint, save_checkpoint, CheckpointParts, PeftConfig, TrainerState};
+use super::checkpoint::{
+    load_checkpoint, save_checkpoint, CheckpointParts, PeftConfig, TrainerState,
+};
 use super::config::GrpoConfig;
 use super::data::{load_prompts, PromptSampler};
 use super::update::{policy_update, Rollout};
@@ -31,16 +33,32 @@ pub struct RunSummary {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.into(), source }
+    move |source| Error::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 /// Runs (or, with `resume`, continues) the training described by `cfg`.
 pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
-    let opts = BuildOptions { keep_quantized: cfg.model.keep_quantized, ..Default::default() };
+    let opts = BuildOptions {
+        keep_quantized: cfg.model.keep_quantized,
+        ..Default::default()
+    };
     let mut loaded = load_model(&cfg.model.path, cfg.model.tokenizer.as_deref(), &opts)?;
-    let targets = cfg.lora.targets.iter().map(|t| Target::parse(t)).collect::<std::result::Result<Vec<_>, _>>()?;
-    let lora = LoraConfig { rank: cfg.lora.rank, alpha: cfg.lora.alpha, targets: targets.clone(), seed: cfg.lora.seed };
+    let targets = cfg
+        .lora
+        .targets
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let lora = LoraConfig {
+        rank: cfg.lora.rank,
+        alpha: cfg.lora.alpha,
+        targets: targets.clone(),
+        seed: cfg.lora.seed,
+    };
     loaded.model.attach_lora(&lora)?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let vars = model.lora_vars();
@@ -49,17 +67,29 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     let peft = PeftConfig::new(
         cfg.lora.rank,
         cfg.lora.alpha,
-        targets.iter().map(|t| t.module_name().to_string()).collect(),
-        cfg.model.name.clone().unwrap_or_else(|| cfg.model.path.display().to_string()),
+        targets
+            .iter()
+            .map(|t| t.module_name().to_string())
+            .collect(),
+        cfg.model
+            .name
+            .clone()
+            .unwrap_or_else(|| cfg.model.path.display().to_string()),
     );
 
     let prompts = load_prompts(&cfg.data.train, &cfg.data.prompt_field, task)?;
     let score_opts = ScoreOptions {
-        math: MathOptions { last_number_fallback: cfg.reward.last_number_fallback },
+        math: MathOptions {
+            last_number_fallback: cfg.reward.last_number_fallback,
+        },
         ..Default::default()
     };
     let verifier = verifier_for(task, &score_opts).map_err(|e| Error::Config(e.to_string()))?;
-    let template = ChatTemplate::new(tok.chat_template.as_deref(), tok.bos_token.as_deref(), tok.eos_token.as_deref())?;
+    let template = ChatTemplate::new(
+        tok.chat_template.as_deref(),
+        tok.bos_token.as_deref(),
+        tok.eos_token.as_deref(),
+    )?;
 
     let mut state = TrainerState {
         step: 0,
@@ -123,8 +153,15 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
 
         // Rewards.
         let t0 = Instant::now();
-        let refs: Vec<&Reference> = samples.iter().map(|s| &prompts[idx[s.prompt_index]].reference).collect();
-        let items: Vec<(&str, &Reference)> = samples.iter().zip(&refs).map(|(s, r)| (s.text.as_str(), *r)).collect();
+        let refs: Vec<&Reference> = samples
+            .iter()
+            .map(|s| &prompts[idx[s.prompt_index]].reference)
+            .collect();
+        let items: Vec<(&str, &Reference)> = samples
+            .iter()
+            .zip(&refs)
+            .map(|(s, r)| (s.text.as_str(), *r))
+            .collect();
         let scores = verifier.score_batch(&items);
         let rewards: Vec<f32> = scores.iter().map(|s| s.reward).collect();
         let reward_secs = t0.elapsed().as_secs_f64();
@@ -144,17 +181,33 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             })
             .filter(|r| !r.completion.is_empty())
             .collect();
-        let up = policy_update(model, &mut opt, &schedule, &rollouts, &cfg.algorithm, tok.pad_id)?;
+        let up = policy_update(
+            model,
+            &mut opt,
+            &schedule,
+            &rollouts,
+            &cfg.algorithm,
+            tok.pad_id,
+        )?;
 
         state.step += 1;
         state.data_cursor = sampler.cursor;
         state.rollouts_used += samples.len() as u64;
         let n = rewards.len().max(1) as f64;
         let mean = rewards.iter().map(|&r| r as f64).sum::<f64>() / n;
-        let std = (rewards.iter().map(|&r| (r as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let std = (rewards
+            .iter()
+            .map(|&r| (r as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
         let acc = scores.iter().filter(|s| s.correct).count() as f64 / n;
         let resp_len = samples.iter().map(|s| s.token_ids.len()).sum::<usize>() as f64 / n;
-        let truncated = samples.iter().filter(|s| s.finish_reason == FinishReason::Length).count() as f64 / n;
+        let truncated = samples
+            .iter()
+            .filter(|s| s.finish_reason == FinishReason::Length)
+            .count() as f64
+            / n;
         let last = up.steps.last();
         let line = json!({
             "step": state.step,
@@ -202,11 +255,23 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.algorithm.steps {
             let dir = run_dir.join(format!("checkpoint-{}", state.step));
-            let parts = CheckpointParts { peft: &peft, vars: &vars, optimizer: &opt, state: &state, config_toml: &config_toml };
+            let parts = CheckpointParts {
+                peft: &peft,
+                vars: &vars,
+                optimizer: &opt,
+                state: &state,
+                config_toml: &config_toml,
+            };
             save_checkpoint(&dir, &parts)?;
             last_ckpt = Some(dir);
         }
     }
-    let final_checkpoint = last_ckpt.unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default());
-    Ok(RunSummary { steps: state.step, run_dir, final_checkpoint, rewards: rewards_log })
+    let final_checkpoint =
+        last_ckpt.unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default());
+    Ok(RunSummary {
+        steps: state.step,
+        run_dir,
+        final_checkpoint,
+        rewards: rewards_log,
+    })
 }

@@ -39,8 +39,14 @@ struct MicroBatch {
 
 fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatch> {
     let dev = model.device();
-    let width = rows.iter().map(|r| r.completion.len()).max().unwrap_or(0).max(1);
-    let (mut seqs, mut targets, mut old, mut mask) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let width = rows
+        .iter()
+        .map(|r| r.completion.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (mut seqs, mut targets, mut old, mut mask) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in rows {
         let mut full = r.prompt_ids.clone();
         full.extend_from_slice(&r.completion);
@@ -49,7 +55,9 @@ fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatc
         let pad = width - r.completion.len();
         targets.extend(std::iter::repeat_n(pad_id, pad).chain(r.completion.iter().copied()));
         old.extend(std::iter::repeat_n(0f32, pad).chain(r.old_logp.iter().copied()));
-        mask.extend(std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())));
+        mask.extend(
+            std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())),
+        );
     }
     let b = rows.len();
     Ok(MicroBatch {
@@ -64,10 +72,25 @@ fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatc
 }
 
 /// Logits of the completion positions, `[B, C, V]`.
-fn completion_logits(model: &DecoderModel, mb: &MicroBatch, adapters: bool, grad: Grad) -> Result<Tensor> {
-    let logits = model.forward(&mb.input, None, ForwardOpts { adapters, grad, logits: LogitsAt::All })?;
+fn completion_logits(
+    model: &DecoderModel,
+    mb: &MicroBatch,
+    adapters: bool,
+    grad: Grad,
+) -> Result<Tensor> {
+    let logits = model.forward(
+        &mb.input,
+        None,
+        ForwardOpts {
+            adapters,
+            grad,
+            logits: LogitsAt::All,
+        },
+    )?;
     let t = logits.dim(1)?;
-    Ok(logits.narrow(1, t - mb.width, mb.width)?.to_dtype(DType::F32)?)
+    Ok(logits
+        .narrow(1, t - mb.width, mb.width)?
+        .to_dtype(DType::F32)?)
 }
 
 /// What one update did, for the step's metrics.
