@@ -98,15 +98,16 @@ impl ModelConfig {
             v.as_u64()
                 .filter(|&n| n > 0)
                 .map(|n| n as usize)
-                .ok_or_else(|| ModelError::field(path, name, format!("expected a positive integer, got {v}")))
+                .ok_or_else(|| {
+                    ModelError::field(path, name, format!("expected a positive integer, got {v}"))
+                })
         };
         let f64_field = |name: &str, default: f64| -> Result<f64> {
             match json.get(name) {
                 None | Some(Value::Null) => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|x| *x > 0.0)
-                    .ok_or_else(|| ModelError::field(path, name, format!("expected a positive number, got {v}"))),
+                Some(v) => v.as_f64().filter(|x| *x > 0.0).ok_or_else(|| {
+                    ModelError::field(path, name, format!("expected a positive number, got {v}"))
+                }),
             }
         };
         let hidden_size = usize_field("hidden_size")?;
@@ -129,12 +130,18 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             rms_norm_eps: f64_field("rms_norm_eps", 1e-6)?,
-            rope_theta: match json.get("rope_parameters").and_then(|r| r.get("rope_theta")) {
+            rope_theta: match json
+                .get("rope_parameters")
+                .and_then(|r| r.get("rope_theta"))
+            {
                 // transformers >= 5 nests RoPE settings under `rope_parameters`.
-                Some(v) => v
-                    .as_f64()
-                    .filter(|x| *x > 0.0)
-                    .ok_or_else(|| ModelError::field(path, "rope_parameters.rope_theta", format!("expected a positive number, got {v}")))?,
+                Some(v) => v.as_f64().filter(|x| *x > 0.0).ok_or_else(|| {
+                    ModelError::field(
+                        path,
+                        "rope_parameters.rope_theta",
+                        format!("expected a positive number, got {v}"),
+                    )
+                })?,
                 None => f64_field("rope_theta", 10_000.0)?,
             },
             max_position_embeddings: usize_field("max_position_embeddings").unwrap_or(4096),
@@ -163,7 +170,7 @@ impl ModelConfig {
 
     /// Checks the relations between fields that the forward pass relies on.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(ModelError::field(
                 path,
                 "num_key_value_heads",
@@ -173,7 +180,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ModelError::field(
                 path,
                 "head_dim",
@@ -193,7 +200,11 @@ impl ModelConfig {
 pub(crate) fn token_id_list(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|n| n as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -223,11 +234,16 @@ mod tests {
         let mut j = base();
         j.as_object_mut().unwrap().remove("hidden_size");
         let err = ModelConfig::from_hf_json(&j, Path::new("m/config.json")).unwrap_err();
-        assert_eq!(err.to_string(), "m/config.json: field `hidden_size`: missing");
+        assert_eq!(
+            err.to_string(),
+            "m/config.json: field `hidden_size`: missing"
+        );
         let mut j = base();
         j["model_type"] = json!("gpt_neox");
         let err = ModelConfig::from_hf_json(&j, Path::new("c.json")).unwrap_err();
-        assert!(err.to_string().contains("unsupported architecture `gpt_neox`"));
+        assert!(err
+            .to_string()
+            .contains("unsupported architecture `gpt_neox`"));
         let mut j = base();
         j["num_key_value_heads"] = json!(3);
         let err = ModelConfig::from_hf_json(&j, Path::new("c.json")).unwrap_err();

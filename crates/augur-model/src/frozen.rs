@@ -18,9 +18,14 @@ pub(crate) struct FrozenMatmul {
 
 impl FrozenMatmul {
     /// `(m, n, k)` and the matmul layouts for `x: [.., k]` (contiguous) times `W^T`.
-    fn plan(&self, layout: &Layout) -> candle_core::Result<(usize, usize, usize, Layout, Layout, Shape)> {
+    fn plan(
+        &self,
+        layout: &Layout,
+    ) -> candle_core::Result<(usize, usize, usize, Layout, Layout, Shape)> {
         let dims = layout.dims();
-        let k = *dims.last().ok_or_else(|| candle_core::Error::Msg("frozen matmul on a scalar".into()))?;
+        let k = *dims
+            .last()
+            .ok_or_else(|| candle_core::Error::Msg("frozen matmul on a scalar".into()))?;
         let (n, k2) = self.weight.dims2()?;
         if k != k2 {
             candle_core::bail!("frozen matmul: input has {k} features, weight expects {k2}");
@@ -35,7 +40,11 @@ impl FrozenMatmul {
             candle_core::bail!("frozen matmul: weight must be contiguous");
         }
         // W is [n, k] row-major; W^T as [1, k, n] has strides (n*k, 1, k).
-        let wt_layout = Layout::new(Shape::from((1, k, n)), vec![n * k, 1, k], w_layout.start_offset());
+        let wt_layout = Layout::new(
+            Shape::from((1, k, n)),
+            vec![n * k, 1, k],
+            w_layout.start_offset(),
+        );
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty") = n;
         Ok((m, n, k, x_layout, wt_layout, Shape::from(out_dims)))
@@ -47,7 +56,11 @@ impl CustomOp1 for FrozenMatmul {
         "frozen-matmul"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (m, n, k, x_layout, wt_layout, out_shape) = self.plan(layout)?;
         let (w_storage, _) = self.weight.storage_and_layout();
         let Storage::Cpu(w) = &*w_storage else {
@@ -72,7 +85,12 @@ impl CustomOp1 for FrozenMatmul {
         Ok((out, out_shape))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.broadcast_matmul(&self.weight)?))
     }
 }
@@ -88,7 +106,11 @@ impl CustomOp1 for FrozenQMatmul {
         "frozen-qmatmul"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.weight.as_ref().cpu_fwd(storage, layout)
     }
 
@@ -101,8 +123,16 @@ impl CustomOp1 for FrozenQMatmul {
         self.weight.as_ref().cuda_fwd(storage, layout)
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = self.weight.dequantize(arg.device())?.to_dtype(grad_res.dtype())?;
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let w = self
+            .weight
+            .dequantize(arg.device())?
+            .to_dtype(grad_res.dtype())?;
         Ok(Some(grad_res.broadcast_matmul(&w)?))
     }
 }

@@ -27,7 +27,12 @@ impl StepInput {
 
     /// Like [`StepInput::left_padded`], but row `i`'s first token sits at position `starts[i]`
     /// (used to continue rows whose earlier tokens are already cached).
-    pub fn left_padded_from(rows: &[Vec<u32>], starts: &[u32], pad_id: u32, device: &Device) -> Result<Self> {
+    pub fn left_padded_from(
+        rows: &[Vec<u32>],
+        starts: &[u32],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self> {
         let batch = rows.len();
         let len = rows.iter().map(Vec::len).max().unwrap_or(0);
         if batch == 0 || len == 0 {
@@ -39,7 +44,9 @@ impl StepInput {
         for (row, &start) in rows.iter().zip(starts) {
             let pad = len - row.len();
             ids.extend(std::iter::repeat_n(pad_id, pad).chain(row.iter().copied()));
-            positions.extend(std::iter::repeat_n(start, pad).chain((0..row.len() as u32).map(|p| start + p)));
+            positions.extend(
+                std::iter::repeat_n(start, pad).chain((0..row.len() as u32).map(|p| start + p)),
+            );
             mask.extend(std::iter::repeat_n(0u8, pad).chain(std::iter::repeat_n(1u8, row.len())));
         }
         Ok(StepInput {

@@ -22,10 +22,21 @@ pub struct KvCache {
 
 impl KvCache {
     /// Allocates a cache for `batch` rows of up to `capacity` positions.
-    pub fn new(cfg: &ModelConfig, batch: usize, capacity: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &ModelConfig,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = (batch, cfg.num_kv_heads, capacity, cfg.head_dim);
         let layers = (0..cfg.num_layers)
-            .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, dtype, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache {
             layers,
@@ -74,12 +85,20 @@ impl KvCache {
 
     /// Writes layer `layer`'s new keys/values `[B, kv_heads, t, head_dim]` at the
     /// current offset and returns all cached keys/values including them.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let t = k.dim(2)?;
         let (ck, cv) = &self.layers[layer];
         ck.slice_set(&k.contiguous()?, 2, self.len)?;
         cv.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((ck.narrow(2, 0, self.len + t)?, cv.narrow(2, 0, self.len + t)?))
+        Ok((
+            ck.narrow(2, 0, self.len + t)?,
+            cv.narrow(2, 0, self.len + t)?,
+        ))
     }
 
     /// Records the validity of `t` new positions (row-major `[B, t]`) and advances the offset.
@@ -101,10 +120,16 @@ impl KvCache {
             )));
         }
         if rows.is_empty() {
-            return Err(ModelError::Input("select_rows needs at least one row".into()));
+            return Err(ModelError::Input(
+                "select_rows needs at least one row".into(),
+            ));
         }
         let device = self.layers[0].0.device().clone();
-        let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), &device)?;
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &device,
+        )?;
         for (k, v) in self.layers.iter_mut() {
             *k = k.index_select(&idx, 0)?;
             *v = v.index_select(&idx, 0)?;

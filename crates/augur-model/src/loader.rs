@@ -28,7 +28,11 @@ pub struct LoadedModel {
 
 /// Loads `path`: a `.gguf` file, or a folder with `config.json` (or a single `.gguf`).
 /// `tokenizer_dir` overrides where `tokenizer.json` is read from.
-pub fn load_model(path: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) -> Result<LoadedModel> {
+pub fn load_model(
+    path: &Path,
+    tokenizer_dir: Option<&Path>,
+    opts: &BuildOptions,
+) -> Result<LoadedModel> {
     let gguf = if path.is_file() {
         Some(path.to_path_buf())
     } else if path.join("config.json").is_file() {
@@ -54,23 +58,39 @@ pub fn load_model(path: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions
 }
 
 fn single_gguf_in(dir: &Path) -> Result<PathBuf> {
-    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let ggufs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
         .collect();
     match ggufs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(ModelError::Checkpoint { path: dir.into(), problem: "no config.json and no .gguf file".into() }),
-        _ => Err(ModelError::Checkpoint { path: dir.into(), problem: "several .gguf files: name one".into() }),
+        [] => Err(ModelError::Checkpoint {
+            path: dir.into(),
+            problem: "no config.json and no .gguf file".into(),
+        }),
+        _ => Err(ModelError::Checkpoint {
+            path: dir.into(),
+            problem: "several .gguf files: name one".into(),
+        }),
     }
 }
 
-fn load_hf_dir(dir: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) -> Result<LoadedModel> {
+fn load_hf_dir(
+    dir: &Path,
+    tokenizer_dir: Option<&Path>,
+    opts: &BuildOptions,
+) -> Result<LoadedModel> {
     let mut cfg = ModelConfig::from_hf_file(&dir.join("config.json"))?;
     let gen_path = dir.join("generation_config.json");
     if let Ok(text) = std::fs::read_to_string(&gen_path) {
-        let gen: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: gen_path, source })?;
+        let gen: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: gen_path,
+            source,
+        })?;
         for id in token_id_list(gen.get("eos_token_id")) {
             if !cfg.eos_token_ids.contains(&id) {
                 cfg.eos_token_ids.push(id);
@@ -79,11 +99,21 @@ fn load_hf_dir(dir: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) ->
     }
     let mut src = SafetensorsSource::open_dir(dir, &opts.device)?;
     let model = DecoderModel::build(cfg, &mut src, opts)?;
-    let tokenizer = TokenizerBundle::from_dir(tokenizer_dir.unwrap_or(dir), &model.cfg.eos_token_ids)?;
-    Ok(LoadedModel { model, tokenizer, format: ModelFormat::HfFolder, path: dir.into() })
+    let tokenizer =
+        TokenizerBundle::from_dir(tokenizer_dir.unwrap_or(dir), &model.cfg.eos_token_ids)?;
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: ModelFormat::HfFolder,
+        path: dir.into(),
+    })
 }
 
-fn load_gguf(file: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) -> Result<LoadedModel> {
+fn load_gguf(
+    file: &Path,
+    tokenizer_dir: Option<&Path>,
+    opts: &BuildOptions,
+) -> Result<LoadedModel> {
     let mut src = GgufSource::open(file, &opts.device)?;
     let mut cfg = config_from_gguf(&src.content, file)?;
     let tokenizer = match tokenizer_dir {
@@ -106,32 +136,50 @@ fn load_gguf(file: &Path, tokenizer_dir: Option<&Path>, opts: &BuildOptions) -> 
         .map(|t| format!("{:?}", t.ggml_dtype))
         .unwrap_or_else(|| "unknown".into());
     let model = DecoderModel::build(cfg, &mut src, opts)?;
-    Ok(LoadedModel { model, tokenizer, format: ModelFormat::Gguf { quantization }, path: file.into() })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        format: ModelFormat::Gguf { quantization },
+        path: file.into(),
+    })
 }
 
 /// Reads the hyper-parameters from GGUF `{arch}.*` metadata keys.
 pub fn config_from_gguf(content: &Content, path: &Path) -> Result<ModelConfig> {
     let arch_name = gguf_str(content, "general.architecture")
         .ok_or_else(|| ModelError::field(path, "general.architecture", "missing"))?;
-    let arch = Arch::parse(arch_name).ok_or_else(|| ModelError::UnsupportedArch { path: path.into(), arch: arch_name.clone() })?;
+    let arch = Arch::parse(arch_name).ok_or_else(|| ModelError::UnsupportedArch {
+        path: path.into(),
+        arch: arch_name.clone(),
+    })?;
     let a = arch.name();
     let md = &content.metadata;
     let get_usize = |key: &str| -> Result<usize> {
         let full = format!("{a}.{key}");
-        let v = md.get(&full).ok_or_else(|| ModelError::field(path, &full, "missing"))?;
+        let v = md
+            .get(&full)
+            .ok_or_else(|| ModelError::field(path, &full, "missing"))?;
         v.to_u64()
             .or_else(|_| v.to_u32().map(u64::from))
             .map(|n| n as usize)
             .map_err(|e| ModelError::field(path, &full, e.to_string()))
     };
     let get_f64 = |key: &str, default: f64| -> f64 {
-        md.get(&format!("{a}.{key}")).and_then(|v| v.to_f32().ok()).map_or(default, f64::from)
+        md.get(&format!("{a}.{key}"))
+            .and_then(|v| v.to_f32().ok())
+            .map_or(default, f64::from)
     };
     let hidden_size = get_usize("embedding_length")?;
     let num_heads = get_usize("attention.head_count")?;
     let vocab_size = match content.tensor_infos.get("token_embd.weight") {
         Some(info) => info.shape.dims()[0],
-        None => return Err(ModelError::tensor(path, "token_embd.weight", "missing from the GGUF file")),
+        None => {
+            return Err(ModelError::tensor(
+                path,
+                "token_embd.weight",
+                "missing from the GGUF file",
+            ))
+        }
     };
     let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
     let cfg = ModelConfig {

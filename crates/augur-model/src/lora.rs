@@ -23,8 +23,15 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] =
-        [Target::QProj, Target::KProj, Target::VProj, Target::OProj, Target::GateProj, Target::UpProj, Target::DownProj];
+    pub const ALL: [Target; 7] = [
+        Target::QProj,
+        Target::KProj,
+        Target::VProj,
+        Target::OProj,
+        Target::GateProj,
+        Target::UpProj,
+        Target::DownProj,
+    ];
 
     /// PEFT's module name (`q_proj`, ...).
     pub fn module_name(self) -> &'static str {
@@ -58,7 +65,11 @@ impl Target {
         Target::ALL
             .into_iter()
             .find(|t| t.module_name() == s || t.module_name().trim_end_matches("_proj") == s)
-            .ok_or_else(|| ModelError::Input(format!("unknown LoRA target `{s}` (use q,k,v,o,gate,up,down)")))
+            .ok_or_else(|| {
+                ModelError::Input(format!(
+                    "unknown LoRA target `{s}` (use q,k,v,o,gate,up,down)"
+                ))
+            })
     }
 }
 
@@ -79,13 +90,20 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        LoraConfig { rank: 16, alpha: 32.0, targets: Target::ALL.to_vec(), seed: 0 }
+        LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            targets: Target::ALL.to_vec(),
+            seed: 0,
+        }
     }
 }
 
 impl DecoderModel {
     /// Visits every adaptable projection with its layer index and target.
-    pub(crate) fn projections_mut(&mut self) -> impl Iterator<Item = (usize, Target, &mut LoraLinear)> {
+    pub(crate) fn projections_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (usize, Target, &mut LoraLinear)> {
         self.blocks.iter_mut().enumerate().flat_map(|(i, b)| {
             let a = &mut b.attn;
             let m = &mut b.mlp;
@@ -160,16 +178,28 @@ impl DecoderModel {
 
     /// Number of frozen base parameters.
     pub fn base_param_count(&self) -> usize {
-        let norms: usize = self.blocks.iter().map(|b| b.attn_norm.elem_count() + b.mlp_norm.elem_count()).sum();
+        let norms: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.attn_norm.elem_count() + b.mlp_norm.elem_count())
+            .sum();
         let qk: usize = self
             .blocks
             .iter()
             .map(|b| {
-                b.attn.q_norm.as_ref().map_or(0, |t| t.elem_count()) + b.attn.k_norm.as_ref().map_or(0, |t| t.elem_count())
+                b.attn.q_norm.as_ref().map_or(0, |t| t.elem_count())
+                    + b.attn.k_norm.as_ref().map_or(0, |t| t.elem_count())
             })
             .sum();
-        let linears: usize = self.projections().map(|(_, _, l)| l.base_param_count()).sum();
-        let head = if self.cfg.tie_word_embeddings { 0 } else { self.lm_head.base_param_count() };
+        let linears: usize = self
+            .projections()
+            .map(|(_, _, l)| l.base_param_count())
+            .sum();
+        let head = if self.cfg.tie_word_embeddings {
+            0
+        } else {
+            self.lm_head.base_param_count()
+        };
         self.embed.elem_count() + norms + qk + linears + self.norm.elem_count() + head
     }
 

@@ -37,12 +37,20 @@ pub struct ForwardOpts {
 impl ForwardOpts {
     /// Sampling from the current policy.
     pub fn generate() -> Self {
-        ForwardOpts { adapters: true, grad: Grad::Off, logits: LogitsAt::Last }
+        ForwardOpts {
+            adapters: true,
+            grad: Grad::Off,
+            logits: LogitsAt::Last,
+        }
     }
 
     /// Differentiable full-sequence logits of the current policy.
     pub fn train() -> Self {
-        ForwardOpts { adapters: true, grad: Grad::Tracked, logits: LogitsAt::All }
+        ForwardOpts {
+            adapters: true,
+            grad: Grad::Tracked,
+            logits: LogitsAt::All,
+        }
     }
 }
 
@@ -96,29 +104,70 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { dtype: DType::F32, device: Device::Cpu, keep_quantized: false, max_positions: None }
+        BuildOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            keep_quantized: false,
+            max_positions: None,
+        }
     }
 }
 
 impl DecoderModel {
     /// Builds the model from a tensor source, checking every shape against `cfg`.
-    pub fn build(cfg: ModelConfig, src: &mut dyn TensorSource, opts: &BuildOptions) -> Result<Self> {
+    pub fn build(
+        cfg: ModelConfig,
+        src: &mut dyn TensorSource,
+        opts: &BuildOptions,
+    ) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
         let dt = opts.dtype;
         let embed = src.dense("model.embed_tokens.weight", &[cfg.vocab_size, h], dt)?;
-        let linear = |src: &mut dyn TensorSource, name: &str, out: usize, inp: usize, bias: bool| -> Result<LoraLinear> {
-            let w = src.linear(&format!("{name}.weight"), &[out, inp], dt, opts.keep_quantized)?;
-            let b = if bias { Some(src.dense(&format!("{name}.bias"), &[out], dt)?) } else { None };
+        let linear = |src: &mut dyn TensorSource,
+                      name: &str,
+                      out: usize,
+                      inp: usize,
+                      bias: bool|
+         -> Result<LoraLinear> {
+            let w = src.linear(
+                &format!("{name}.weight"),
+                &[out, inp],
+                dt,
+                opts.keep_quantized,
+            )?;
+            let b = if bias {
+                Some(src.dense(&format!("{name}.bias"), &[out], dt)?)
+            } else {
+                None
+            };
             Ok(LoraLinear::new(w, b)?)
         };
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = format!("model.layers.{i}");
             let attn = Attention {
-                q: linear(src, &format!("{p}.self_attn.q_proj"), q_out, h, cfg.qkv_bias)?,
-                k: linear(src, &format!("{p}.self_attn.k_proj"), kv_out, h, cfg.qkv_bias)?,
-                v: linear(src, &format!("{p}.self_attn.v_proj"), kv_out, h, cfg.qkv_bias)?,
+                q: linear(
+                    src,
+                    &format!("{p}.self_attn.q_proj"),
+                    q_out,
+                    h,
+                    cfg.qkv_bias,
+                )?,
+                k: linear(
+                    src,
+                    &format!("{p}.self_attn.k_proj"),
+                    kv_out,
+                    h,
+                    cfg.qkv_bias,
+                )?,
+                v: linear(
+                    src,
+                    &format!("{p}.self_attn.v_proj"),
+                    kv_out,
+                    h,
+                    cfg.qkv_bias,
+                )?,
                 o: linear(src, &format!("{p}.self_attn.o_proj"), h, q_out, false)?,
                 q_norm: match cfg.qk_norm {
                     true => Some(src.dense(&format!("{p}.self_attn.q_norm.weight"), &[hd], dt)?),
@@ -130,9 +179,27 @@ impl DecoderModel {
                 },
             };
             let mlp = Mlp {
-                gate: linear(src, &format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?,
-                up: linear(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
-                down: linear(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
+                gate: linear(
+                    src,
+                    &format!("{p}.mlp.gate_proj"),
+                    cfg.intermediate_size,
+                    h,
+                    false,
+                )?,
+                up: linear(
+                    src,
+                    &format!("{p}.mlp.up_proj"),
+                    cfg.intermediate_size,
+                    h,
+                    false,
+                )?,
+                down: linear(
+                    src,
+                    &format!("{p}.mlp.down_proj"),
+                    h,
+                    cfg.intermediate_size,
+                    false,
+                )?,
             };
             blocks.push(Block {
                 attn_norm: src.dense(&format!("{p}.input_layernorm.weight"), &[h], dt)?,
@@ -147,9 +214,20 @@ impl DecoderModel {
         } else {
             linear(src, "lm_head", cfg.vocab_size, h, false)?
         };
-        let max_positions = opts.max_positions.unwrap_or(cfg.max_position_embeddings.min(32_768));
+        let max_positions = opts
+            .max_positions
+            .unwrap_or(cfg.max_position_embeddings.min(32_768));
         let rotary = Rotary::new(hd, cfg.rope_theta, max_positions, dt, &opts.device)?;
-        Ok(DecoderModel { cfg, embed, blocks, norm, lm_head, rotary, dtype: dt, device: opts.device.clone() })
+        Ok(DecoderModel {
+            cfg,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            rotary,
+            dtype: dt,
+            device: opts.device.clone(),
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -171,22 +249,42 @@ impl DecoderModel {
     }
 
     /// Runs the decoder on `input`, appending to `cache` when given.
-    pub fn forward(&self, input: &StepInput, mut cache: Option<&mut KvCache>, opts: ForwardOpts) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        input: &StepInput,
+        mut cache: Option<&mut KvCache>,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
         let (b, t) = input.ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         if let Some(c) = cache.as_ref() {
             c.reserve(t)?;
             if c.batch() != b {
-                return Err(ModelError::Input(format!("input has {b} rows, KV cache has {}", c.batch())));
+                return Err(ModelError::Input(format!(
+                    "input has {b} rows, KV cache has {}",
+                    c.batch()
+                )));
             }
         }
         let bias = self.attention_bias(input, cache.as_deref(), past)?;
         let (cos, sin) = self.rotary.gather(&input.positions)?;
-        let mut x = self.embed.index_select(&input.ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let mut x = self
+            .embed
+            .index_select(&input.ids.flatten_all()?, 0)?
+            .reshape((b, t, ()))?;
         for (i, block) in self.blocks.iter().enumerate() {
             let residual = &x;
             let normed = rms_norm(&x, &block.attn_norm, self.cfg.rms_norm_eps, opts.grad)?;
-            let attn = self.attention(i, &block.attn, &normed, &cos, &sin, &bias, cache.as_deref_mut(), opts)?;
+            let attn = self.attention(
+                i,
+                &block.attn,
+                &normed,
+                &cos,
+                &sin,
+                &bias,
+                cache.as_deref_mut(),
+                opts,
+            )?;
             let x1 = (residual + attn)?;
             let normed = rms_norm(&x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
             let m = &block.mlp;
@@ -210,7 +308,12 @@ impl DecoderModel {
     }
 
     /// Additive mask `[B, 1, 1, T, past + T]`: causal and blind to padded keys.
-    fn attention_bias(&self, input: &StepInput, cache: Option<&KvCache>, past: usize) -> Result<Tensor> {
+    fn attention_bias(
+        &self,
+        input: &StepInput,
+        cache: Option<&KvCache>,
+        past: usize,
+    ) -> Result<Tensor> {
         let (b, t) = (input.batch, input.len);
         let s = past + t;
         let mut bias = vec![MASKED; b * t * s];
@@ -272,7 +375,10 @@ impl DecoderModel {
         let scores = scores.reshape((b, nkv, rep, t, s))?.broadcast_add(bias)?;
         let probs = softmax_last(&scores, opts.grad)?.reshape((b, nkv, rep * t, s))?;
         let out = probs.matmul(&v.contiguous()?)?;
-        let out = out.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
         Ok(attn.o.forward(&out, opts.adapters)?)
     }
 }

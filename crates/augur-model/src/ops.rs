@@ -49,7 +49,13 @@ pub struct Rotary {
 impl Rotary {
     /// Tables for positions `0..max_positions` and `head_dim` (inverse frequencies
     /// `theta^(-2i/d)`, as HF computes them).
-    pub fn new(head_dim: usize, theta: f64, max_positions: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        head_dim: usize,
+        theta: f64,
+        max_positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64) as f32)
@@ -105,7 +111,9 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &dev)?;
         let w = Tensor::randn(0f32, 1.0, 8, &dev)?;
-        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
         let a = rms_norm(&x, &w, 1e-6, Grad::Off)?;
         let b = rms_norm(&x, &w, 1e-6, Grad::Tracked)?;
         assert!(diff(&a, &b)? < 1e-5);

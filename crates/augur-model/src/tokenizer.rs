@@ -36,13 +36,18 @@ impl TokenizerBundle {
 
     /// Encodes text without adding special tokens (templates add their own).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Decodes ids, skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| ModelError::Tokenizer(e.to_string()))
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))
     }
 
     /// Loads `tokenizer.json` and, if present, `tokenizer_config.json` from `dir`.
@@ -54,7 +59,10 @@ impl TokenizerBundle {
         })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| ModelError::Json { path: cfg_path.clone(), source })?,
+            Ok(text) => serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                path: cfg_path.clone(),
+                source,
+            })?,
             Err(_) => serde_json::Value::Null,
         };
         let token_str = |key: &str| -> Option<String> {
@@ -78,14 +86,26 @@ impl TokenizerBundle {
             .and_then(|t| tokenizer.token_to_id(&t))
             .or(eos_ids.first().copied())
             .unwrap_or(0);
-        Ok(TokenizerBundle { tokenizer, chat_template, bos_token, eos_token, eos_ids, pad_id })
+        Ok(TokenizerBundle {
+            tokenizer,
+            chat_template,
+            bos_token,
+            eos_token,
+            eos_ids,
+            pad_id,
+        })
     }
 
     /// Rebuilds a byte-level BPE tokenizer from GGUF `tokenizer.ggml.*` metadata.
     pub fn from_gguf(content: &Content, path: &Path) -> Result<Self> {
         let md = &content.metadata;
-        let field = |k: &str| md.get(k).ok_or_else(|| ModelError::field(path, k, "missing from GGUF metadata"));
-        let model = field("tokenizer.ggml.model")?.to_string().map_err(|e| ModelError::field(path, "tokenizer.ggml.model", e.to_string()))?;
+        let field = |k: &str| {
+            md.get(k)
+                .ok_or_else(|| ModelError::field(path, k, "missing from GGUF metadata"))
+        };
+        let model = field("tokenizer.ggml.model")?
+            .to_string()
+            .map_err(|e| ModelError::field(path, "tokenizer.ggml.model", e.to_string()))?;
         if model != "gpt2" {
             return Err(ModelError::field(
                 path,
@@ -94,9 +114,15 @@ impl TokenizerBundle {
             ));
         }
         let strings = |k: &str| -> Result<Vec<String>> {
-            let arr = field(k)?.to_vec().map_err(|e| ModelError::field(path, k, e.to_string()))?;
+            let arr = field(k)?
+                .to_vec()
+                .map_err(|e| ModelError::field(path, k, e.to_string()))?;
             arr.iter()
-                .map(|v| v.to_string().cloned().map_err(|e| ModelError::field(path, k, e.to_string())))
+                .map(|v| {
+                    v.to_string()
+                        .cloned()
+                        .map_err(|e| ModelError::field(path, k, e.to_string()))
+                })
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
@@ -105,7 +131,13 @@ impl TokenizerBundle {
             .map(|m| {
                 m.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| ModelError::field(path, "tokenizer.ggml.merges", format!("malformed merge `{m}`")))
+                    .ok_or_else(|| {
+                        ModelError::field(
+                            path,
+                            "tokenizer.ggml.merges",
+                            format!("malformed merge `{m}`"),
+                        )
+                    })
             })
             .collect::<Result<_>>()?;
         let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
@@ -117,13 +149,23 @@ impl TokenizerBundle {
                 .collect(),
             None => vec![1; tokens.len()],
         };
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
-            .map_err(|e| ModelError::Tokenizer(format!("{}: cannot build BPE: {e}", path.display())))?;
+            .map_err(|e| {
+                ModelError::Tokenizer(format!("{}: cannot build BPE: {e}", path.display()))
+            })?;
         let mut tokenizer = Tokenizer::new(bpe);
-        let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("gpt2");
+        let pre = md
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .map(String::as_str)
+            .unwrap_or("gpt2");
         tokenizer.with_pre_tokenizer(Some(pre_tokenizer(pre, path)?));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
         // Control (3) and user-defined (4) tokens are matched whole, never split by BPE.
@@ -137,8 +179,13 @@ impl TokenizerBundle {
         let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
         let token_of = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned());
         let eos_ids: Vec<u32> = id("tokenizer.ggml.eos_token_id").into_iter().collect();
-        let chat_template = md.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
-        let pad_id = id("tokenizer.ggml.padding_token_id").or(eos_ids.first().copied()).unwrap_or(0);
+        let chat_template = md
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .cloned();
+        let pad_id = id("tokenizer.ggml.padding_token_id")
+            .or(eos_ids.first().copied())
+            .unwrap_or(0);
         Ok(TokenizerBundle {
             tokenizer,
             chat_template,
@@ -158,9 +205,13 @@ const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{
 /// The pre-tokenizer llama.cpp names in `tokenizer.ggml.pre`.
 fn pre_tokenizer(pre: &str, path: &Path) -> Result<PreTokenizerWrapper> {
     let split = |pattern: &str| -> Result<PreTokenizerWrapper> {
-        Split::new(SplitPattern::Regex(pattern.into()), SplitDelimiterBehavior::Isolated, false)
-            .map(PreTokenizerWrapper::Split)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))
+        Split::new(
+            SplitPattern::Regex(pattern.into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map(PreTokenizerWrapper::Split)
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))
     };
     let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false));
     Ok(match pre {
@@ -183,5 +234,8 @@ fn pre_tokenizer(pre: &str, path: &Path) -> Result<PreTokenizerWrapper> {
 
 /// Reads a string-valued GGUF metadata key.
 pub(crate) fn gguf_str<'a>(content: &'a Content, key: &str) -> Option<&'a String> {
-    content.metadata.get(key).and_then(|v: &Value| v.to_string().ok())
+    content
+        .metadata
+        .get(key)
+        .and_then(|v: &Value| v.to_string().ok())
 }

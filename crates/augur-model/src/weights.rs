@@ -23,7 +23,13 @@ pub trait TensorSource {
     /// Loads a tensor as a dense `dtype` tensor of the given shape.
     fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor>;
     /// Loads a linear weight, keeping it quantized when asked and possible.
-    fn linear(&mut self, name: &str, shape: &[usize], dtype: DType, keep_quantized: bool) -> Result<BaseWeight> {
+    fn linear(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        keep_quantized: bool,
+    ) -> Result<BaseWeight> {
         let _ = keep_quantized;
         Ok(BaseWeight::Dense(self.dense(name, shape, dtype)?))
     }
@@ -31,7 +37,11 @@ pub trait TensorSource {
 
 fn check_shape(path: &Path, name: &str, got: &[usize], want: &[usize]) -> Result<()> {
     if got != want {
-        return Err(ModelError::tensor(path, name, format!("shape {got:?}, expected {want:?} from config.json")));
+        return Err(ModelError::tensor(
+            path,
+            name,
+            format!("shape {got:?}, expected {want:?} from config.json"),
+        ));
     }
     Ok(())
 }
@@ -60,28 +70,46 @@ impl SafetensorsSource {
         };
         for p in &paths {
             if !p.exists() {
-                return Err(ModelError::Checkpoint { path: p.clone(), problem: "shard listed in the index is missing".into() });
+                return Err(ModelError::Checkpoint {
+                    path: p.clone(),
+                    problem: "shard listed in the index is missing".into(),
+                });
             }
         }
         // SAFETY: the files are mapped read-only; augur never writes to a checkpoint it is reading.
-        let files = unsafe { MmapedSafetensors::multi(&paths) }.map_err(|e| ModelError::Checkpoint {
-            path: label.clone(),
-            problem: format!("cannot read safetensors: {e}"),
-        })?;
-        Ok(SafetensorsSource { files, label, device: device.clone() })
+        let files =
+            unsafe { MmapedSafetensors::multi(&paths) }.map_err(|e| ModelError::Checkpoint {
+                path: label.clone(),
+                problem: format!("cannot read safetensors: {e}"),
+            })?;
+        Ok(SafetensorsSource {
+            files,
+            label,
+            device: device.clone(),
+        })
     }
 }
 
 fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io { path: index.into(), source })?;
+    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
+        path: index.into(),
+        source,
+    })?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.into(), source })?;
+        serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index.into(),
+            source,
+        })?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| ModelError::field(index, "weight_map", "missing or not an object"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+    let mut files: Vec<PathBuf> = map
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(|f| dir.join(f))
+        .collect();
     files.sort();
     files.dedup();
     Ok(files)
@@ -120,12 +148,21 @@ pub struct GgufSource {
 impl GgufSource {
     /// Opens and parses the header; tensors are read lazily.
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
-        let mut file = File::open(path).map_err(|source| ModelError::Io { path: path.into(), source })?;
+        let mut file = File::open(path).map_err(|source| ModelError::Io {
+            path: path.into(),
+            source,
+        })?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Checkpoint {
             path: path.into(),
             problem: format!("not a readable GGUF file: {e}"),
         })?;
-        Ok(GgufSource { content, file, path: path.into(), device: device.clone(), unpermute: None })
+        Ok(GgufSource {
+            content,
+            file,
+            path: path.into(),
+            device: device.clone(),
+            unpermute: None,
+        })
     }
 
     /// Enables undoing llama.cpp's Q/K permutation (Llama arch only; Qwen GGUFs are not permuted).
@@ -134,19 +171,34 @@ impl GgufSource {
     }
 
     fn qtensor(&mut self, hf_name: &str, shape: &[usize]) -> Result<QTensor> {
-        let name = gguf_name(hf_name)
-            .ok_or_else(|| ModelError::tensor(&self.path, hf_name, "no GGUF equivalent for this tensor"))?;
+        let name = gguf_name(hf_name).ok_or_else(|| {
+            ModelError::tensor(&self.path, hf_name, "no GGUF equivalent for this tensor")
+        })?;
         if !self.content.tensor_infos.contains_key(&name) {
-            return Err(ModelError::tensor(&self.path, &name, "missing from the GGUF file"));
+            return Err(ModelError::tensor(
+                &self.path,
+                &name,
+                "missing from the GGUF file",
+            ));
         }
         let q = self
             .content
             .tensor(&mut self.file, &name, &self.device)
-            .map_err(|e| ModelError::tensor(&self.path, &name, format!("cannot read (truncated file?): {e}")))?;
+            .map_err(|e| {
+                ModelError::tensor(
+                    &self.path,
+                    &name,
+                    format!("cannot read (truncated file?): {e}"),
+                )
+            })?;
         check_shape(&self.path, &name, q.shape().dims(), shape)?;
         match (self.unpermute, hf_name) {
-            (Some((h, _)), n) if n.ends_with("q_proj.weight") || n.ends_with("q_proj.bias") => unpermute_rows(&q, h),
-            (Some((_, kv)), n) if n.ends_with("k_proj.weight") || n.ends_with("k_proj.bias") => unpermute_rows(&q, kv),
+            (Some((h, _)), n) if n.ends_with("q_proj.weight") || n.ends_with("q_proj.bias") => {
+                unpermute_rows(&q, h)
+            }
+            (Some((_, kv)), n) if n.ends_with("k_proj.weight") || n.ends_with("k_proj.bias") => {
+                unpermute_rows(&q, kv)
+            }
             _ => Ok(q),
         }
     }
@@ -166,13 +218,21 @@ impl TensorSource for GgufSource {
         Ok(q.dequantize(&self.device)?.to_dtype(dtype)?)
     }
 
-    fn linear(&mut self, name: &str, shape: &[usize], dtype: DType, keep_quantized: bool) -> Result<BaseWeight> {
+    fn linear(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        keep_quantized: bool,
+    ) -> Result<BaseWeight> {
         let q = self.qtensor(name, shape)?;
         let float = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         if keep_quantized && !float {
             Ok(BaseWeight::Quantized(Arc::new(q)))
         } else {
-            Ok(BaseWeight::Dense(q.dequantize(&self.device)?.to_dtype(dtype)?))
+            Ok(BaseWeight::Dense(
+                q.dequantize(&self.device)?.to_dtype(dtype)?,
+            ))
         }
     }
 }
@@ -237,9 +297,18 @@ mod tests {
 
     #[test]
     fn maps_hf_names_to_gguf() {
-        assert_eq!(gguf_name("model.layers.3.self_attn.q_proj.bias").unwrap(), "blk.3.attn_q.bias");
-        assert_eq!(gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(), "blk.0.ffn_norm.weight");
-        assert_eq!(gguf_name("model.embed_tokens.weight").unwrap(), "token_embd.weight");
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.q_proj.bias").unwrap(),
+            "blk.3.attn_q.bias"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight").unwrap(),
+            "blk.0.ffn_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight").unwrap(),
+            "token_embd.weight"
+        );
         assert!(gguf_name("model.layers.0.mystery.weight").is_none());
     }
 
@@ -255,7 +324,8 @@ mod tests {
                 for j in 0..hd / 2 {
                     let src = h * hd + s * (hd / 2) + j;
                     let dst = h * hd + j * 2 + s;
-                    gguf[dst * inp..(dst + 1) * inp].copy_from_slice(&hf[src * inp..(src + 1) * inp]);
+                    gguf[dst * inp..(dst + 1) * inp]
+                        .copy_from_slice(&hf[src * inp..(src + 1) * inp]);
                 }
             }
         }

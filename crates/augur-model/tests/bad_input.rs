@@ -36,11 +36,15 @@ fn truncated_safetensors_is_reported() {
 fn missing_config_field_and_unknown_arch_are_reported() {
     let dir = copy_fixture("qwen2");
     let p = dir.path().join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
     cfg.as_object_mut().unwrap().remove("num_hidden_layers");
     fs::write(&p, cfg.to_string()).unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("config.json: field `num_hidden_layers`: missing"), "{err}");
+    assert!(
+        err.contains("config.json: field `num_hidden_layers`: missing"),
+        "{err}"
+    );
     cfg["num_hidden_layers"] = 2.into();
     cfg["model_type"] = "falcon".into();
     fs::write(&p, cfg.to_string()).unwrap();
@@ -51,25 +55,43 @@ fn missing_config_field_and_unknown_arch_are_reported() {
 fn shape_mismatch_names_the_tensor() {
     let dir = copy_fixture("qwen2");
     let p = dir.path().join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
     cfg["intermediate_size"] = 96.into();
     fs::write(&p, cfg.to_string()).unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("expected [96, 64]"), "{err}");
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("expected [96, 64]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn tokenizer_larger_than_embedding_is_rejected() {
     // The fixtures have a 256-row embedding; SmolLM2's GGUF tokenizer has 49152 tokens.
-    let Some(gguf) = common::smollm2_gguf() else { return };
+    let Some(gguf) = common::smollm2_gguf() else {
+        return;
+    };
     let tok_dir = tempfile::tempdir().unwrap();
-    let bundle = augur_model::loader::load_model(&gguf, None, &BuildOptions::default()).unwrap().tokenizer;
-    bundle.tokenizer.save(tok_dir.path().join("tokenizer.json"), false).unwrap();
-    let err = match load_model(&fixture_dir("llama"), Some(tok_dir.path()), &BuildOptions::default()) {
+    let bundle = augur_model::loader::load_model(&gguf, None, &BuildOptions::default())
+        .unwrap()
+        .tokenizer;
+    bundle
+        .tokenizer
+        .save(tok_dir.path().join("tokenizer.json"), false)
+        .unwrap();
+    let err = match load_model(
+        &fixture_dir("llama"),
+        Some(tok_dir.path()),
+        &BuildOptions::default(),
+    ) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("tokenizer has 49152 tokens") && err.contains("256 rows"), "{err}");
+    assert!(
+        err.contains("tokenizer has 49152 tokens") && err.contains("256 rows"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -15,8 +15,15 @@ fn full_forward_matches(arch: &str, grad: Grad) {
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let want_pos = exp["position_ids"].to_dtype(DType::U32).unwrap();
-    assert_eq!(input.positions.to_vec2::<u32>().unwrap(), want_pos.to_vec2::<u32>().unwrap());
-    let opts = ForwardOpts { adapters: true, grad, logits: LogitsAt::All };
+    assert_eq!(
+        input.positions.to_vec2::<u32>().unwrap(),
+        want_pos.to_vec2::<u32>().unwrap()
+    );
+    let opts = ForwardOpts {
+        adapters: true,
+        grad,
+        logits: LogitsAt::All,
+    };
     let logits = model.forward(&input, None, opts).unwrap();
     let want = &exp["logits"];
     let mask = exp["attention_mask"].to_vec2::<i64>().unwrap();
@@ -39,16 +46,23 @@ fn cached_decode_matches(arch: &str) {
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let mut cache = model.new_cache(rows.len(), 16).unwrap();
-    let last = model.forward(&input, Some(&mut cache), ForwardOpts::generate()).unwrap();
+    let last = model
+        .forward(&input, Some(&mut cache), ForwardOpts::generate())
+        .unwrap();
     let want_last = exp["logits"].narrow(1, 6, 1).unwrap().squeeze(1).unwrap();
-    assert!(max_abs_diff(&last, &want_last) < TOL, "{arch}: prefill last logits");
+    assert!(
+        max_abs_diff(&last, &want_last) < TOL,
+        "{arch}: prefill last logits"
+    );
     let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
     let want = &exp["decode_logits"];
     for s in 0..tokens[0].len() {
         let step_tokens: Vec<u32> = tokens.iter().map(|r| r[s] as u32).collect();
         let positions: Vec<u32> = rows.iter().map(|r| (r.len() + s) as u32).collect();
         let step = StepInput::decode(&step_tokens, &positions, &Device::Cpu).unwrap();
-        let logits = model.forward(&step, Some(&mut cache), ForwardOpts::generate()).unwrap();
+        let logits = model
+            .forward(&step, Some(&mut cache), ForwardOpts::generate())
+            .unwrap();
         let want_s = want.narrow(1, s, 1).unwrap().squeeze(1).unwrap();
         let d = max_abs_diff(&logits, &want_s);
         assert!(d < TOL, "{arch}: decode step {s}: max |dlogit| {d}");
@@ -96,18 +110,36 @@ fn cache_row_select_keeps_rows_intact() {
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let mut cache = model.new_cache(3, 16).unwrap();
-    model.forward(&input, Some(&mut cache), ForwardOpts::generate()).unwrap();
+    model
+        .forward(&input, Some(&mut cache), ForwardOpts::generate())
+        .unwrap();
     // Keep row 2 twice and row 0 once; drop row 1.
     cache.select_rows(&[2, 0, 2]).unwrap();
     let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
     let step = StepInput::decode(
-        &[tokens[2][0] as u32, tokens[0][0] as u32, tokens[2][0] as u32],
-        &[rows[2].len() as u32, rows[0].len() as u32, rows[2].len() as u32],
+        &[
+            tokens[2][0] as u32,
+            tokens[0][0] as u32,
+            tokens[2][0] as u32,
+        ],
+        &[
+            rows[2].len() as u32,
+            rows[0].len() as u32,
+            rows[2].len() as u32,
+        ],
         &Device::Cpu,
     )
     .unwrap();
-    let logits = model.forward(&step, Some(&mut cache), ForwardOpts::generate()).unwrap();
-    let want = exp["decode_logits"].narrow(1, 0, 1).unwrap().squeeze(1).unwrap().contiguous().unwrap();
+    let logits = model
+        .forward(&step, Some(&mut cache), ForwardOpts::generate())
+        .unwrap();
+    let want = exp["decode_logits"]
+        .narrow(1, 0, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap()
+        .contiguous()
+        .unwrap();
     let pick = Tensor::new(&[2u32, 0, 2], &Device::Cpu).unwrap();
     let want = want.index_select(&pick, 0).unwrap();
     assert!(max_abs_diff(&logits, &want) < TOL);

@@ -20,7 +20,10 @@ pub struct Message {
 
 impl Message {
     pub fn user(content: impl Into<String>) -> Self {
-        Message { role: "user".into(), content: content.into() }
+        Message {
+            role: "user".into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -36,12 +39,19 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     /// Compiles `template` (or ChatML when `None`).
-    pub fn new(template: Option<&str>, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self> {
+    pub fn new(
+        template: Option<&str>,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template_owned("chat", template.unwrap_or(CHATML_TEMPLATE).to_string())
             .map_err(|e| RolloutError::Template(e.to_string()))?;
         Ok(ChatTemplate {
@@ -54,9 +64,14 @@ impl ChatTemplate {
     /// Renders `messages`; `add_generation_prompt` opens the assistant turn.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         if messages.is_empty() {
-            return Err(RolloutError::Request("a chat prompt needs at least one message".into()));
+            return Err(RolloutError::Request(
+                "a chat prompt needs at least one message".into(),
+            ));
         }
-        let tmpl = self.env.get_template("chat").map_err(|e| RolloutError::Template(e.to_string()))?;
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| RolloutError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -87,7 +102,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.render(&[Message::user("  x ")], false).unwrap(), "<s>x");
-        let err = t.render(&[Message { role: "system".into(), content: "s".into() }], false).unwrap_err();
+        let err = t
+            .render(
+                &[Message {
+                    role: "system".into(),
+                    content: "s".into(),
+                }],
+                false,
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("first must be user"));
     }
 }

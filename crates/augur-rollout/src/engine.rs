@@ -77,7 +77,12 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     pub fn new(model: &'a DecoderModel, tokenizer: &'a TokenizerBundle) -> Self {
-        Engine { model, tokenizer, max_batch_rows: 256, share_prefix: true }
+        Engine {
+            model,
+            tokenizer,
+            max_batch_rows: 256,
+            share_prefix: true,
+        }
     }
 
     /// Generates `params.n` samples for each tokenized prompt, in prompt-major order.
@@ -128,11 +133,18 @@ impl<'a> Engine<'a> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let prefill: Vec<Vec<u32>> = match self.share_prefix {
             true => prompts.to_vec(),
-            false => prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), params.n)).collect(),
+            false => prompts
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.clone(), params.n))
+                .collect(),
         };
         let input = StepInput::left_padded(&prefill, self.tokenizer.pad_id, device)?;
-        let mut cache = self.model.new_cache(prefill.len(), longest + params.max_new_tokens)?;
-        let logits = self.model.forward(&input, Some(&mut cache), ForwardOpts::generate())?;
+        let mut cache = self
+            .model
+            .new_cache(prefill.len(), longest + params.max_new_tokens)?;
+        let logits = self
+            .model
+            .forward(&input, Some(&mut cache), ForwardOpts::generate())?;
         let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         stats.prefill_tokens += prompts.iter().map(Vec::len).sum::<usize>();
         stats.prefill_secs += start.elapsed().as_secs_f64();
@@ -140,9 +152,13 @@ impl<'a> Engine<'a> {
         let start = Instant::now();
         let mut rows = Vec::with_capacity(prompts.len() * params.n);
         let mut cache_rows = Vec::with_capacity(prompts.len() * params.n);
-        for p in 0..prompts.len() {
+        for (p, prompt) in prompts.iter().enumerate() {
             for s in 0..params.n {
-                let prefill_row = if self.share_prefix { p } else { p * params.n + s };
+                let prefill_row = if self.share_prefix {
+                    p
+                } else {
+                    p * params.n + s
+                };
                 let global = (first_index + p) as u64;
                 let mut row = Row {
                     prompt: p,
@@ -153,7 +169,7 @@ impl<'a> Engine<'a> {
                     finish: None,
                     text: None,
                 };
-                self.push_token(&mut row, &logits[prefill_row], &prompts[p], params)?;
+                self.push_token(&mut row, &logits[prefill_row], prompt, params)?;
                 rows.push(row);
                 cache_rows.push(prefill_row);
             }
@@ -162,7 +178,14 @@ impl<'a> Engine<'a> {
         // Prefix sharing: each prompt's prefill is copied to its samples.
         cache.select_rows(&cache_rows)?;
         let mut live: Vec<usize> = (0..rows.len()).collect();
-        self.decode_loop(&mut rows, &mut live, &mut cache, prompts, params, on_progress)?;
+        self.decode_loop(
+            &mut rows,
+            &mut live,
+            &mut cache,
+            prompts,
+            params,
+            on_progress,
+        )?;
         stats.decode_secs += start.elapsed().as_secs_f64();
 
         let mut out = Vec::with_capacity(rows.len());
@@ -198,7 +221,9 @@ impl<'a> Engine<'a> {
     ) -> Result<()> {
         let device = self.model.device();
         loop {
-            let still: Vec<usize> = (0..live.len()).filter(|&i| rows[live[i]].finish.is_none()).collect();
+            let still: Vec<usize> = (0..live.len())
+                .filter(|&i| rows[live[i]].finish.is_none())
+                .collect();
             if still.is_empty() {
                 return Ok(());
             }
@@ -206,13 +231,18 @@ impl<'a> Engine<'a> {
                 cache.select_rows(&still)?;
                 *live = still.iter().map(|&i| live[i]).collect();
             }
-            let tokens: Vec<u32> = live.iter().map(|&r| *rows[r].tokens.last().expect("one token")).collect();
+            let tokens: Vec<u32> = live
+                .iter()
+                .map(|&r| *rows[r].tokens.last().expect("one token"))
+                .collect();
             let positions: Vec<u32> = live
                 .iter()
                 .map(|&r| (prompts[rows[r].prompt].len() + rows[r].tokens.len() - 1) as u32)
                 .collect();
             let step = StepInput::decode(&tokens, &positions, device)?;
-            let logits = self.model.forward(&step, Some(cache), ForwardOpts::generate())?;
+            let logits = self
+                .model
+                .forward(&step, Some(cache), ForwardOpts::generate())?;
             let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
             for (&r, row_logits) in live.iter().zip(&logits) {
                 let row = &mut rows[r];
@@ -223,7 +253,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Samples the next token of `row` and updates its finish state.
-    fn push_token(&self, row: &mut Row, logits: &[f32], prompt: &[u32], params: &SamplingParams) -> Result<()> {
+    fn push_token(
+        &self,
+        row: &mut Row,
+        logits: &[f32],
+        prompt: &[u32],
+        params: &SamplingParams,
+    ) -> Result<()> {
         let history: Vec<u32>;
         let history: &[u32] = if params.repetition_penalty != 1.0 {
             history = prompt.iter().chain(&row.tokens).copied().collect();
@@ -238,7 +274,12 @@ impl<'a> Engine<'a> {
             row.finish = Some(FinishReason::Stop);
         } else if !params.stop_strings.is_empty() {
             let text = self.tokenizer.decode(&row.tokens)?;
-            if let Some(cut) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str())).min() {
+            if let Some(cut) = params
+                .stop_strings
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
                 row.text = Some(text[..cut].to_string());
                 row.finish = Some(FinishReason::Stop);
             }

@@ -4,7 +4,10 @@
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
     #[error("invalid sampling parameter `{field}`: {problem}")]
-    Param { field: &'static str, problem: String },
+    Param {
+        field: &'static str,
+        problem: String,
+    },
     #[error("invalid request: {0}")]
     Request(String),
     #[error("chat template: {0}")]

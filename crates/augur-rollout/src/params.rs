@@ -47,7 +47,8 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Rejects values that would make sampling undefined.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &'static str, problem: String| Err(RolloutError::Param { field, problem });
+        let bad =
+            |field: &'static str, problem: String| Err(RolloutError::Param { field, problem });
         if self.n == 0 {
             return bad("n", "must be at least 1".into());
         }
@@ -61,7 +62,10 @@ impl SamplingParams {
             return bad("min_p", format!("{} is not in [0, 1)", self.min_p));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad("repetition_penalty", format!("{} is not > 0", self.repetition_penalty));
+            return bad(
+                "repetition_penalty",
+                format!("{} is not > 0", self.repetition_penalty),
+            );
         }
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be at least 1".into());

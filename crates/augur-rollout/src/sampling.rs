@@ -30,7 +30,12 @@ pub fn log_sum_exp(logits: &[f32]) -> f32 {
 
 /// Samples one token from `logits` and returns it with its logprob.
 /// `history` holds the ids the repetition penalty applies to.
-pub fn sample_token(logits: &[f32], params: &SamplingParams, history: &[u32], rng: &mut impl Rng) -> (u32, f32) {
+pub fn sample_token(
+    logits: &[f32],
+    params: &SamplingParams,
+    history: &[u32],
+    rng: &mut impl Rng,
+) -> (u32, f32) {
     let penalised;
     let scores: &[f32] = if params.repetition_penalty != 1.0 {
         let mut v = logits.to_vec();
@@ -40,7 +45,11 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, history: &[u32], rn
     } else {
         logits
     };
-    let token = if params.temperature == 0.0 { argmax(scores) } else { choose(scores, params, rng) };
+    let token = if params.temperature == 0.0 {
+        argmax(scores)
+    } else {
+        choose(scores, params, rng)
+    };
     (token, logits[token as usize] - log_sum_exp(logits))
 }
 
@@ -74,7 +83,15 @@ fn choose(logits: &[f32], params: &SamplingParams, rng: &mut impl Rng) -> u32 {
     let total: f32 = probs.iter().sum();
     let truncating = params.top_k > 0 || params.top_p < 1.0 || params.min_p > 0.0;
     if !truncating {
-        return draw(probs.iter().copied().enumerate().map(|(i, p)| (i as u32, p)), total, rng);
+        return draw(
+            probs
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, p)| (i as u32, p)),
+            total,
+            rng,
+        );
     }
     let p_max = 1.0 / total; // the top token's normalised probability (its unnormalised p is 1)
     let mut kept = top_candidates(&probs, total, params);
@@ -89,8 +106,17 @@ fn choose(logits: &[f32], params: &SamplingParams, rng: &mut impl Rng) -> u32 {
 /// The top-k / top-p candidate set in descending probability, without sorting the
 /// whole vocabulary: the head is grown until it holds enough mass.
 fn top_candidates(probs: &[f32], total: f32, params: &SamplingParams) -> Vec<(u32, f32)> {
-    let mut all: Vec<(u32, f32)> = probs.iter().copied().enumerate().map(|(i, p)| (i as u32, p)).collect();
-    let limit = if params.top_k > 0 { params.top_k.min(all.len()) } else { all.len() };
+    let mut all: Vec<(u32, f32)> = probs
+        .iter()
+        .copied()
+        .enumerate()
+        .map(|(i, p)| (i as u32, p))
+        .collect();
+    let limit = if params.top_k > 0 {
+        params.top_k.min(all.len())
+    } else {
+        all.len()
+    };
     let desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     let mut head = 64.min(limit);
     loop {
@@ -135,7 +161,12 @@ mod tests {
     use super::*;
 
     fn params(temperature: f32, top_k: usize, top_p: f32) -> SamplingParams {
-        SamplingParams { temperature, top_k, top_p, ..Default::default() }
+        SamplingParams {
+            temperature,
+            top_k,
+            top_p,
+            ..Default::default()
+        }
     }
 
     /// Empirical frequencies over `n` draws from `probs` (given as logits = ln p).
@@ -179,7 +210,10 @@ mod tests {
     #[test]
     fn min_p_drops_tokens_below_a_fraction_of_the_top() {
         // floor = 0.3 * 0.4 = 0.12: tokens with 0.1 and 0.05 go.
-        let p = SamplingParams { min_p: 0.3, ..params(1.0, 0, 1.0) };
+        let p = SamplingParams {
+            min_p: 0.3,
+            ..params(1.0, 0, 1.0)
+        };
         let f = frequencies(&DIST, &p, 100_000);
         assert_close(&f, &[0.4 / 0.85, 0.3 / 0.85, 0.15 / 0.85, 0.0, 0.0]);
     }
@@ -206,7 +240,11 @@ mod tests {
     #[test]
     fn repetition_penalty_discourages_seen_tokens() {
         let logits = vec![2.0, 1.9, -1.0];
-        let p = SamplingParams { repetition_penalty: 2.0, temperature: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            temperature: 0.0,
+            ..Default::default()
+        };
         let (tok, lp) = sample_token(&logits, &p, &[0], &mut stream_rng(0, 0, 0));
         assert_eq!(tok, 1);
         let lse = log_sum_exp(&[2.0, 1.9, -1.0]);

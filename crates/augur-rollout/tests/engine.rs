@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use augur_model::weights::SafetensorsSource;
-use augur_model::{BuildOptions, DecoderModel, ForwardOpts, Grad, LogitsAt, ModelConfig, StepInput, TokenizerBundle};
+use augur_model::{
+    BuildOptions, DecoderModel, ForwardOpts, Grad, LogitsAt, ModelConfig, StepInput,
+    TokenizerBundle,
+};
 use augur_rollout::{Engine, FinishReason, SamplingParams};
 use candle_core::Device;
 use tokenizers::decoders::fuse::Fuse;
@@ -14,17 +17,33 @@ fn model() -> DecoderModel {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
     let cfg = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
     let mut src = SafetensorsSource::open_dir(&dir, &Device::Cpu).unwrap();
-    let opts = BuildOptions { max_positions: Some(128), ..Default::default() };
+    let opts = BuildOptions {
+        max_positions: Some(128),
+        ..Default::default()
+    };
     DecoderModel::build(cfg, &mut src, &opts).unwrap()
 }
 
 /// One printable character per id (U+0100 + id), concatenated on decode.
 fn tokenizer() -> TokenizerBundle {
-    let vocab = (0..256u32).map(|i| (char::from_u32(0x100 + i).unwrap().to_string(), i)).collect();
-    let wl = WordLevel::builder().vocab(vocab).unk_token("\u{100}".into()).build().unwrap();
+    let vocab = (0..256u32)
+        .map(|i| (char::from_u32(0x100 + i).unwrap().to_string(), i))
+        .collect();
+    let wl = WordLevel::builder()
+        .vocab(vocab)
+        .unk_token("\u{100}".into())
+        .build()
+        .unwrap();
     let mut tokenizer = Tokenizer::new(wl);
     tokenizer.with_decoder(Some(Fuse::new()));
-    TokenizerBundle { tokenizer, chat_template: None, bos_token: None, eos_token: None, eos_ids: vec![2], pad_id: 0 }
+    TokenizerBundle {
+        tokenizer,
+        chat_template: None,
+        bos_token: None,
+        eos_token: None,
+        eos_ids: vec![2],
+        pad_id: 0,
+    }
 }
 
 fn prompts() -> Vec<Vec<u32>> {
@@ -32,16 +51,26 @@ fn prompts() -> Vec<Vec<u32>> {
 }
 
 fn params(n: usize, temperature: f32) -> SamplingParams {
-    SamplingParams { n, temperature, max_new_tokens: 12, seed: 11, ..Default::default() }
+    SamplingParams {
+        n,
+        temperature,
+        max_new_tokens: 12,
+        seed: 11,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn greedy_batch_equals_each_row_alone() {
     let (m, t) = (model(), tokenizer());
     let engine = Engine::new(&m, &t);
-    let (batched, _) = engine.generate(&prompts(), &params(1, 0.0), &mut |_| {}).unwrap();
+    let (batched, _) = engine
+        .generate(&prompts(), &params(1, 0.0), &mut |_| {})
+        .unwrap();
     for (i, p) in prompts().iter().enumerate() {
-        let (alone, _) = engine.generate(std::slice::from_ref(p), &params(1, 0.0), &mut |_| {}).unwrap();
+        let (alone, _) = engine
+            .generate(std::slice::from_ref(p), &params(1, 0.0), &mut |_| {})
+            .unwrap();
         assert_eq!(batched[i].token_ids, alone[0].token_ids, "prompt {i}");
     }
 }
@@ -50,32 +79,59 @@ fn greedy_batch_equals_each_row_alone() {
 fn prefix_sharing_equals_separate_prefills() {
     let (m, t) = (model(), tokenizer());
     let mut engine = Engine::new(&m, &t);
-    let (shared, _) = engine.generate(&prompts(), &params(4, 1.0), &mut |_| {}).unwrap();
+    let (shared, _) = engine
+        .generate(&prompts(), &params(4, 1.0), &mut |_| {})
+        .unwrap();
     engine.share_prefix = false;
-    let (separate, _) = engine.generate(&prompts(), &params(4, 1.0), &mut |_| {}).unwrap();
+    let (separate, _) = engine
+        .generate(&prompts(), &params(4, 1.0), &mut |_| {})
+        .unwrap();
     assert_eq!(shared.len(), 12);
     for (a, b) in shared.iter().zip(&separate) {
-        assert_eq!((a.prompt_index, a.sample_index), (b.prompt_index, b.sample_index));
+        assert_eq!(
+            (a.prompt_index, a.sample_index),
+            (b.prompt_index, b.sample_index)
+        );
         assert_eq!(a.token_ids, b.token_ids);
     }
     // Samples of one prompt differ (independent streams) and a rerun is identical.
     assert_ne!(shared[0].token_ids, shared[1].token_ids);
-    let (again, _) = Engine::new(&m, &t).generate(&prompts(), &params(4, 1.0), &mut |_| {}).unwrap();
-    assert!(shared.iter().zip(&again).all(|(a, b)| a.token_ids == b.token_ids && a.logprobs == b.logprobs));
+    let (again, _) = Engine::new(&m, &t)
+        .generate(&prompts(), &params(4, 1.0), &mut |_| {})
+        .unwrap();
+    assert!(shared
+        .iter()
+        .zip(&again)
+        .all(|(a, b)| a.token_ids == b.token_ids && a.logprobs == b.logprobs));
 }
 
 #[test]
 fn logprobs_equal_teacher_forced_forward() {
     let (m, t) = (model(), tokenizer());
-    let (samples, _) = Engine::new(&m, &t).generate(&prompts(), &params(2, 1.0), &mut |_| {}).unwrap();
+    let (samples, _) = Engine::new(&m, &t)
+        .generate(&prompts(), &params(2, 1.0), &mut |_| {})
+        .unwrap();
     let rows: Vec<Vec<u32>> = samples
         .iter()
-        .map(|s| prompts()[s.prompt_index].iter().chain(&s.token_ids).copied().collect())
+        .map(|s| {
+            prompts()[s.prompt_index]
+                .iter()
+                .chain(&s.token_ids)
+                .copied()
+                .collect()
+        })
         .collect();
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
-    let opts = ForwardOpts { adapters: true, grad: Grad::Off, logits: LogitsAt::All };
+    let opts = ForwardOpts {
+        adapters: true,
+        grad: Grad::Off,
+        logits: LogitsAt::All,
+    };
     let logits = m.forward(&input, None, opts).unwrap();
-    let logp = candle_nn::ops::log_softmax(&logits, 2).unwrap().to_vec3::<f32>().unwrap();
+    let logp = candle_nn::ops::log_softmax(&logits, 2)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
     let width = input.len;
     let mut worst = 0f32;
     for (i, s) in samples.iter().enumerate() {
@@ -96,10 +152,16 @@ fn stop_string_spanning_two_tokens_cuts_text() {
     let (free, _) = engine.generate(&p, &params(1, 0.0), &mut |_| {}).unwrap();
     let text = &free[0].text;
     let chars: Vec<char> = text.chars().collect();
-    assert!(chars.len() >= 6, "need a longer greedy completion: {text:?}");
+    assert!(
+        chars.len() >= 6,
+        "need a longer greedy completion: {text:?}"
+    );
     let stop: String = chars[3..5].iter().collect();
     let expect_cut: String = text[..text.find(&stop).unwrap()].to_string();
-    let with_stop = SamplingParams { stop_strings: vec![stop.clone()], ..params(1, 0.0) };
+    let with_stop = SamplingParams {
+        stop_strings: vec![stop.clone()],
+        ..params(1, 0.0)
+    };
     let (stopped, _) = engine.generate(&p, &with_stop, &mut |_| {}).unwrap();
     let s = &stopped[0];
     assert_eq!(s.finish_reason, FinishReason::Stop);
@@ -112,7 +174,9 @@ fn stop_string_spanning_two_tokens_cuts_text() {
 #[test]
 fn length_finish_and_counts() {
     let (m, t) = (model(), tokenizer());
-    let (samples, stats) = Engine::new(&m, &t).generate(&prompts(), &params(2, 1.0), &mut |_| {}).unwrap();
+    let (samples, stats) = Engine::new(&m, &t)
+        .generate(&prompts(), &params(2, 1.0), &mut |_| {})
+        .unwrap();
     for s in &samples {
         assert_eq!(s.completion_tokens, s.token_ids.len());
         assert_eq!(s.logprobs.len(), s.token_ids.len());
@@ -122,18 +186,44 @@ fn length_finish_and_counts() {
             FinishReason::Stop => assert_eq!(*s.token_ids.last().unwrap(), 2),
         }
     }
-    assert_eq!(stats.generated_tokens, samples.iter().map(|s| s.token_ids.len()).sum::<usize>());
+    assert_eq!(
+        stats.generated_tokens,
+        samples.iter().map(|s| s.token_ids.len()).sum::<usize>()
+    );
 }
 
 #[test]
 fn bad_requests_fail_before_compute() {
     let (m, t) = (model(), tokenizer());
     let e = Engine::new(&m, &t);
-    let err = |p: &[Vec<u32>], sp: SamplingParams| e.generate(p, &sp, &mut |_| {}).unwrap_err().to_string();
+    let err = |p: &[Vec<u32>], sp: SamplingParams| {
+        e.generate(p, &sp, &mut |_| {}).unwrap_err().to_string()
+    };
     assert!(err(&[], params(1, 1.0)).contains("no prompts"));
     assert!(err(&[vec![]], params(1, 1.0)).contains("prompt 0 is empty"));
-    assert!(err(&prompts(), SamplingParams { top_p: 1.5, ..params(1, 1.0) }).contains("top_p"));
-    assert!(err(&prompts(), SamplingParams { temperature: -1.0, ..params(1, 1.0) }).contains("temperature"));
-    assert!(err(&prompts(), SamplingParams { max_new_tokens: 0, ..params(1, 1.0) }).contains("max_new_tokens"));
+    assert!(err(
+        &prompts(),
+        SamplingParams {
+            top_p: 1.5,
+            ..params(1, 1.0)
+        }
+    )
+    .contains("top_p"));
+    assert!(err(
+        &prompts(),
+        SamplingParams {
+            temperature: -1.0,
+            ..params(1, 1.0)
+        }
+    )
+    .contains("temperature"));
+    assert!(err(
+        &prompts(),
+        SamplingParams {
+            max_new_tokens: 0,
+            ..params(1, 1.0)
+        }
+    )
+    .contains("max_new_tokens"));
     assert!(err(&[vec![1; 120]], params(1, 1.0)).contains("context window of 128"));
 }

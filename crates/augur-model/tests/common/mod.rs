@@ -9,7 +9,9 @@ use candle_core::{DType, Device, Tensor};
 
 /// `tests/fixtures/parity/{arch}` at the repo root.
 pub fn fixture_dir(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity").join(arch)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity")
+        .join(arch)
 }
 
 /// Builds a fixture model from its HF folder.
@@ -17,13 +19,18 @@ pub fn fixture_model(arch: &str, dtype: DType) -> DecoderModel {
     let dir = fixture_dir(arch);
     let cfg = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
     let mut src = SafetensorsSource::open_dir(&dir, &Device::Cpu).unwrap();
-    let opts = BuildOptions { dtype, max_positions: Some(64), ..Default::default() };
+    let opts = BuildOptions {
+        dtype,
+        max_positions: Some(64),
+        ..Default::default()
+    };
     DecoderModel::build(cfg, &mut src, &opts).unwrap()
 }
 
 /// The expected tensors written by `scripts/make-parity-fixtures.py`.
 pub fn expected(arch: &str) -> std::collections::HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture_dir(arch).join("expected.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture_dir(arch).join("expected.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 /// Rows of an i64 `[B, T]` tensor as u32 vectors, dropping entries where `mask` is 0.
@@ -32,7 +39,13 @@ pub fn unpadded_rows(ids: &Tensor, mask: &Tensor) -> Vec<Vec<u32>> {
     let mask = mask.to_vec2::<i64>().unwrap();
     ids.iter()
         .zip(&mask)
-        .map(|(r, m)| r.iter().zip(m).filter(|(_, &m)| m == 1).map(|(&t, _)| t as u32).collect())
+        .map(|(r, m)| {
+            r.iter()
+                .zip(m)
+                .filter(|(_, &m)| m == 1)
+                .map(|(&t, _)| t as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -57,7 +70,10 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} missing; run scripts/fetch-assets.sh", p.display());
+        eprintln!(
+            "SKIPPED: {} missing; run scripts/fetch-assets.sh",
+            p.display()
+        );
         None
     }
 }
