@@ -1,0 +1,42 @@
+//! `augur`: parses arguments and calls the library crates; no logic lives here.
+
+mod generate;
+mod grpo;
+mod inspect;
+mod score;
+
+use clap::{Parser, Subcommand};
+
+/// RL post-training for Qwen-class models on candle.
+#[derive(Parser)]
+#[command(name = "augur", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print architecture, parameter counts, dtype, tokenizer and chat-template facts.
+    Inspect(inspect::Args),
+    /// Sample completions for prompts (JSONL in, JSONL out).
+    Generate(generate::Args),
+    /// Score completions with a verifier (math, countdown, code).
+    Score(score::Args),
+    /// Train LoRA adapters with GRPO from a TOML config.
+    Grpo(grpo::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Grpo(a) => grpo::run_cmd(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
