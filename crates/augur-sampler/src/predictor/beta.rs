@@ -277,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn growing_state_one_id_at_a_time_is_linear() {
+        // Regression: exact reservation made this quadratic (minutes instead of milliseconds).
+        let mut p = BetaPredictor::new(BetaConfig::default()).unwrap();
+        let rows: Vec<Outcome> = (0..2_000_000).map(|i| Outcome::new(i, 1, 2)).collect();
+        let t = std::time::Instant::now();
+        p.warm_start(&rows).unwrap();
+        assert_eq!(p.params(1_999_999), (2.0, 2.0));
+        assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+    }
+
+    #[test]
     fn samples_are_seeded_and_parallel_chunks_agree() {
         let mut p = BetaPredictor::new(BetaConfig::default()).unwrap();
         p.observe(&[Outcome::new(2, 3, 4)]).unwrap();
