@@ -80,15 +80,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if inputs.is_empty() {
         bail!("no prompts: give --prompts FILE.jsonl or --prompt TEXT");
     }
-    let opts = BuildOptions { keep_quantized: args.keep_quantized, ..Default::default() };
+    let opts = BuildOptions {
+        keep_quantized: args.keep_quantized,
+        ..Default::default()
+    };
     let loaded = load_model(&args.model, args.tokenizer.as_deref(), &opts)?;
     let tok = &loaded.tokenizer;
-    let template = ChatTemplate::new(tok.chat_template.as_deref(), tok.bos_token.as_deref(), tok.eos_token.as_deref())?;
+    let template = ChatTemplate::new(
+        tok.chat_template.as_deref(),
+        tok.bos_token.as_deref(),
+        tok.eos_token.as_deref(),
+    )?;
     let prompts = inputs
         .iter()
         .enumerate()
         .map(|(i, v)| -> anyhow::Result<Vec<u32>> {
-            let text = prompt_text(v, &template, args.raw).with_context(|| format!("prompt {i}"))?;
+            let text =
+                prompt_text(v, &template, args.raw).with_context(|| format!("prompt {i}"))?;
             Ok(tok.encode(&text)?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -96,7 +104,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut engine = Engine::new(&loaded.model, tok);
     engine.max_batch_rows = args.max_batch_rows;
     let bar = ProgressBar::new((prompts.len() * params.n * params.max_new_tokens) as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} tokens ({per_sec}) {elapsed}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} tokens ({per_sec}) {elapsed}",
+    )?);
     let (samples, stats) = engine.generate(&prompts, &params, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
 
@@ -128,18 +138,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn read_prompts(path: &PathBuf) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: invalid JSON", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: invalid JSON", path.display(), i + 1))
+        })
         .collect()
 }
 
 /// The text to tokenize for one input line.
 fn prompt_text(v: &Value, template: &ChatTemplate, raw: bool) -> anyhow::Result<String> {
     if let Some(msgs) = v.get("messages") {
-        let messages: Vec<Message> = serde_json::from_value(msgs.clone()).context("field `messages`")?;
+        let messages: Vec<Message> =
+            serde_json::from_value(msgs.clone()).context("field `messages`")?;
         return Ok(template.render(&messages, true)?);
     }
     let Some(prompt) = v.get("prompt").and_then(Value::as_str) else {

@@ -1,8 +1,10 @@
 //! `augur`: parses arguments and calls the library crates; no logic lives here.
 
+mod ablate;
 mod generate;
 mod grpo;
 mod inspect;
+mod sampler;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,10 @@ enum Command {
     Score(score::Args),
     /// Train LoRA adapters with GRPO from a TOML config.
     Grpo(grpo::Args),
+    /// Serve a prompt sampler over JSON Lines on stdin/stdout.
+    Sampler(sampler::Args),
+    /// Compare samplers side by side (`--simulate`: against the simulated learner).
+    Ablate(ablate::Args),
 }
 
 fn main() {
@@ -34,6 +40,8 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Score(a) => score::run(a),
         Command::Grpo(a) => grpo::run_cmd(a),
+        Command::Sampler(a) => sampler::run(a),
+        Command::Ablate(a) => ablate::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

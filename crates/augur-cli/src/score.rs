@@ -18,7 +18,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let summary = score_jsonl(args.task, &args.input, &args.output, &ScoreOptions::default())?;
+    let summary = score_jsonl(
+        args.task,
+        &args.input,
+        &args.output,
+        &ScoreOptions::default(),
+    )?;
     println!("{summary:?}");
     Ok(())
 }
