@@ -21,6 +21,9 @@ pub enum LogitsAt {
     All,
     /// `[B, V]` for the last position, for sampling.
     Last,
+    /// `[B, n, V]` for the last `n` positions: a training step needs logits of the
+    /// completion only, and the LM head is the largest matmul of a small model.
+    Tail(usize),
     /// `[B, T, H]` final hidden states (after the final norm), for embeddings.
     Hidden,
 }
@@ -297,12 +300,16 @@ impl DecoderModel {
         }
         let x = match opts.logits {
             LogitsAt::Last => x.narrow(1, t - 1, 1)?,
+            LogitsAt::Tail(n) if n <= t => x.narrow(1, t - n, n)?,
+            LogitsAt::Tail(n) => {
+                return Err(ModelError::Input(format!("asked for logits of the last {n} positions of {t}")))
+            }
             _ => x,
         };
         let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, opts.grad)?;
         Ok(match opts.logits {
             LogitsAt::Hidden => x,
-            LogitsAt::All => self.lm_head.forward(&x, opts.adapters)?,
+            LogitsAt::All | LogitsAt::Tail(_) => self.lm_head.forward(&x, opts.adapters)?,
             LogitsAt::Last => self.lm_head.forward(&x, opts.adapters)?.squeeze(1)?,
         })
     }

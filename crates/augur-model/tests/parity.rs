@@ -144,3 +144,18 @@ fn cache_row_select_keeps_rows_intact() {
     let want = want.index_select(&pick, 0).unwrap();
     assert!(max_abs_diff(&logits, &want) < TOL);
 }
+
+/// `LogitsAt::Tail(n)` equals the last `n` positions of the full logits.
+#[test]
+fn tail_logits_equal_the_end_of_full_logits() {
+    let model = fixture_model("qwen3", DType::F32);
+    let exp = expected("qwen3");
+    let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
+    let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
+    let at = |logits| ForwardOpts { adapters: true, grad: Grad::Tracked, logits };
+    let full = model.forward(&input, None, at(LogitsAt::All)).unwrap();
+    let tail = model.forward(&input, None, at(LogitsAt::Tail(3))).unwrap();
+    assert_eq!(tail.dims(), &[3, 3, 256]);
+    assert_eq!(max_abs_diff(&tail, &full.narrow(1, 4, 3).unwrap()), 0.0);
+    assert!(model.forward(&input, None, at(LogitsAt::Tail(8))).is_err());
+}

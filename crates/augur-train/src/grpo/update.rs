@@ -84,13 +84,10 @@ fn completion_logits(
         ForwardOpts {
             adapters,
             grad,
-            logits: LogitsAt::All,
+            logits: LogitsAt::Tail(mb.width),
         },
     )?;
-    let t = logits.dim(1)?;
-    Ok(logits
-        .narrow(1, t - mb.width, mb.width)?
-        .to_dtype(DType::F32)?)
+    Ok(logits.to_dtype(DType::F32)?)
 }
 
 /// What one update did, for the step's metrics.
