@@ -2,7 +2,7 @@
 //! overridden by an explicit predictor and/or acquisition so any pair can be tried.
 //!
 //! ```toml
-//! method = "mopps"          # uniform | ds | hr | greso | mopps | dps
+//! method = "mopps"          # uniform | ds | hr | greso | mopps | dps | gps
 //! seed = 0
 //! group_size = 8
 //! [mopps]
@@ -12,20 +12,27 @@
 //! kind = "risk"
 //! kappa = 1.0
 //! ```
+//!
+//! GPS (`method = "gps"`) reads its `[gps]` section ([`GpsConfig`]): network size, AdamW
+//! settings, replay buffer, and the λ_div / window of its diversity-aware acquisition. Its
+//! predictor and acquisition share one embedding table, filled by
+//! [`Sampler::set_embeddings`].
 
 use crate::acquisition::{
-    Acquisition, Band, Cvar, Greso, GresoConfig, HistoryReject, PointEstimate, Risk, Target,
-    TopPartial, TopVariance, Uniform,
+    Acquisition, Band, Cvar, DiverseGreedy, Greso, GresoConfig, HistoryReject, PointEstimate, Risk,
+    Target, TopPartial, TopVariance, Uniform,
 };
 use crate::ds::DsConfig;
+use crate::embedding::{EmbeddingTable, SharedEmbeddings};
 use crate::error::{Result, SamplerError};
 use crate::predictor::{
-    BetaConfig, BetaPredictor, DpsConfig, DpsPredictor, NonePredictor, Predictor,
+    BetaConfig, BetaPredictor, DiversityMode, DpsConfig, DpsPredictor, GpsConfig, GpsPredictor,
+    NonePredictor, Predictor,
 };
 use crate::sampler::Sampler;
 use serde::{Deserialize, Serialize};
 
-/// Named sampling methods of issue 7 (GPS comes with the model crate).
+/// Named sampling methods of issue 7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -42,6 +49,8 @@ pub enum Method {
     Mopps,
     /// DPS: HMM solving-state model + top P(partial).
     Dps,
+    /// GPS: neural predictor over prompt embeddings + greedy utility/diversity batches.
+    Gps,
 }
 
 impl std::str::FromStr for Method {
@@ -62,6 +71,8 @@ pub enum PredictorConfig {
     Beta(BetaConfig),
     /// DPS hidden-Markov solving states.
     Dps(DpsConfig),
+    /// GPS neural predictor over prompt embeddings.
+    Gps(GpsConfig),
 }
 
 /// An explicit acquisition rule.
@@ -112,6 +123,20 @@ pub enum AcquisitionConfig {
     Hr,
     /// GRESO history filter.
     Greso(GresoConfig),
+    /// Greedy −(γ̂−γ*)² + λ_div·diversity over prompt embeddings (GPS).
+    Diverse {
+        /// Target success rate.
+        #[serde(default = "half")]
+        gamma: f32,
+        /// Weight of the diversity term.
+        lambda_div: f32,
+        /// Min or mean cosine distance.
+        #[serde(default)]
+        diversity: DiversityMode,
+        /// Recent batches used as anchors.
+        #[serde(default)]
+        window: usize,
+    },
 }
 
 fn half() -> f32 {
@@ -137,6 +162,8 @@ pub struct SamplerConfig {
     pub mopps: BetaConfig,
     /// DPS predictor settings.
     pub dps: DpsConfig,
+    /// GPS predictor and acquisition settings.
+    pub gps: GpsConfig,
     /// GRESO settings.
     pub greso: GresoConfig,
     /// DS settings.
@@ -156,6 +183,7 @@ impl Default for SamplerConfig {
             gamma: 0.5,
             mopps: BetaConfig::default(),
             dps: DpsConfig::default(),
+            gps: GpsConfig::default(),
             greso: GresoConfig::default(),
             ds: DsConfig::default(),
             predictor: None,
@@ -178,6 +206,7 @@ impl SamplerConfig {
         self.predictor.clone().unwrap_or(match self.method {
             Method::Mopps => PredictorConfig::Beta(self.mopps.clone()),
             Method::Dps => PredictorConfig::Dps(self.dps.clone()),
+            Method::Gps => PredictorConfig::Gps(self.gps.clone()),
             _ => PredictorConfig::None,
         })
     }
@@ -190,6 +219,12 @@ impl SamplerConfig {
                 estimate: PointEstimate::Sample,
             },
             Method::Dps => AcquisitionConfig::Partial,
+            Method::Gps => AcquisitionConfig::Diverse {
+                gamma: self.gamma,
+                lambda_div: self.gps.lambda_div,
+                diversity: self.gps.diversity,
+                window: self.gps.window,
+            },
             Method::Hr => AcquisitionConfig::Hr,
             Method::Greso => AcquisitionConfig::Greso(self.greso.clone()),
             Method::Uniform | Method::Ds => AcquisitionConfig::Uniform,
@@ -204,27 +239,63 @@ impl SamplerConfig {
                 "method ds needs a rollout callback: use DynamicSampling".into(),
             ));
         }
+        // One embedding table, shared by every part that reads embeddings.
+        let pcfg = self.predictor_config();
+        let dim = match &pcfg {
+            PredictorConfig::Gps(g) => g.embedding_dim,
+            _ => self.gps.embedding_dim,
+        };
+        let emb = EmbeddingTable::shared(dim);
         Ok(Sampler::new(
-            build_predictor(&self.predictor_config())?,
-            build_acquisition(&self.acquisition_config())?,
+            predictor_with(&pcfg, &emb, self.seed)?,
+            acquisition_with(&self.acquisition_config(), &emb)?,
             self.seed,
             self.group_size,
         ))
     }
 }
 
-/// Instantiates a predictor config.
+/// Instantiates a predictor config (GPS gets its own embedding table and seed 0; use
+/// [`SamplerConfig::build`] to share one table between predictor and acquisition).
 pub fn build_predictor(cfg: &PredictorConfig) -> Result<Box<dyn Predictor>> {
+    predictor_with(cfg, &EmbeddingTable::shared(0), 0)
+}
+
+fn predictor_with(
+    cfg: &PredictorConfig,
+    emb: &SharedEmbeddings,
+    seed: u64,
+) -> Result<Box<dyn Predictor>> {
     Ok(match cfg {
+        PredictorConfig::Gps(c) => Box::new(GpsPredictor::new(c.clone(), emb.clone(), seed)?),
         PredictorConfig::None => Box::new(NonePredictor),
         PredictorConfig::Beta(c) => Box::new(BetaPredictor::new(c.clone())?),
         PredictorConfig::Dps(c) => Box::new(DpsPredictor::new(c.clone())?),
     })
 }
 
-/// Instantiates an acquisition config.
+/// Instantiates an acquisition config (the diversity rule gets its own embedding table).
 pub fn build_acquisition(cfg: &AcquisitionConfig) -> Result<Box<dyn Acquisition>> {
+    acquisition_with(cfg, &EmbeddingTable::shared(0))
+}
+
+fn acquisition_with(
+    cfg: &AcquisitionConfig,
+    emb: &SharedEmbeddings,
+) -> Result<Box<dyn Acquisition>> {
     Ok(match cfg.clone() {
+        AcquisitionConfig::Diverse {
+            gamma,
+            lambda_div,
+            diversity,
+            window,
+        } => Box::new(DiverseGreedy::new(
+            gamma,
+            lambda_div,
+            diversity,
+            window,
+            emb.clone(),
+        )?),
         AcquisitionConfig::Uniform => Box::new(Uniform),
         AcquisitionConfig::Target { gamma, estimate } => Box::new(Target { gamma, estimate }),
         AcquisitionConfig::Band {

@@ -5,8 +5,10 @@
 //! Data flow: candidate ids → [`Sampler::select`] (predictor + acquisition) → rollouts →
 //! [`Sampler::observe`] (update + [`StepTelemetry`]).
 //!
-//! - [`predictor`]: MoPPS Beta-Bernoulli ([`BetaPredictor`]), DPS HMM ([`DpsPredictor`]), none.
-//! - [`acquisition`]: uniform, target γ*, band, p(1−p), P(partial), CVaR, MPTS risk, HR, GRESO.
+//! - [`predictor`]: MoPPS Beta-Bernoulli ([`BetaPredictor`]), DPS HMM ([`DpsPredictor`]), GPS
+//!   neural predictor over prompt [`embedding`]s ([`GpsPredictor`]), none.
+//! - [`acquisition`]: uniform, target γ*, band, p(1−p), P(partial), CVaR, MPTS risk, HR, GRESO,
+//!   GPS's greedy utility + diversity.
 //! - [`DynamicSampling`]: DAPO's evaluate-then-filter baseline (needs a rollout callback).
 //! - [`protocol::serve`]: JSON Lines over stdin/stdout for other training stacks.
 //! - [`sim`]: simulated learner, oracle and the `augur ablate --simulate` runner.
@@ -25,6 +27,7 @@
 pub mod acquisition;
 mod config;
 mod ds;
+pub mod embedding;
 mod error;
 mod outcome;
 pub mod predictor;
@@ -39,9 +42,13 @@ pub use config::{
     build_acquisition, build_predictor, AcquisitionConfig, Method, PredictorConfig, SamplerConfig,
 };
 pub use ds::{DsConfig, DsStep, DynamicSampling};
+pub use embedding::{EmbeddingTable, SharedEmbeddings};
 pub use error::{Result, SamplerError};
 pub use outcome::{validate_batch, Outcome, SolveState, MAX_PROMPT_ID};
-pub use predictor::{BetaPredictor, DpsPredictor, NonePredictor, PredictCtx, Predictor, Quantity};
+pub use predictor::{
+    BetaPredictor, DpsPredictor, GpsConfig, GpsPredictor, NonePredictor, PredictCtx, Predictor,
+    Quantity,
+};
 pub use protocol::serve;
 pub use sampler::{Sampler, SamplerState, Selection, STATE_VERSION};
 pub use telemetry::{brier, spearman, StepTelemetry};

@@ -98,6 +98,37 @@ impl Sampler {
         self.predictor.as_ref()
     }
 
+    /// Whether the predictor or the acquisition rule reads prompt embeddings (GPS).
+    pub fn uses_embeddings(&self) -> bool {
+        self.predictor.embeddings().is_some() || self.acquisition.embeddings().is_some()
+    }
+
+    /// Registers prompt embeddings (row-major, `ids.len() × dim`) with every part that uses
+    /// them; see [`crate::embedding`] for how augur computes them. Not saved in the state:
+    /// register them again after [`Sampler::load_state`]. Errors if nothing uses embeddings
+    /// or the dimension disagrees with earlier registrations or the config.
+    pub fn set_embeddings(&mut self, ids: &[u32], data: &[f32]) -> Result<()> {
+        let mut tables: Vec<crate::embedding::SharedEmbeddings> = Vec::new();
+        for t in [self.predictor.embeddings(), self.acquisition.embeddings()]
+            .into_iter()
+            .flatten()
+        {
+            if !tables.iter().any(|x| std::sync::Arc::ptr_eq(x, &t)) {
+                tables.push(t);
+            }
+        }
+        if tables.is_empty() {
+            return Err(SamplerError::InvalidArgument(format!(
+                "sampler {} does not use prompt embeddings",
+                self.name()
+            )));
+        }
+        for t in tables {
+            crate::embedding::write(&t)?.set(ids, data)?;
+        }
+        Ok(())
+    }
+
     /// Predicts quantity `q` for `ids` with fresh randomness from the sampler's RNG.
     pub fn predict(&mut self, ids: &[u32], q: Quantity) -> Result<Vec<f32>> {
         let ctx = PredictCtx {

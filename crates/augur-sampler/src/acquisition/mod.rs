@@ -4,9 +4,11 @@
 //! exactly those, so any predictor pairs with any rule. Rules with memory of their own
 //! (history filters HR and GRESO) learn through [`Acquisition::observe`].
 
+mod diverse;
 mod history;
 mod rules;
 
+pub use diverse::DiverseGreedy;
 pub use history::{Greso, GresoConfig, HistoryReject};
 pub use rules::{Band, Cvar, PointEstimate, Risk, Target, TopPartial, TopVariance, Uniform};
 
@@ -82,5 +84,9 @@ pub trait Acquisition: Send + Sync {
     /// Restores [`Acquisition::save`] output.
     fn load(&mut self, _state: serde_json::Value) -> Result<()> {
         Ok(())
+    }
+    /// The embedding table this rule reads, if it uses prompt embeddings (GPS diversity).
+    fn embeddings(&self) -> Option<crate::embedding::SharedEmbeddings> {
+        None
     }
 }

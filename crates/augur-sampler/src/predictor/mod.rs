@@ -3,14 +3,16 @@
 //! A predictor only answers "what do you expect of prompt i?" in a few summary forms
 //! ([`Quantity`]); how to pick a batch from those answers is the job of an
 //! [`crate::acquisition::Acquisition`], so any predictor pairs with any rule.
-//! Unseen prompts get the predictor's prior. A neural predictor (GPS) plugs in by implementing
-//! this trait in its own crate; its weights go through [`Predictor::save`] / [`Predictor::load`].
+//! Unseen prompts get the predictor's prior, except for GPS ([`GpsPredictor`]), a small neural
+//! network over prompt embeddings that generalises to prompts it has never seen.
 
 mod beta;
 mod dps;
+mod gps;
 
 pub use beta::{BetaConfig, BetaPredictor};
 pub use dps::{DpsConfig, DpsPredictor};
+pub use gps::{DiversityMode, GpsConfig, GpsPredictor, CONTEXT_DIM};
 
 use crate::error::{Result, SamplerError};
 use crate::outcome::Outcome;
@@ -52,6 +54,10 @@ pub trait Predictor: Send + Sync {
     fn save(&self) -> Result<serde_json::Value>;
     /// Restores state produced by [`Predictor::save`] of the same predictor type.
     fn load(&mut self, state: serde_json::Value) -> Result<()>;
+    /// The embedding table this predictor reads, if it uses prompt embeddings (GPS).
+    fn embeddings(&self) -> Option<crate::embedding::SharedEmbeddings> {
+        None
+    }
 }
 
 /// Checks that an output buffer matches the id list, so predictors can index both blindly.

@@ -50,6 +50,11 @@ pub struct SimConfig {
     pub warmup_steps: usize,
     /// Accuracy whose first crossing is reported; `None` = uniform's final accuracy, per seed.
     pub target_accuracy: Option<f64>,
+    /// Dimension of the synthetic prompt embeddings (only samplers that read embeddings, GPS,
+    /// see them; other methods' runs are unchanged).
+    pub embedding_dim: usize,
+    /// Per-coordinate noise std of the synthetic embeddings (signal std ≈ 1.4).
+    pub embedding_noise: f64,
 }
 
 impl Default for SimConfig {
@@ -81,6 +86,8 @@ impl Default for SimConfig {
             lr_global: 0.03,
             warmup_steps: 20,
             target_accuracy: None,
+            embedding_dim: 32,
+            embedding_noise: 1.0,
         }
     }
 }
@@ -113,6 +120,9 @@ impl SimConfig {
             return bad(
                 "difficulty needs components with weight >= 0 (sum > 0) and std >= 0".into(),
             );
+        }
+        if self.embedding_dim == 0 || !(self.embedding_noise >= 0.0) {
+            return bad("embedding_dim must be >= 1 and embedding_noise >= 0".into());
         }
         if self.pool_ratio.is_nan()
             || self.pool_ratio < 0.0
@@ -215,6 +225,25 @@ impl SimLearner {
             .map(|i| self.success_prob(i))
             .sum::<f64>()
             / self.z.len() as f64
+    }
+
+    /// Synthetic embeddings of every prompt (row-major, `len() × dim`), correlated with the
+    /// latent difficulty so a shared model can generalise: e_i = c + (z_i / 4)·w + noise·ε_i
+    /// with c, w, ε ~ N(0, I) drawn from `seed` (a stream separate from the rollouts). They
+    /// carry the *initial* difficulty only; what the policy learned since must be inferred
+    /// from outcomes. Real prompts use mean-pooled base-model hidden states instead.
+    pub fn embeddings(&self, dim: usize, noise: f64, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xE3BE_DD1E);
+        let n01 = Normal::new(0.0, 1.0).expect("unit normal");
+        let c: Vec<f64> = (0..dim).map(|_| n01.sample(&mut rng)).collect();
+        let w: Vec<f64> = (0..dim).map(|_| n01.sample(&mut rng)).collect();
+        let mut out = Vec::with_capacity(self.z.len() * dim);
+        for &z in &self.z {
+            for j in 0..dim {
+                out.push((c[j] + z / 4.0 * w[j] + noise * n01.sample(&mut rng)) as f32);
+            }
+        }
+        out
     }
 
     /// k Bernoulli rollouts for each id.

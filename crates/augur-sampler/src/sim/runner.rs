@@ -25,7 +25,7 @@ pub enum RunSpec {
 }
 
 impl RunSpec {
-    /// Spec of a method name (`uniform`, `ds`, `hr`, `greso`, `mopps`, `dps`, `oracle`) with defaults.
+    /// Spec of a method name (`uniform`, `ds`, `hr`, `greso`, `mopps`, `dps`, `gps`, `oracle`) with defaults.
     pub fn from_name(name: &str) -> Result<Self> {
         if name.eq_ignore_ascii_case("oracle") {
             return Ok(RunSpec::Oracle);
@@ -208,6 +208,10 @@ pub fn run_simulation(
             cfg.build()?
         }
     };
+    if sampler.uses_embeddings() {
+        let e = learner.embeddings(sim.embedding_dim, sim.embedding_noise, seed);
+        sampler.set_embeddings(&all, &e)?;
+    }
     for step in 1..=sim.steps {
         if matches!(spec, RunSpec::Oracle) {
             *truth
