@@ -50,6 +50,9 @@ pub struct Args {
     /// Most rows decoded together.
     #[arg(long, default_value_t = 256)]
     max_batch_rows: usize,
+    /// PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Keep GGUF weights quantized.
     #[arg(long)]
     keep_quantized: bool,
@@ -84,7 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         keep_quantized: args.keep_quantized,
         ..Default::default()
     };
-    let loaded = load_model(&args.model, args.tokenizer.as_deref(), &opts)?;
+    let mut loaded = load_model(&args.model, args.tokenizer.as_deref(), &opts)?;
+    if let Some(dir) = &args.adapter {
+        augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, dir)
+            .with_context(|| format!("adapter {}", dir.display()))?;
+    }
     let tok = &loaded.tokenizer;
     let template = ChatTemplate::new(
         tok.chat_template.as_deref(),
