@@ -60,7 +60,7 @@ impl EmbeddingTable {
         if ids.is_empty() {
             return Ok(());
         }
-        if data.len() % ids.len() != 0 || data.is_empty() {
+        if !data.len().is_multiple_of(ids.len()) || data.is_empty() {
             return Err(SamplerError::InvalidArgument(format!(
                 "embeddings: {} values for {} ids is not a whole number of rows",
                 data.len(),

@@ -43,7 +43,7 @@ impl DiverseGreedy {
         window: usize,
         emb: SharedEmbeddings,
     ) -> Result<Self> {
-        if !(lambda_div >= 0.0 && lambda_div.is_finite()) || !(0.0..=1.0).contains(&gamma) {
+        if !(lambda_div >= 0.0 && lambda_div.is_finite() && (0.0..=1.0).contains(&gamma)) {
             return Err(SamplerError::InvalidConfig(format!(
                 "diverse: lambda_div {lambda_div} must be >= 0 and gamma {gamma} in [0, 1]"
             )));

@@ -121,7 +121,7 @@ impl SimConfig {
                 "difficulty needs components with weight >= 0 (sum > 0) and std >= 0".into(),
             );
         }
-        if self.embedding_dim == 0 || !(self.embedding_noise >= 0.0) {
+        if self.embedding_dim == 0 || self.embedding_noise.is_nan() || self.embedding_noise < 0.0 {
             return bad("embedding_dim must be >= 1 and embedding_noise >= 0".into());
         }
         if self.pool_ratio.is_nan()
