@@ -13,7 +13,10 @@
 //! {"op": "load", "path": "sampler.json"}  -> {"ok": true}
 //! {"op": "load", "state": {...}}          -> {"ok": true}
 //! {"op": "info"}                          -> {"ok": true, "name": "beta+target", "step": 1}
+//! {"op": "embeddings", "ids": [0, 1], "data": [[0.1, 0.2], [0.3, 0.4]]}  -> {"ok": true, "count": 2}
 //! ```
+//! `embeddings` registers prompt embeddings (one row per id) for samplers that read them
+//! (`--method gps`); send them before the first `select`, and again after a `load`.
 //! Outcomes may also be objects `{"id": 3, "successes": 2, "rollouts": 8}`. Prompt ids are
 //! dense integers (0..num_prompts); map string ids on the client side. A bad request gets
 //! `{"ok": false, "error": "..."}` and the server keeps serving; end of input ends the session.
@@ -65,6 +68,18 @@ struct ObserveReq {
     seq: Option<Value>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbeddingsReq {
+    #[allow(dead_code)]
+    op: String,
+    ids: Vec<u32>,
+    data: Vec<Vec<f32>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    seq: Option<Value>,
+}
+
 /// `save` / `load` / `info`: an optional path, and for `load` an optional inline state
 /// (kept as a raw `Value` and parsed on its own, because the RNG state holds a u128 that
 /// serde's buffered enum parsing cannot carry).
@@ -106,6 +121,26 @@ fn dispatch(sampler: &mut Sampler, op: &str, v: Value) -> Result<Value> {
                 .collect();
             let t = sampler.observe(&outs)?;
             Ok(json!({"telemetry": serde_json::to_value(t)?}))
+        }
+        "embeddings" => {
+            let r: EmbeddingsReq = parse(v)?;
+            if r.ids.len() != r.data.len() {
+                return Err(SamplerError::InvalidArgument(format!(
+                    "embeddings: {} ids but {} rows",
+                    r.ids.len(),
+                    r.data.len()
+                )));
+            }
+            let dim = r.data.first().map_or(0, Vec::len);
+            if let Some(row) = r.data.iter().find(|row| row.len() != dim) {
+                return Err(SamplerError::InvalidArgument(format!(
+                    "embeddings: row of {} values, expected {dim}",
+                    row.len()
+                )));
+            }
+            let flat: Vec<f32> = r.data.concat();
+            sampler.set_embeddings(&r.ids, &flat)?;
+            Ok(json!({"count": r.ids.len()}))
         }
         "save" => {
             let r: StateReq = parse(v)?;

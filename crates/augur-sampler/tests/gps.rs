@@ -159,3 +159,31 @@ fn gps_beats_uniform_on_the_simulated_learner() {
     );
     assert!(gps.final_accuracy > uni.final_accuracy);
 }
+
+#[test]
+fn json_lines_protocol_registers_embeddings() {
+    use serde_json::{json, Value};
+    let lines = [
+        json!({"op": "select", "candidates": [0, 1, 2], "b": 2}),
+        json!({"op": "embeddings", "ids": [0, 1, 2], "data": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]}),
+        json!({"op": "embeddings", "ids": [3], "data": [[1.0, 0.0, 0.0]]}),
+        json!({"op": "select", "candidates": [0, 1, 2], "b": 2}),
+        json!({"op": "observe", "outcomes": [[0, 3, 8], [1, 8, 8]]}),
+        json!({"op": "select", "candidates": [0, 1, 2], "b": 2}),
+    ];
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let mut out = Vec::new();
+    let mut s = SamplerConfig::for_method(Method::Gps).build().unwrap();
+    augur_sampler::serve(input.as_bytes(), &mut out, &mut s).unwrap();
+    let r: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(r[0]["ok"], false, "no embeddings yet: {}", r[0]);
+    assert_eq!(r[1]["count"], 3);
+    assert_eq!(r[2]["ok"], false, "dimension mismatch: {}", r[2]);
+    assert_eq!(r[3]["ok"], true);
+    assert_eq!(r[4]["ok"], true);
+    assert_eq!(r[5]["ids"].as_array().unwrap().len(), 2);
+}
