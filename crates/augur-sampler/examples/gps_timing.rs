@@ -39,6 +39,16 @@ fn main() {
         }
     }
     let k = (steps - 2) as f64;
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        s.predict(&ids, augur_sampler::Quantity::Mean)
+            .expect("predict");
+    }
+    let fwd = t0.elapsed().as_secs_f64() / 5.0;
+    println!(
+        "of which predictor forward over the pool: {:.2} ms",
+        1e3 * fwd
+    );
     println!(
         "pool {n}, B {b}, d {d}: select {:.2} ms, observe {:.2} ms (mean of {k} steps after warm-up)",
         1e3 * ts / k,

@@ -137,7 +137,6 @@ struct Pair {
 /// The MLP and its AdamW moments.
 struct Net {
     in_dim: usize,
-    hidden: usize,
     params: Vec<Var>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -199,7 +198,6 @@ impl Net {
         }
         let mut net = Net {
             in_dim,
-            hidden,
             params: Vec::new(),
             m: Vec::new(),
             v: Vec::new(),
@@ -576,7 +574,6 @@ impl Predictor for GpsPredictor {
             Some(p) => Some(Net::from_vecs(st.in_dim, st.hidden, p, st.m, st.v, st.t)?),
             None => None,
         };
-        debug_assert!(self.net.as_ref().is_none_or(|n| n.hidden == st.hidden));
         self.norm = st.norm;
         self.buffer = st.buffer.into();
         self.context = st.context;
