@@ -302,7 +302,9 @@ impl DecoderModel {
             LogitsAt::Last => x.narrow(1, t - 1, 1)?,
             LogitsAt::Tail(n) if n <= t => x.narrow(1, t - n, n)?,
             LogitsAt::Tail(n) => {
-                return Err(ModelError::Input(format!("asked for logits of the last {n} positions of {t}")))
+                return Err(ModelError::Input(format!(
+                    "asked for logits of the last {n} positions of {t}"
+                )))
             }
             _ => x,
         };

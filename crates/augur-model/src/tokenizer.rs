@@ -175,7 +175,9 @@ impl TokenizerBundle {
             .filter(|(_, &t)| t == 3 || t == 4)
             .map(|(tok, &t)| AddedToken::from(tok.clone(), t == 3))
             .collect();
-        tokenizer.add_special_tokens(specials).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tokenizer
+            .add_special_tokens(specials)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
         let token_of = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize).cloned());
         let eos_ids: Vec<u32> = id("tokenizer.ggml.eos_token_id").into_iter().collect();

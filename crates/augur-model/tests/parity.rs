@@ -152,7 +152,11 @@ fn tail_logits_equal_the_end_of_full_logits() {
     let exp = expected("qwen3");
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
-    let at = |logits| ForwardOpts { adapters: true, grad: Grad::Tracked, logits };
+    let at = |logits| ForwardOpts {
+        adapters: true,
+        grad: Grad::Tracked,
+        logits,
+    };
     let full = model.forward(&input, None, at(LogitsAt::All)).unwrap();
     let tail = model.forward(&input, None, at(LogitsAt::Tail(3))).unwrap();
     assert_eq!(tail.dims(), &[3, 3, 256]);

@@ -77,6 +77,17 @@ fn smollm2_gguf_matches_transformers_and_answers_paris() {
     assert_eq!(answer, ids(&reference["answer_ids"])[..answer.len()]);
 }
 
+/// Id of the largest logit of row 0 of `[B, V]` logits.
+fn argmax_row0(logits: &Tensor) -> u32 {
+    logits
+        .get(0)
+        .unwrap()
+        .argmax(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap()
+}
+
 /// Greedy decoding of up to 20 tokens after a prefill that produced `logits`.
 fn greedy(
     model: &DecoderModel,
@@ -87,13 +98,7 @@ fn greedy(
 ) -> Vec<u32> {
     let mut answer = Vec::new();
     for step in 0..20 {
-        let next = logits
-            .get(0)
-            .unwrap()
-            .argmax(0)
-            .unwrap()
-            .to_scalar::<u32>()
-            .unwrap();
+        let next = argmax_row0(&logits);
         if eos.contains(&next) {
             break;
         }
@@ -138,12 +143,6 @@ fn smollm2_quantized_base_answers_paris() {
             last[*id as usize]
         );
     }
-    let next = logits
-        .get(0)
-        .unwrap()
-        .argmax(0)
-        .unwrap()
-        .to_scalar::<u32>()
-        .unwrap();
+    let next = argmax_row0(&logits);
     assert!(ids(&top["ids"])[..2].contains(&next), "argmax {next}");
 }
