@@ -38,6 +38,10 @@ pub enum Error {
     #[error(transparent)]
     Rollout(#[from] augur_rollout::RolloutError),
 
+    /// The prompt sampler rejected a call or a state.
+    #[error(transparent)]
+    Sampler(#[from] augur_sampler::SamplerError),
+
     /// Optimizer state being imported does not match the parameters; the message names the key.
     #[error("optimizer state: {0}")]
     State(String),

@@ -106,3 +106,94 @@ fn tiny_run_writes_metrics_checkpoints_and_resumes_exactly() {
         }
     }
 }
+
+/// Sampler metrics that must match between an uninterrupted and a resumed run (timings excluded).
+const SAME_SAMPLER: [&str; 4] = [
+    "sampler_effective_ratio",
+    "sampler_spearman",
+    "sampler_brier",
+    "rollouts_used",
+];
+
+fn with_sampler(root: &Path, sampler: &str) -> GrpoConfig {
+    let mut cfg = setup(root);
+    let text = format!("{}[sampler]\n{sampler}", cfg.to_toml().unwrap());
+    cfg = GrpoConfig::from_toml_str(&text, &[]).unwrap();
+    cfg
+}
+
+#[test]
+fn mopps_sampler_logs_telemetry_and_resumes_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    // The whole dataset (6 prompts) is the candidate pool; MoPPS picks 3 each step.
+    let cfg = with_sampler(
+        root.path(),
+        "method = \"mopps\"\ncandidate_ratio = 0\nseed = 5\n",
+    );
+    assert_eq!(run(&cfg, None).unwrap().steps, 3);
+    let full = metrics(&cfg.metrics_path());
+    assert_eq!(full.len(), 3);
+    for (i, m) in full.iter().enumerate() {
+        assert_eq!(m["rollouts_used"], (i as u64 + 1) * 3 * 8, "{m}");
+        let eff = m["sampler_effective_ratio"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&eff), "{m}");
+        assert!(m["sampler_select_us"].is_u64() && m["sampler_update_us"].is_u64());
+        assert!(m["sampler_brier"].as_f64().unwrap().is_finite(), "{m}");
+        assert!(m.get("sampler_spearman").is_some(), "{m}");
+    }
+    let ck = root.path().join("run/checkpoint-1");
+    assert!(ck.join("sampler.json").exists());
+
+    let mut resumed_cfg = cfg.clone();
+    resumed_cfg.checkpoint.dir = root.path().join("resumed");
+    resumed_cfg.logging.metrics = None;
+    run(&resumed_cfg, Some(&ck)).unwrap();
+    let resumed = metrics(&resumed_cfg.metrics_path());
+    assert_eq!(resumed.len(), 2);
+    for (a, b) in full[1..].iter().zip(&resumed) {
+        assert_eq!(a["step"], b["step"]);
+        for k in SAME.iter().chain(&SAME_SAMPLER) {
+            assert_eq!(a[k], b[k], "{k} differs at step {}", a["step"]);
+        }
+    }
+    // The saved sampler states agree too (same predictor posteriors, same RNG position).
+    let end = std::fs::read(root.path().join("run/checkpoint-3/sampler.json")).unwrap();
+    let end2 = std::fs::read(root.path().join("resumed/checkpoint-3/sampler.json")).unwrap();
+    assert_eq!(end, end2);
+
+    // Resuming a sampler checkpoint without a [sampler] section is refused, naming the problem.
+    let mut plain = setup(root.path());
+    plain.checkpoint.dir = root.path().join("plain");
+    let err = run(&plain, Some(&ck)).unwrap_err();
+    assert!(err.to_string().contains("sampler"), "{err}");
+}
+
+#[test]
+fn ds_counts_every_round_and_gps_embeds_prompts() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = with_sampler(
+        root.path(),
+        "method = \"ds\"\ncandidate_ratio = 0\n[sampler.ds]\nmax_rounds = 2\n",
+    );
+    cfg.algorithm.steps = 1;
+    cfg.checkpoint.every = 0;
+    run(&cfg, None).unwrap();
+    let m = &metrics(&cfg.metrics_path())[0];
+    let rounds = m["ds_rounds"].as_u64().unwrap();
+    assert!((1..=2).contains(&rounds), "{m}");
+    assert_eq!(m["rollouts_used"], rounds * 3 * 8, "{m}");
+    assert!(root.path().join("run/checkpoint-1/sampler.json").exists());
+
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = with_sampler(root.path(), "method = \"gps\"\ncandidate_ratio = 0\n");
+    cfg.algorithm.steps = 2;
+    cfg.checkpoint.every = 0;
+    run(&cfg, None).unwrap();
+    let ms = metrics(&cfg.metrics_path());
+    assert_eq!(ms.len(), 2);
+    assert!(
+        ms[1]["sampler_brier"].as_f64().unwrap().is_finite(),
+        "{:?}",
+        ms[1]
+    );
+}

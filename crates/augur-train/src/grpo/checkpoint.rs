@@ -16,6 +16,7 @@ pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const CONFIG: &str = "config.toml";
+pub const SAMPLER: &str = "sampler.json";
 
 /// What the loop needs to continue where it stopped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,6 +146,8 @@ pub struct CheckpointParts<'a> {
     pub optimizer: &'a FusedAdamW,
     pub state: &'a TrainerState,
     pub config_toml: &'a str,
+    /// Prompt-sampler state (`sampler.json`), when a `[sampler]` is configured.
+    pub sampler: Option<&'a [u8]>,
 }
 
 /// Writes a full checkpoint into `dir`.
@@ -153,7 +156,20 @@ pub fn save_checkpoint(dir: &Path, parts: &CheckpointParts) -> Result<()> {
     save_tensors_atomic(&dir.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
     let state = serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join(TRAINER_STATE), &state)?;
+    if let Some(bytes) = parts.sampler {
+        write_atomic(&dir.join(SAMPLER), bytes)?;
+    }
     write_atomic(&dir.join(CONFIG), parts.config_toml.as_bytes())
+}
+
+/// The prompt-sampler state saved in `dir`, if any.
+pub fn load_sampler_state(dir: &Path) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(SAMPLER);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
 }
 
 /// Restores adapter weights and optimizer state from `dir`; returns the trainer state.

@@ -1,5 +1,5 @@
 //! The GRPO run configuration: one TOML file with sections model / lora / data / rollout / reward /
-//! algorithm / optimizer / checkpoint / logging. Unknown keys are errors naming the key, and
+//! algorithm / optimizer / sampler / checkpoint / logging. Unknown keys are errors naming the key, and
 //! `--set key=value` overrides are applied to the parsed TOML before it is checked.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ pub struct GrpoConfig {
     pub reward: RewardSection,
     pub algorithm: AlgorithmSection,
     pub optimizer: OptimizerSection,
+    /// `[sampler]`: predictive prompt selection. Absent: the seeded uniform epoch order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerSection>,
     pub checkpoint: CheckpointSection,
     pub logging: LoggingSection,
 }
@@ -201,6 +204,65 @@ impl Default for OptimizerSection {
     }
 }
 
+/// `[sampler]`: an [`augur_sampler::SamplerConfig`] (`method = "mopps"`, `[sampler.mopps]`, ...)
+/// plus `candidate_ratio`. Each step draws `candidate_ratio × prompts_per_step` candidates
+/// uniformly without replacement (seeded by `data.seed` and the step; `0` = the whole dataset),
+/// and the sampler picks `prompts_per_step` of them. `group_size` is taken from
+/// `rollout.group_size`; `seed` is the sampler's own (Thompson draws, tie breaks).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Table", into = "toml::Table")]
+pub struct SamplerSection {
+    /// Candidates per step as a multiple of `prompts_per_step`; 0 = every prompt. Default 8.
+    pub candidate_ratio: usize,
+    /// The sampler itself (method, predictor and acquisition settings).
+    pub sampler: augur_sampler::SamplerConfig,
+}
+
+impl Default for SamplerSection {
+    fn default() -> Self {
+        Self {
+            candidate_ratio: 8,
+            sampler: augur_sampler::SamplerConfig::default(),
+        }
+    }
+}
+
+impl TryFrom<toml::Table> for SamplerSection {
+    type Error = String;
+    fn try_from(mut t: toml::Table) -> std::result::Result<Self, String> {
+        let candidate_ratio = match t.remove("candidate_ratio") {
+            None => Self::default().candidate_ratio,
+            Some(v) => v
+                .as_integer()
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| {
+                    format!("sampler.candidate_ratio: expected an integer >= 0, got {v}")
+                })?,
+        };
+        let sampler = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("sampler: {e}"))?;
+        Ok(Self {
+            candidate_ratio,
+            sampler,
+        })
+    }
+}
+
+impl From<SamplerSection> for toml::Table {
+    fn from(s: SamplerSection) -> Self {
+        let mut t = match toml::Value::try_from(&s.sampler) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        t.insert(
+            "candidate_ratio".into(),
+            toml::Value::Integer(s.candidate_ratio as i64),
+        );
+        t
+    }
+}
+
 /// `[checkpoint]`: the run folder and how often to save.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -302,6 +364,13 @@ impl GrpoConfig {
         }
         self.algorithm.loss.validate()?;
         self.optimizer.adamw.validate()?;
+        if let Some(s) = &self.sampler {
+            if s.sampler.method != augur_sampler::Method::Ds {
+                s.sampler
+                    .build()
+                    .map_err(|e| Error::Config(format!("sampler: {e}")))?;
+            }
+        }
         Ok(())
     }
 
@@ -404,5 +473,23 @@ mod tests {
         let err = GrpoConfig::from_toml_str(BASE, &["rollout.group_size=1".into()]).unwrap_err();
         assert!(err.to_string().contains("group_size"), "{err}");
         assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn sampler_section_round_trips_and_names_unknown_keys() {
+        assert_eq!(GrpoConfig::from_toml_str(BASE, &[]).unwrap().sampler, None);
+        let text = format!(
+            "{BASE}[sampler]\nmethod = \"mopps\"\ncandidate_ratio = 4\n[sampler.mopps]\nlambda = 0.5\n"
+        );
+        let cfg = GrpoConfig::from_toml_str(&text, &[]).unwrap();
+        let s = cfg.sampler.clone().unwrap();
+        assert_eq!(s.candidate_ratio, 4);
+        assert_eq!(s.sampler.method, augur_sampler::Method::Mopps);
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back, cfg);
+        let err = GrpoConfig::from_toml_str(&text, &["sampler.methd=dps".into()]).unwrap_err();
+        assert!(err.to_string().contains("methd"), "{err}");
+        let cfg = GrpoConfig::from_toml_str(BASE, &["sampler.method=dps".into()]).unwrap();
+        assert_eq!(cfg.sampler.unwrap().candidate_ratio, 8);
     }
 }

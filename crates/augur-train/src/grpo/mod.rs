@@ -1,10 +1,14 @@
-//! GRPO training with LoRA: the config ([`config`]), prompts and their sampler ([`data`]), the
+//! GRPO training with LoRA: the config ([`config`]), prompts ([`data`]) and which of them a step
+//! uses ([`selection`]), rollouts and rewards of a batch ([`rollout`]), the
 //! policy update of one rollout batch ([`update`]), checkpoints in PEFT format ([`checkpoint`]) and
 //! the loop that ties them together ([`trainer`]).
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod embed;
+pub mod rollout;
+pub mod selection;
 pub mod trainer;
 pub mod update;
 

@@ -1,5 +1,6 @@
-//! The GRPO loop, top to bottom: sample prompts → roll out G completions each (adapters on) →
-//! score them → group advantages → policy update → metrics line → checkpoint.
+//! The GRPO loop, top to bottom: select prompts (uniform order or a `[sampler]`) → roll out G
+//! completions each (adapters on) → score them → sampler observes the outcomes → group
+//! advantages → policy update → metrics line → checkpoint.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,15 +8,19 @@ use std::time::Instant;
 
 use augur_model::{load_model, BuildOptions, LoraConfig, Target};
 use augur_reward::jsonl::{verifier_for, ScoreOptions, TaskKind};
-use augur_reward::{MathOptions, Reference};
-use augur_rollout::{ChatTemplate, Engine, FinishReason, Message, SamplingParams};
+use augur_reward::MathOptions;
+use augur_rollout::{ChatTemplate, Engine, FinishReason};
+use augur_sampler::{SamplerError, StepTelemetry};
 use serde_json::json;
 
 use super::checkpoint::{
-    load_checkpoint, save_checkpoint, CheckpointParts, PeftConfig, TrainerState,
+    load_checkpoint, load_sampler_state, save_checkpoint, CheckpointParts, PeftConfig, TrainerState,
 };
 use super::config::GrpoConfig;
-use super::data::{load_prompts, PromptSampler};
+use super::data::load_prompts;
+use super::embed::mean_pooled_hidden;
+use super::rollout::{Batch, Roller};
+use super::selection::{candidate_pool, telemetry_json, PromptSource};
 use super::update::{policy_update, Rollout};
 use crate::advantage::{group_advantages, zero_variance_fraction};
 use crate::optim::FusedAdamW;
@@ -101,7 +106,25 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     if let Some(dir) = resume {
         state = load_checkpoint(dir, &vars, &mut opt)?;
     }
-    let mut sampler = PromptSampler::new(prompts.len(), state.data_seed, state.data_cursor);
+    let mut source = PromptSource::new(cfg, prompts.len(), state.data_cursor)?;
+    if let Some(dir) = resume {
+        match (load_sampler_state(dir)?, cfg.sampler.is_some()) {
+            (Some(bytes), true) => source.load_state_json(&bytes)?,
+            (None, false) => {}
+            (Some(_), false) => {
+                return Err(Error::Config(format!(
+                    "{}: the checkpoint has a sampler state but the config has no [sampler]",
+                    dir.display()
+                )))
+            }
+            (None, true) => {
+                return Err(Error::Config(format!(
+                    "{}: the config has a [sampler] but the checkpoint has no sampler.json",
+                    dir.display()
+                )))
+            }
+        }
+    }
 
     let run_dir = cfg.checkpoint.dir.clone();
     std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
@@ -114,57 +137,39 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
 
-    let (b, g) = (cfg.rollout.prompts_per_step, cfg.rollout.group_size);
+    let g = cfg.rollout.group_size;
     let mut engine = Engine::new(model, tok);
     engine.max_batch_rows = cfg.rollout.max_batch_rows;
+    let roller = Roller {
+        cfg,
+        engine: &engine,
+        tok,
+        template: &template,
+        prompts: &prompts,
+        verifier: verifier.as_ref(),
+    };
+    if let PromptSource::Predictive { sampler, .. } = &mut source {
+        if sampler.uses_embeddings() {
+            // GPS: embeddings of every prompt by the frozen base (not saved; recomputed on resume).
+            let rows = (0..prompts.len())
+                .map(|i| roller.encode(i))
+                .collect::<Result<Vec<_>>>()?;
+            let data =
+                mean_pooled_hidden(model, &rows, tok.pad_id, cfg.algorithm.micro_batch_size)?;
+            let ids: Vec<u32> = (0..prompts.len() as u32).collect();
+            sampler.set_embeddings(&ids, &data)?;
+        }
+    }
     let mut rewards_log = Vec::new();
     let mut last_ckpt = None;
     while state.step < cfg.algorithm.steps {
         let t_step = Instant::now();
-        // Prompts.
-        let idx = sampler.next_batch(b);
-        let prompt_ids = idx
-            .iter()
-            .map(|&i| {
-                let p = &prompts[i];
-                let text = match cfg.data.raw {
-                    true => p.text.clone(),
-                    false => template.render(&[Message::user(&p.text)], true)?,
-                };
-                Ok(tok.encode(&text)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-
-        // Rollouts with the current policy.
-        let t0 = Instant::now();
-        let params = SamplingParams {
-            n: g,
-            temperature: cfg.rollout.temperature,
-            top_p: cfg.rollout.top_p,
-            top_k: cfg.rollout.top_k,
-            max_new_tokens: cfg.rollout.max_new_tokens,
-            stop_strings: cfg.rollout.stop_strings.clone(),
-            seed: state.rollout_seed.wrapping_add(state.step),
-            ..Default::default()
-        };
-        let (mut samples, gen) = engine.generate(&prompt_ids, &params, &mut |_| {})?;
-        samples.sort_by_key(|s| (s.prompt_index, s.sample_index));
-        let rollout_secs = t0.elapsed().as_secs_f64();
-
-        // Rewards.
-        let t0 = Instant::now();
-        let refs: Vec<&Reference> = samples
-            .iter()
-            .map(|s| &prompts[idx[s.prompt_index]].reference)
-            .collect();
-        let items: Vec<(&str, &Reference)> = samples
-            .iter()
-            .zip(&refs)
-            .map(|(s, r)| (s.text.as_str(), *r))
-            .collect();
-        let scores = verifier.score_batch(&items);
+        // Prompts → rollouts → rewards (→ the sampler observes the outcomes).
+        let seed = state.rollout_seed.wrapping_add(state.step);
+        let selected = select_and_roll(&mut source, &roller, cfg, state.step, seed)?;
+        let batch = &selected.batch;
+        let (samples, scores) = (&batch.samples, &batch.scores);
         let rewards: Vec<f32> = scores.iter().map(|s| s.reward).collect();
-        let reward_secs = t0.elapsed().as_secs_f64();
 
         // Advantages and update.
         let adv = group_advantages(&rewards, g, &cfg.algorithm.advantage)?;
@@ -173,7 +178,7 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             .iter()
             .zip(&adv)
             .map(|(s, &a)| Rollout {
-                prompt_ids: prompt_ids[s.prompt_index].clone(),
+                prompt_ids: batch.prompt_ids[s.prompt_index].clone(),
                 completion: s.token_ids.clone(),
                 old_logp: s.logprobs.clone(),
                 advantage: a,
@@ -191,8 +196,8 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
         )?;
 
         state.step += 1;
-        state.data_cursor = sampler.cursor;
-        state.rollouts_used += samples.len() as u64;
+        state.data_cursor = source.cursor();
+        state.rollouts_used += selected.rollouts;
         let n = rewards.len().max(1) as f64;
         let mean = rewards.iter().map(|&r| r as f64).sum::<f64>() / n;
         let std = (rewards
@@ -209,7 +214,7 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             .count() as f64
             / n;
         let last = up.steps.last();
-        let line = json!({
+        let mut line = json!({
             "step": state.step,
             "reward_mean": mean,
             "reward_std": std,
@@ -227,26 +232,38 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             "grad_norm": last.map(|s| s.grad_norm),
             "skipped": up.steps.iter().filter(|s| s.skipped).count(),
             "lr": up.lr,
-            "gen_tokens_per_s": gen.tokens_per_sec(),
+            "gen_tokens_per_s": batch.gen.tokens_per_sec(),
             "train_tokens_per_s": up.train_tokens as f64 / up.update_secs.max(1e-9),
-            "time_rollout_s": rollout_secs,
-            "time_reward_s": reward_secs,
+            "time_rollout_s": batch.rollout_secs,
+            "time_reward_s": batch.reward_secs,
             "time_reference_s": up.reference_secs,
             "time_update_s": up.update_secs,
             "time_step_s": t_step.elapsed().as_secs_f64(),
             "rollouts_used": state.rollouts_used,
         });
+        if let (Some(t), Some(obj)) = (&selected.telemetry, line.as_object_mut()) {
+            if let serde_json::Value::Object(extra) = telemetry_json(t) {
+                obj.extend(extra);
+            }
+            if let Some(r) = selected.ds_rounds {
+                obj.insert("ds_rounds".into(), r.into());
+            }
+        }
         writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
         if cfg.logging.print {
+            let eff = selected
+                .telemetry
+                .as_ref()
+                .map_or(String::new(), |t| format!("  eff {:.2}", t.effective_ratio));
             eprintln!(
-                "step {:>4}  reward {:.3}  acc {:.3}  zero-var {:.2}  len {:.1}  grad {:.3}  rollout {:.1}s  update {:.1}s",
+                "step {:>4}  reward {:.3}  acc {:.3}  zero-var {:.2}{eff}  len {:.1}  grad {:.3}  rollout {:.1}s  update {:.1}s",
                 state.step,
                 mean,
                 acc,
                 zero_var,
                 resp_len,
                 last.map_or(f64::NAN, |s| s.grad_norm),
-                rollout_secs,
+                batch.rollout_secs,
                 up.update_secs
             );
         }
@@ -255,12 +272,14 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.algorithm.steps {
             let dir = run_dir.join(format!("checkpoint-{}", state.step));
+            let sampler_json = source.state_json()?;
             let parts = CheckpointParts {
                 peft: &peft,
                 vars: &vars,
                 optimizer: &opt,
                 state: &state,
                 config_toml: &config_toml,
+                sampler: sampler_json.as_deref(),
             };
             save_checkpoint(&dir, &parts)?;
             last_ckpt = Some(dir);
@@ -274,4 +293,103 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
         final_checkpoint,
         rewards: rewards_log,
     })
+}
+
+/// The groups a step trains on, and what choosing them cost.
+struct Selected {
+    batch: Batch,
+    /// Completions generated this step (DS: every round's).
+    rollouts: u64,
+    telemetry: Option<StepTelemetry>,
+    ds_rounds: Option<u32>,
+}
+
+/// Chooses this step's prompts with `source`, rolls them out and scores them; a sampler then
+/// observes the per-prompt outcomes (successes = completions judged correct, out of G).
+fn select_and_roll(
+    source: &mut PromptSource,
+    roller: &Roller,
+    cfg: &GrpoConfig,
+    step: u64,
+    seed: u64,
+) -> Result<Selected> {
+    let (b, g) = (cfg.rollout.prompts_per_step, cfg.rollout.group_size);
+    let n = roller.prompts.len();
+    match source {
+        PromptSource::Uniform(order) => {
+            let batch = roller.roll(&order.next_batch(b), seed)?;
+            let rollouts = batch.samples.len() as u64;
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: None,
+                ds_rounds: None,
+            })
+        }
+        PromptSource::Predictive { sampler, ratio } => {
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let sel = sampler.select(&pool, b)?;
+            let idx: Vec<usize> = sel.ids.iter().map(|&i| i as usize).collect();
+            let batch = roller.roll(&idx, seed)?;
+            let telemetry = sampler.observe(&batch.outcomes(g))?;
+            let rollouts = batch.samples.len() as u64;
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: Some(telemetry),
+                ds_rounds: None,
+            })
+        }
+        PromptSource::Dynamic { ds, ratio } => {
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let mut rounds: Vec<Batch> = Vec::new();
+            let mut failure = None;
+            let res = ds.step(&pool, b, |ids| {
+                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                // Round 0 samples with the same seed as a uniform step; later rounds differ.
+                let round_seed = seed.wrapping_add((rounds.len() as u64) << 32);
+                match roller.roll(&idx, round_seed) {
+                    Ok(batch) => {
+                        let outs = batch.outcomes(g);
+                        rounds.push(batch);
+                        Ok(outs)
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        Err(SamplerError::InvalidState("ds: rollout failed".into()))
+                    }
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let res = res?;
+            // Train on the kept groups (0 < s < k); when max_rounds ran out before B were
+            // found, fill up with the other groups in rollout order (zero advantage under GRPO).
+            let kept: std::collections::HashSet<u32> = res.kept.iter().map(|o| o.id).collect();
+            let mut batch = Batch::default();
+            for r in &rounds {
+                let keep: Vec<usize> = (0..r.idx.len())
+                    .filter(|&p| kept.contains(&(r.idx[p] as u32)))
+                    .collect();
+                batch.extend_groups(r, &keep, g);
+            }
+            for r in &rounds {
+                let room = b.saturating_sub(batch.idx.len());
+                let fill: Vec<usize> = (0..r.idx.len())
+                    .filter(|&p| !kept.contains(&(r.idx[p] as u32)))
+                    .take(room)
+                    .collect();
+                batch.extend_groups(r, &fill, g);
+                batch.add_costs(r);
+            }
+            let rollouts = rounds.iter().map(|r| r.samples.len() as u64).sum();
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: Some(res.telemetry),
+                ds_rounds: Some(res.rounds),
+            })
+        }
+    }
 }
