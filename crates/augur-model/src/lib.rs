@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod export;
 mod frozen;
 pub mod input;
 pub mod kv_cache;

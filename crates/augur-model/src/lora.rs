@@ -121,7 +121,7 @@ impl DecoderModel {
         })
     }
 
-    fn projections(&self) -> impl Iterator<Item = (usize, Target, &LoraLinear)> {
+    pub(crate) fn projections(&self) -> impl Iterator<Item = (usize, Target, &LoraLinear)> {
         self.blocks.iter().enumerate().flat_map(|(i, b)| {
             let a = &b.attn;
             let m = &b.mlp;

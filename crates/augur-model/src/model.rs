@@ -383,7 +383,8 @@ impl DecoderModel {
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
         let scores = scores.reshape((b, nkv, rep, t, s))?.broadcast_add(bias)?;
         let probs = softmax_last(&scores, opts.grad)?.reshape((b, nkv, rep * t, s))?;
-        let out = probs.matmul(&v.contiguous()?)?;
+        // `v` may be a narrowed view of the cache: the matmul reads it strided, no copy.
+        let out = probs.matmul(&v)?;
         let out = out
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use augur_model::{DecoderModel, ForwardOpts, KvCache, StepInput, TokenizerBundle};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Result, RolloutError};
@@ -244,10 +245,15 @@ impl<'a> Engine<'a> {
                 .model
                 .forward(&step, Some(cache), ForwardOpts::generate())?;
             let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
-            for (&r, row_logits) in live.iter().zip(&logits) {
-                let row = &mut rows[r];
-                self.push_token(row, row_logits, &prompts[row.prompt], params)?;
-            }
+            // Rows sample independently (own RNG stream), so they run in parallel.
+            let mut pending: Vec<(&mut Row, &Vec<f32>)> = rows
+                .iter_mut()
+                .filter(|r| r.finish.is_none())
+                .zip(&logits)
+                .collect();
+            pending.par_iter_mut().try_for_each(|(row, row_logits)| {
+                self.push_token(row, row_logits, &prompts[row.prompt], params)
+            })?;
             on_progress(live.len());
         }
     }

@@ -36,6 +36,27 @@ pub fn sample_token(
     history: &[u32],
     rng: &mut impl Rng,
 ) -> (u32, f32) {
+    let plain = params.temperature == 1.0
+        && params.repetition_penalty == 1.0
+        && params.top_k == 0
+        && params.top_p >= 1.0
+        && params.min_p == 0.0;
+    if plain {
+        // The common RL setting: one exp pass serves both the draw and the logprob.
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+        let total: f32 = weights.iter().sum();
+        let token = draw(
+            weights
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, p)| (i as u32, p)),
+            total,
+            rng,
+        );
+        return (token, logits[token as usize] - max - total.ln());
+    }
     let penalised;
     let scores: &[f32] = if params.repetition_penalty != 1.0 {
         let mut v = logits.to_vec();
