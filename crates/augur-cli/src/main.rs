@@ -1,6 +1,7 @@
 //! `augur`: parses arguments and calls the library crates; no logic lives here.
 
 mod ablate;
+mod export;
 mod generate;
 mod grpo;
 mod inspect;
@@ -29,6 +30,8 @@ enum Command {
     Grpo(grpo::Args),
     /// Serve a prompt sampler over JSON Lines on stdin/stdout.
     Sampler(sampler::Args),
+    /// Merge a LoRA adapter into its base model and write an HF folder.
+    Export(export::Args),
     /// Compare samplers side by side (`--simulate`: against the simulated learner).
     Ablate(ablate::Args),
 }
@@ -42,6 +45,7 @@ fn main() {
         Command::Grpo(a) => grpo::run_cmd(a),
         Command::Sampler(a) => sampler::run(a),
         Command::Ablate(a) => ablate::run(a),
+        Command::Export(a) => export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
