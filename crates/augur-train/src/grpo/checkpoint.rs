@@ -186,6 +186,32 @@ pub fn load_checkpoint(
     serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
+/// Reads a PEFT adapter folder, attaches adapters of its rank/alpha/targets to `model`
+/// and loads their weights: how a trained adapter is evaluated or served.
+pub fn attach_peft_adapter(
+    model: &mut augur_model::DecoderModel,
+    dir: &Path,
+) -> Result<PeftConfig> {
+    let path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    let cfg: PeftConfig = serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let targets = cfg
+        .target_modules
+        .iter()
+        .map(|t| augur_model::Target::parse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Config(format!("{}: target_modules: {e}", path.display())))?;
+    let lora = augur_model::LoraConfig {
+        rank: cfg.r,
+        alpha: cfg.lora_alpha,
+        targets,
+        seed: 0,
+    };
+    model.attach_lora(&lora)?;
+    load_adapter(dir, &model.lora_vars())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,30 +275,4 @@ mod tests {
         )];
         assert!(load_adapter(dir.path(), &wrong).is_err());
     }
-}
-
-/// Reads a PEFT adapter folder, attaches adapters of its rank/alpha/targets to `model`
-/// and loads their weights: how a trained adapter is evaluated or served.
-pub fn attach_peft_adapter(
-    model: &mut augur_model::DecoderModel,
-    dir: &Path,
-) -> Result<PeftConfig> {
-    let path = dir.join(ADAPTER_CONFIG);
-    let text = std::fs::read(&path).map_err(io(&path))?;
-    let cfg: PeftConfig = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    let targets = cfg
-        .target_modules
-        .iter()
-        .map(|t| augur_model::Target::parse(t))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("{}: target_modules: {e}", path.display())))?;
-    let lora = augur_model::LoraConfig {
-        rank: cfg.r,
-        alpha: cfg.lora_alpha,
-        targets,
-        seed: 0,
-    };
-    model.attach_lora(&lora)?;
-    load_adapter(dir, &model.lora_vars())
 }

@@ -476,6 +476,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_sampler_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for (file, method) in [
+            ("quickstart-mopps.toml", augur_sampler::Method::Mopps),
+            ("quickstart-dps.toml", augur_sampler::Method::Dps),
+        ] {
+            let cfg = GrpoConfig::load(&dir.join(file), &[]).unwrap();
+            assert_eq!(cfg.sampler.unwrap().sampler.method, method, "{file}");
+        }
+    }
+
+    #[test]
     fn sampler_section_round_trips_and_names_unknown_keys() {
         assert_eq!(GrpoConfig::from_toml_str(BASE, &[]).unwrap().sampler, None);
         let text = format!(

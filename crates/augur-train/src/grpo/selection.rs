@@ -18,7 +18,10 @@ pub enum PromptSource {
     /// A predictive (or history-filtering) sampler over a candidate pool.
     Predictive { sampler: Box<Sampler>, ratio: usize },
     /// DAPO dynamic sampling: roll out, keep groups with 0 < s < k, repeat.
-    Dynamic { ds: DynamicSampling, ratio: usize },
+    Dynamic {
+        ds: Box<DynamicSampling>,
+        ratio: usize,
+    },
 }
 
 /// What `sampler.json` holds (externally tagged: an internal tag would buffer the values, and
@@ -27,7 +30,7 @@ pub enum PromptSource {
 #[serde(rename_all = "snake_case")]
 enum SourceState {
     Sampler(Box<SamplerState>),
-    Ds(DynamicSampling),
+    Ds(Box<DynamicSampling>),
 }
 
 impl PromptSource {
@@ -51,7 +54,7 @@ impl PromptSource {
         let cerr = |e: augur_sampler::SamplerError| Error::Config(format!("sampler: {e}"));
         Ok(match sc.method {
             Method::Ds => Self::Dynamic {
-                ds: DynamicSampling::new(sc.ds.clone(), sc.seed).map_err(cerr)?,
+                ds: Box::new(DynamicSampling::new(sc.ds.clone(), sc.seed).map_err(cerr)?),
                 ratio: s.candidate_ratio,
             },
             _ => Self::Predictive {
