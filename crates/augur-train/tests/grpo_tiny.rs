@@ -197,3 +197,33 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
         ms[1]
     );
 }
+
+#[test]
+fn prompt_embeddings_ignore_padding() {
+    use augur_model::{load_model, BuildOptions};
+    use augur_train::grpo::embed::mean_pooled_hidden;
+    let root = tempfile::tempdir().unwrap();
+    write_tokenizer(root.path());
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
+    let loaded = load_model(&fixture, Some(root.path()), &BuildOptions::default()).unwrap();
+    let (short, long) = (vec![40u32, 41, 42], vec![50u32, 51, 52, 53, 54, 55]);
+    let alone = mean_pooled_hidden(&loaded.model, std::slice::from_ref(&short), 0, 8).unwrap();
+    let both = mean_pooled_hidden(&loaded.model, &[short, long], 0, 8).unwrap();
+    let h = alone.len();
+    assert_eq!(both.len(), 2 * h);
+    for (a, b) in alone.iter().zip(&both[..h]) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}: padding leaks into the mean");
+    }
+    // Chunking does not change the result.
+    let one_by_one = mean_pooled_hidden(
+        &loaded.model,
+        &[vec![40, 41, 42], vec![50, 51, 52, 53, 54, 55]],
+        0,
+        1,
+    )
+    .unwrap();
+    for (a, b) in one_by_one.iter().zip(&both) {
+        assert!((a - b).abs() < 1e-4);
+    }
+}
