@@ -88,10 +88,11 @@ fn main() -> anyhow::Result<()> {
         let (_, stats) = Engine::new(model, tok).generate(&prompts, &params, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "{{\"engine\":\"augur\",\"bench\":\"generate\",\"prompts\":16,\"n\":8,\"max_new_tokens\":128,\"generated_tokens\":{},\"seconds\":{secs:.2},\"tokens_per_sec\":{:.1},\"prefill_secs\":{:.2}}}",
+            "{{\"engine\":\"augur\",\"bench\":\"generate\",\"prompts\":16,\"n\":8,\"max_new_tokens\":128,\"generated_tokens\":{},\"seconds\":{secs:.2},\"tokens_per_sec\":{:.1},\"prefill_secs\":{:.2},\"sample_secs\":{:.2}}}",
             stats.generated_tokens,
             stats.generated_tokens as f64 / secs,
-            stats.prefill_secs
+            stats.prefill_secs,
+            stats.sample_secs
         );
     }
     Ok(())

@@ -45,6 +45,8 @@ pub struct GenerationStats {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Part of `decode_secs` spent sampling on the host (the rest is the model).
+    pub sample_secs: f64,
 }
 
 impl GenerationStats {
@@ -179,7 +181,7 @@ impl<'a> Engine<'a> {
         // Prefix sharing: each prompt's prefill is copied to its samples.
         cache.select_rows(&cache_rows)?;
         let mut live: Vec<usize> = (0..rows.len()).collect();
-        self.decode_loop(
+        stats.sample_secs += self.decode_loop(
             &mut rows,
             &mut live,
             &mut cache,
@@ -210,7 +212,9 @@ impl<'a> Engine<'a> {
         Ok(out)
     }
 
-    /// Decodes until every row has finished; finished rows leave the batch.
+    /// Decodes until every row has finished. Finished rows leave the batch once they
+    /// make up a quarter of it: compacting copies the whole KV cache, so doing it on
+    /// every finish would cost more than the dead rows' share of a step.
     fn decode_loop(
         &self,
         rows: &mut [Row],
@@ -219,19 +223,22 @@ impl<'a> Engine<'a> {
         prompts: &[Vec<u32>],
         params: &SamplingParams,
         on_progress: &mut dyn FnMut(usize),
-    ) -> Result<()> {
+    ) -> Result<f64> {
         let device = self.model.device();
+        let mut sample_secs = 0.0;
         loop {
-            let still: Vec<usize> = (0..live.len())
+            let unfinished: Vec<usize> = (0..live.len())
                 .filter(|&i| rows[live[i]].finish.is_none())
                 .collect();
-            if still.is_empty() {
-                return Ok(());
+            if unfinished.is_empty() {
+                return Ok(sample_secs);
             }
-            if still.len() < live.len() {
-                cache.select_rows(&still)?;
-                *live = still.iter().map(|&i| live[i]).collect();
+            let dead = live.len() - unfinished.len();
+            if dead > 0 && dead * 4 >= live.len() {
+                cache.select_rows(&unfinished)?;
+                *live = unfinished.iter().map(|&i| live[i]).collect();
             }
+            // Dead rows still in the batch re-feed their last token; their outputs are ignored.
             let tokens: Vec<u32> = live
                 .iter()
                 .map(|&r| *rows[r].tokens.last().expect("one token"))
@@ -244,17 +251,25 @@ impl<'a> Engine<'a> {
             let logits = self
                 .model
                 .forward(&step, Some(cache), ForwardOpts::generate())?;
+            let sampling = Instant::now();
             let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+            let mut slot = vec![None; rows.len()];
+            for (j, &r) in live.iter().enumerate() {
+                slot[r] = Some(j);
+            }
             // Rows sample independently (own RNG stream), so they run in parallel.
             let mut pending: Vec<(&mut Row, &Vec<f32>)> = rows
                 .iter_mut()
-                .filter(|r| r.finish.is_none())
-                .zip(&logits)
+                .zip(&slot)
+                .filter(|(row, _)| row.finish.is_none())
+                .filter_map(|(row, j)| j.map(|j| (row, &logits[j])))
                 .collect();
+            let n = pending.len();
             pending.par_iter_mut().try_for_each(|(row, row_logits)| {
                 self.push_token(row, row_logits, &prompts[row.prompt], params)
             })?;
-            on_progress(live.len());
+            sample_secs += sampling.elapsed().as_secs_f64();
+            on_progress(n);
         }
     }
 
