@@ -110,6 +110,19 @@ impl ModelConfig {
                 }),
             }
         };
+        for key in ["rope_scaling", "rope_parameters"] {
+            let kind = json
+                .get(key)
+                .and_then(|r| r.get("rope_type").or_else(|| r.get("type")))
+                .and_then(Value::as_str);
+            if let Some(kind) = kind.filter(|k| *k != "default") {
+                return Err(ModelError::field(
+                    path,
+                    key,
+                    format!("RoPE scaling `{kind}` is not supported"),
+                ));
+            }
+        }
         let hidden_size = usize_field("hidden_size")?;
         let num_heads = usize_field("num_attention_heads")?;
         let num_kv_heads = match json.get("num_key_value_heads") {
@@ -244,6 +257,13 @@ mod tests {
         assert!(err
             .to_string()
             .contains("unsupported architecture `gpt_neox`"));
+        let mut j = base();
+        j["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0});
+        let err = ModelConfig::from_hf_json(&j, Path::new("c.json")).unwrap_err();
+        assert!(
+            err.to_string().contains("rope_scaling") && err.to_string().contains("yarn"),
+            "{err}"
+        );
         let mut j = base();
         j["num_key_value_heads"] = json!(3);
         let err = ModelConfig::from_hf_json(&j, Path::new("c.json")).unwrap_err();
