@@ -213,7 +213,10 @@ fn prompt_embeddings_ignore_padding() {
     let h = alone.len();
     assert_eq!(both.len(), 2 * h);
     for (a, b) in alone.iter().zip(&both[..h]) {
-        assert!((a - b).abs() < 1e-4, "{a} vs {b}: padding leaks into the mean");
+        assert!(
+            (a - b).abs() < 1e-4,
+            "{a} vs {b}: padding leaks into the mean"
+        );
     }
     // Chunking does not change the result.
     let one_by_one = mean_pooled_hidden(

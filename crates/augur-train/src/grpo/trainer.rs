@@ -154,10 +154,18 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             let rows = (0..prompts.len())
                 .map(|i| roller.encode(i))
                 .collect::<Result<Vec<_>>>()?;
+            let t0 = Instant::now();
             let data =
                 mean_pooled_hidden(model, &rows, tok.pad_id, cfg.algorithm.micro_batch_size)?;
             let ids: Vec<u32> = (0..prompts.len() as u32).collect();
             sampler.set_embeddings(&ids, &data)?;
+            if cfg.logging.print {
+                eprintln!(
+                    "sampler: embedded {} prompts with the frozen base in {:.1}s",
+                    rows.len(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     let mut rewards_log = Vec::new();
