@@ -105,6 +105,17 @@ fn tiny_run_writes_metrics_checkpoints_and_resumes_exactly() {
             assert_eq!(a[k], b[k], "{k} differs at step {}", a["step"]);
         }
     }
+    // Resuming in the original run dir (after a crash) keeps the checkpoint's steps and
+    // replaces the later ones; a fresh run in the same dir starts a fresh log.
+    run(&cfg, Some(&ck)).unwrap();
+    let steps = |v: Vec<Value>| {
+        v.iter()
+            .map(|m| m["step"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps(metrics(&cfg.metrics_path())), vec![1, 2, 3]);
+    run(&cfg, None).unwrap();
+    assert_eq!(steps(metrics(&cfg.metrics_path())), vec![1, 2, 3]);
 }
 
 /// Sampler metrics that must match between an uninterrupted and a resumed run (timings excluded).

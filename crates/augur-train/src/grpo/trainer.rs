@@ -131,8 +131,24 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     let config_toml = cfg.to_toml()?;
     super::checkpoint::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
     let metrics_path = cfg.metrics_path();
+    // A fresh run starts a fresh log; a resumed one keeps only the steps its checkpoint
+    // covers, so steps logged after the checkpoint by a crashed run are not duplicated.
+    let kept = match resume {
+        None => String::new(),
+        Some(_) => std::fs::read_to_string(&metrics_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= state.step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    super::checkpoint::write_atomic(&metrics_path, kept.as_bytes())?;
     let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
         .append(true)
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
