@@ -7,5 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-assets.sh >/dev/null
 cargo test --release --workspace
-cargo build --release -p augur-sampler --example sampler_server
-python3 scripts/test_augur_sampler_client.py
+# `cargo test` also built the examples; the client test drives the sampler server example.
+AUGUR_SAMPLER_SERVER="${CARGO_TARGET_DIR:-target}/release/examples/sampler_server" \
+  python3 scripts/test_augur_sampler_client.py
