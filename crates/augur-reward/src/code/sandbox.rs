@@ -55,7 +55,8 @@ pub struct SandboxConfig {
     pub python: Option<PathBuf>,
     /// Wall-clock limit per run.
     pub wall_timeout: Duration,
-    /// `RLIMIT_CPU` in seconds, per process.
+    /// `RLIMIT_CPU` in seconds, per process: a backstop above `wall_timeout`, so that a
+    /// busy loop is reported as a timeout rather than as a SIGKILL from the CPU limit.
     pub cpu_seconds: u64,
     /// `RLIMIT_AS` in bytes, per process.
     pub memory_bytes: u64,
@@ -79,7 +80,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             python: None,
             wall_timeout: Duration::from_secs(10),
-            cpu_seconds: 10,
+            cpu_seconds: 11,
             memory_bytes: 1 << 30,
             max_processes: 32,
             max_file_bytes: 16 << 20,
