@@ -11,22 +11,12 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::json;
 
+use crate::atomic::{save_tensors_atomic, write_atomic};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::LoraLinear;
 use crate::model::DecoderModel;
 use crate::tokenizer::TokenizerBundle;
-
-/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
 
 /// `W + scale * B A` when an adapter is present, else `W`.
 fn merged(linear: &LoraLinear) -> Result<Tensor> {
@@ -106,13 +96,7 @@ impl DecoderModel {
             source,
         })?;
         let tensors = self.merged_tensors()?;
-        let st_path = dir.join("model.safetensors");
-        let tmp = st_path.with_extension("tmp");
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, &st_path).map_err(|source| ModelError::Io {
-            path: st_path.clone(),
-            source,
-        })?;
+        save_tensors_atomic(&dir.join("model.safetensors"), &tensors)?;
         let pretty =
             |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("JSON values serialise");
         write_atomic(&dir.join("config.json"), &pretty(&hf_config(&self.cfg)))?;

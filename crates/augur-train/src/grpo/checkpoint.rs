@@ -3,9 +3,9 @@
 //! config. Every file is written to a temporary name and renamed into place.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::optim::FusedAdamW;
@@ -72,24 +72,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` atomically (temp file + rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let tmp = tmp_path(path);
-    candle_core::safetensors::save(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
+pub use augur_model::atomic::{save_tensors_atomic, write_atomic};
 
 /// Writes the PEFT adapter: `vars` are `(PEFT name, variable)` as from `DecoderModel::lora_vars`.
 pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Result<()> {
@@ -105,16 +88,26 @@ pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Res
             ))
         })
         .collect::<Result<HashMap<_, _>>>()?;
-    save_tensors_atomic(&dir.join(ADAPTER_WEIGHTS), &tensors)
+    Ok(save_tensors_atomic(&dir.join(ADAPTER_WEIGHTS), &tensors)?)
 }
 
 /// Reads a PEFT adapter into `vars`: every variable must be present with its shape; keys of
 /// other modules are an error (they would be silently ignored otherwise).
 pub fn load_adapter(dir: &Path, vars: &[(String, Var)]) -> Result<PeftConfig> {
+    let cfg = read_peft_config(dir)?;
+    load_adapter_weights(dir, vars)?;
+    Ok(cfg)
+}
+
+/// Reads `adapter_config.json` from a PEFT adapter folder.
+pub fn read_peft_config(dir: &Path) -> Result<PeftConfig> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read(&path).map_err(io(&path))?;
-    let cfg: PeftConfig = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// Loads `adapter_model.safetensors` into `vars` (names and shapes must match exactly).
+fn load_adapter_weights(dir: &Path, vars: &[(String, Var)]) -> Result<()> {
     let path = dir.join(ADAPTER_WEIGHTS);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
     if let Some(extra) = tensors.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
@@ -136,7 +129,7 @@ pub fn load_adapter(dir: &Path, vars: &[(String, Var)]) -> Result<PeftConfig> {
         }
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
-    Ok(cfg)
+    Ok(())
 }
 
 /// Everything a checkpoint holds, for [`save_checkpoint`].
@@ -159,7 +152,10 @@ pub fn save_checkpoint(dir: &Path, parts: &CheckpointParts) -> Result<()> {
     if let Some(bytes) = parts.sampler {
         write_atomic(&dir.join(SAMPLER), bytes)?;
     }
-    write_atomic(&dir.join(CONFIG), parts.config_toml.as_bytes())
+    Ok(write_atomic(
+        &dir.join(CONFIG),
+        parts.config_toml.as_bytes(),
+    )?)
 }
 
 /// The prompt-sampler state saved in `dir`, if any.
@@ -192,16 +188,16 @@ pub fn attach_peft_adapter(
     model: &mut augur_model::DecoderModel,
     dir: &Path,
 ) -> Result<PeftConfig> {
-    let path = dir.join(ADAPTER_CONFIG);
-    let text = std::fs::read(&path).map_err(io(&path))?;
-    let cfg: PeftConfig = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let cfg = read_peft_config(dir)?;
     let targets = cfg
         .target_modules
         .iter()
         .map(|t| augur_model::Target::parse(t))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("{}: target_modules: {e}", path.display())))?;
+        .map_err(|e| {
+            let path = dir.join(ADAPTER_CONFIG);
+            Error::Config(format!("{}: target_modules: {e}", path.display()))
+        })?;
     let lora = augur_model::LoraConfig {
         rank: cfg.r,
         alpha: cfg.lora_alpha,
@@ -209,13 +205,14 @@ pub fn attach_peft_adapter(
         seed: 0,
     };
     model.attach_lora(&lora)?;
-    load_adapter(dir, &model.lora_vars())
+    load_adapter_weights(dir, &model.lora_vars())?;
+    Ok(cfg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::DType;
+    use candle_core::{DType, Tensor};
 
     #[test]
     fn adapter_round_trip() {
