@@ -8,6 +8,24 @@ use rand_distr::{Distribution, StandardNormal};
 /// Fixed (not derived from the thread count) so results never depend on the machine.
 pub const CHUNK: usize = 8192;
 
+/// Runs `work(chunk index, ids, out)` over fixed [`CHUNK`]-sized slices of `ids`/`out`,
+/// in parallel when there is more than one chunk: the same chunking (and so the same
+/// per-chunk RNG streams) on every machine.
+pub fn for_each_chunk<F>(ids: &[u32], out: &mut [f32], work: F)
+where
+    F: Fn(usize, &[u32], &mut [f32]) + Sync,
+{
+    use rayon::prelude::*;
+    if ids.len() <= CHUNK {
+        work(0, ids, out);
+    } else {
+        ids.par_chunks(CHUNK)
+            .zip(out.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (ids, out))| work(c, ids, out));
+    }
+}
+
 /// RNG for chunk `chunk` of a step whose seed is `seed`. A SplitMix64 stream: about 4x
 /// cheaper per draw than ChaCha8, which matters for 10^6 Thompson draws per step; statistical
 /// quality is ample for sampling posteriors (it is not a cryptographic generator).

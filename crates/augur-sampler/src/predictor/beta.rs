@@ -8,8 +8,7 @@
 use super::{check_len, ensure_len, PredictCtx, Predictor, Quantity};
 use crate::error::{Result, SamplerError};
 use crate::outcome::{validate_batch, Outcome};
-use crate::random::{chunk_rng, sample_beta, CHUNK};
-use rayon::prelude::*;
+use crate::random::{chunk_rng, for_each_chunk, sample_beta};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -156,14 +155,7 @@ impl Predictor for BetaPredictor {
                 };
             }
         };
-        if ids.len() <= CHUNK {
-            work(0, ids, out);
-        } else {
-            ids.par_chunks(CHUNK)
-                .zip(out.par_chunks_mut(CHUNK))
-                .enumerate()
-                .for_each(|(c, (ids, out))| work(c, ids, out));
-        }
+        for_each_chunk(ids, out, work);
         Ok(())
     }
 
@@ -202,6 +194,7 @@ impl Predictor for BetaPredictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::CHUNK;
 
     fn ctx() -> PredictCtx {
         PredictCtx { k: 4, seed: 1 }

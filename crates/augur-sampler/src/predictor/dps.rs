@@ -17,7 +17,7 @@
 use super::{check_len, ensure_len, PredictCtx, Predictor, Quantity};
 use crate::error::{Result, SamplerError};
 use crate::outcome::{validate_batch, Outcome};
-use crate::random::{hash_unit, CHUNK};
+use crate::random::{for_each_chunk, hash_unit, CHUNK};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -235,14 +235,7 @@ impl Predictor for DpsPredictor {
                 *o = Self::quantity(cell, q, ctx.seed, (c * CHUNK + j) as u64);
             }
         };
-        if ids.len() <= CHUNK {
-            work(0, ids, out);
-        } else {
-            ids.par_chunks(CHUNK)
-                .zip(out.par_chunks_mut(CHUNK))
-                .enumerate()
-                .for_each(|(c, (ids, out))| work(c, ids, out));
-        }
+        for_each_chunk(ids, out, work);
         Ok(())
     }
 
