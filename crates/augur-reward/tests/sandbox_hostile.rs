@@ -10,12 +10,12 @@ use augur_reward::{CodeOptions, CodeTests, CodeVerifier, Reference, RewardMode, 
 
 const UID_BASE: u32 = 61_500;
 
-/// The wall timeout is below the CPU limit so an infinite loop always ends as `Timeout`:
+/// The CPU limit sits above the wall timeout so an infinite loop always ends as `Timeout`:
 /// with equal limits, an idle machine lets RLIMIT_CPU's SIGKILL win the race (`Exited(137)`).
 fn config() -> SandboxConfig {
     SandboxConfig {
-        wall_timeout: Duration::from_secs(2),
-        cpu_seconds: 3,
+        wall_timeout: Duration::from_secs(3),
+        cpu_seconds: 4,
         uid_base: UID_BASE,
         ..SandboxConfig::default()
     }
