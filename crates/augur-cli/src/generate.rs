@@ -9,6 +9,8 @@ use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use crate::rss::peak_rss;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// HF model folder or GGUF file.
@@ -171,11 +173,4 @@ fn prompt_text(v: &Value, template: &ChatTemplate, raw: bool) -> anyhow::Result<
         true => prompt.to_string(),
         false => template.render(&[Message::user(prompt)], true)?,
     })
-}
-
-/// Peak resident set size from /proc (Linux).
-fn peak_rss() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.trim_start_matches("VmHWM:").trim().to_string())
 }

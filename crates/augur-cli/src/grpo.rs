@@ -1,30 +1,61 @@
-//! `augur grpo`: GRPO training of LoRA adapters from a TOML config.
+//! `augur grpo`: GRPO training of LoRA adapters from a TOML config, with a progress bar on
+//! terminals (one summary line per step either way).
 
 use std::path::PathBuf;
 
-use augur_train::grpo::{run, GrpoConfig};
+use anyhow::bail;
+use augur_train::grpo::{run_with, summary_line, GrpoConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::rss::peak_rss;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run configuration (TOML; see configs/quickstart.toml).
-    #[arg(long)]
-    config: PathBuf,
+    /// Run configuration (TOML; see configs/quickstart.toml). With --resume and no --config,
+    /// the checkpoint's own `config.toml` is used.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
     /// Override a config value, e.g. `--set rollout.group_size=4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`).
+    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`); add
+    /// `--set algorithm.steps=N` to train further than the original run.
     #[arg(long)]
     resume: Option<PathBuf>,
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
-    let cfg = GrpoConfig::load(&args.config, &args.set)?;
-    let summary = run(&cfg, args.resume.as_deref())?;
+    let config = match (&args.config, &args.resume) {
+        (Some(c), _) => c.clone(),
+        (None, Some(r)) => r.join("config.toml"),
+        (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
+    };
+    let cfg = GrpoConfig::load(&config, &args.set)?;
+    let bar = ProgressBar::new(cfg.algorithm.steps);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
+    )?);
+    let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
+        if let Some(step) = line["step"].as_u64() {
+            bar.set_position(step);
+        }
+        if let Some(r) = line["reward_mean"].as_f64() {
+            bar.set_message(format!("reward {r:.3}"));
+        }
+        if cfg.logging.print {
+            match bar.is_hidden() {
+                true => eprintln!("{}", summary_line(line)),
+                false => bar.println(summary_line(line)),
+            }
+        }
+    })?;
+    bar.finish_and_clear();
     eprintln!(
-        "{} steps; metrics in {}; adapter in {}",
+        "{} steps; metrics in {}; adapter in {}; peak RSS {}",
         summary.steps,
         cfg.metrics_path().display(),
-        summary.final_checkpoint.display()
+        summary.final_checkpoint.display(),
+        peak_rss().unwrap_or_else(|| "n/a".into())
     );
     Ok(())
 }

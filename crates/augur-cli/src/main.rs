@@ -5,6 +5,7 @@ mod export;
 mod generate;
 mod grpo;
 mod inspect;
+mod rss;
 mod sampler;
 mod score;
 

@@ -108,3 +108,71 @@ fn bad_input_gives_clear_errors() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("top_p"), "{err}");
 }
+
+#[test]
+fn grpo_trains_and_resumes_from_the_checkpoint_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let train = dir.path().join("train.jsonl");
+    std::fs::write(
+        &train,
+        "{\"question\": \"1\", \"answer\": \"1\"}\n{\"question\": \"2\", \"answer\": \"2\"}\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let config = dir.path().join("grpo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = {:?}\ntokenizer = {:?}\n[data]\ntrain = {train:?}\nraw = true\n\
+             [rollout]\nprompts_per_step = 2\ngroup_size = 4\nmax_new_tokens = 4\n\
+             [algorithm]\nsteps = 2\n[eval]\nfile = {train:?}\n[checkpoint]\ndir = {run:?}\nevery = 1\n",
+            fixtures.join("parity/llama"),
+            fixtures.join("char-tokenizer"),
+        ),
+    )
+    .unwrap();
+    let out = augur()
+        .args(["grpo", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step    2") && err.contains("eval acc"),
+        "{err}"
+    );
+    assert!(err.contains("peak RSS"), "{err}");
+
+    // No --config: the checkpoint's config.toml is used, and the run continues in its folder.
+    let out = augur()
+        .args(["grpo", "--set", "algorithm.steps=3", "--resume"])
+        .arg(run.join("checkpoint-2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    // Step 0 is the evaluation before training.
+    assert_eq!(steps, [0, 1, 2, 3]);
+    assert!(run.join("checkpoint-3/adapter_model.safetensors").exists());
+
+    let out = augur().args(["grpo"]).output().unwrap();
+    assert!(!out.status.success());
+}

@@ -151,6 +151,7 @@ fn tiny_model_learns_a_digit_map_from_reward_alone() {
          [algorithm]\nsteps = 80\nmicro_batch_size = 160\n\
          [algorithm.loss]\nbeta = 0.0\n\
          [optimizer.schedule]\nlr = 2e-2\nkind = \"constant\"\n\
+         [eval]\nfile = {train:?}\nevery = 40\n\
          [checkpoint]\ndir = {run:?}\n[logging]\nprint = false\n",
         train = dir.join("train.jsonl"),
         run = dir.join("run"),
@@ -162,10 +163,22 @@ fn tiny_model_learns_a_digit_map_from_reward_alone() {
     eprintln!("rewards: {rewards:.2?}");
     assert!(
         first < 0.2,
-        "the random policy should start near 1/10: {first:.3}"
+        "the random policy should start near 1/16: {first:.3}"
     );
     assert!(
         last > 0.6,
         "reward should rise above 0.6, got {first:.3} → {last:.3}"
     );
+
+    // Greedy evaluation (logged at steps 0, 40 and 80): the argmax answer becomes right.
+    let evals: Vec<(u64, f64)> = std::fs::read_to_string(cfg.metrics_path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|m| Some((m["step"].as_u64()?, m["eval_accuracy"].as_f64()?)))
+        .collect();
+    eprintln!("greedy eval: {evals:?}");
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 40, 80]);
+    assert!(evals[0].1 <= 0.3, "{evals:?}");
+    assert!(evals[2].1 >= 0.9, "{evals:?}");
 }

@@ -5,38 +5,20 @@ use std::path::{Path, PathBuf};
 
 use augur_train::grpo::{run, GrpoConfig};
 use serde_json::Value;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::Tokenizer;
-
-/// One character per id: printable ASCII for ids 32..127 (so digits can appear), U+0100 + id otherwise.
-fn write_tokenizer(dir: &Path) {
-    let ch = |i: u32| match i {
-        32..=126 => char::from_u32(i).unwrap(),
-        _ => char::from_u32(0x100 + i).unwrap(),
-    };
-    let vocab = (0..256u32).map(|i| (ch(i).to_string(), i)).collect();
-    let wl = WordLevel::builder()
-        .vocab(vocab)
-        .unk_token(ch(0).to_string())
-        .build()
-        .unwrap();
-    let mut tok = Tokenizer::new(wl);
-    tok.with_decoder(Some(Fuse::new()));
-    tok.save(dir.join("tokenizer.json"), false).unwrap();
-}
 
 fn setup(root: &Path) -> GrpoConfig {
-    write_tokenizer(root);
-    // Each prompt is one token (the word-level tokenizer without pre-tokenizer sees the whole text as one word).
+    // Each prompt is one token (tests/fixtures/char-tokenizer has no pre-tokenizer).
     let data: String = (0..6)
         .map(|i| format!("{{\"question\": \"{}\", \"answer\": \"{}\"}}\n", i, i % 3))
         .collect();
     std::fs::write(root.join("train.jsonl"), data).unwrap();
-    let fixture =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let (fixture, tokenizer) = (
+        fixtures.join("parity/llama"),
+        fixtures.join("char-tokenizer"),
+    );
     let toml = format!(
-        "[model]\npath = {fixture:?}\ntokenizer = {root:?}\n[lora]\nrank = 4\nalpha = 8.0\ntargets = [\"q\", \"v\", \"down\"]\n\
+        "[model]\npath = {fixture:?}\ntokenizer = {tokenizer:?}\n[lora]\nrank = 4\nalpha = 8.0\ntargets = [\"q\", \"v\", \"down\"]\n\
          [data]\ntrain = {train:?}\nraw = true\n[rollout]\nprompts_per_step = 3\ngroup_size = 8\nmax_new_tokens = 8\n\
          [algorithm]\nsteps = 3\nmicro_batch_size = 5\n[algorithm.loss]\nbeta = 0.04\n\
          [optimizer.schedule]\nlr = 1e-2\nkind = \"constant\"\n[checkpoint]\ndir = {dir:?}\nevery = 1\n[logging]\nprint = false\n",
@@ -213,11 +195,12 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
 fn prompt_embeddings_ignore_padding() {
     use augur_model::{load_model, BuildOptions};
     use augur_train::grpo::embed::mean_pooled_hidden;
-    let root = tempfile::tempdir().unwrap();
-    write_tokenizer(root.path());
-    let fixture =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
-    let loaded = load_model(&fixture, Some(root.path()), &BuildOptions::default()).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let (fixture, tokenizer) = (
+        fixtures.join("parity/llama"),
+        fixtures.join("char-tokenizer"),
+    );
+    let loaded = load_model(&fixture, Some(&tokenizer), &BuildOptions::default()).unwrap();
     let (short, long) = (vec![40u32, 41, 42], vec![50u32, 51, 52, 53, 54, 55]);
     let alone = mean_pooled_hidden(&loaded.model, std::slice::from_ref(&short), 0, 8).unwrap();
     let both = mean_pooled_hidden(&loaded.model, &[short, long], 0, 8).unwrap();
@@ -240,4 +223,19 @@ fn prompt_embeddings_ignore_padding() {
     for (a, b) in one_by_one.iter().zip(&both) {
         assert!((a - b).abs() < 1e-4);
     }
+}
+
+#[test]
+fn mini_batches_are_separate_optimizer_steps() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = setup(root.path());
+    // 3 prompts x 8 completions = 24 per batch: mini-batches of 10 → 3 steps per epoch, x 2 epochs.
+    cfg.algorithm.mini_batch_size = 10;
+    cfg.algorithm.ppo_epochs = 2;
+    cfg.algorithm.steps = 1;
+    assert_eq!(cfg.optimizer_steps_per_batch(), 6);
+    run(&cfg, None).unwrap();
+    let m = &metrics(&cfg.metrics_path())[0];
+    assert_eq!(m["optimizer_steps"], 6, "{m}");
+    assert!(m["loss"].as_f64().unwrap().is_finite(), "{m}");
 }

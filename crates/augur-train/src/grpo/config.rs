@@ -26,6 +26,9 @@ pub struct GrpoConfig {
     /// `[sampler]`: predictive prompt selection. Absent: the seeded uniform epoch order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampler: Option<SamplerSection>,
+    /// `[eval]`: periodic evaluation on held-out prompts. Absent: no evaluation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalSection>,
     pub checkpoint: CheckpointSection,
     pub logging: LoggingSection,
 }
@@ -161,7 +164,10 @@ pub struct AlgorithmSection {
     pub steps: u64,
     /// Optimisation passes over each rollout batch. Default 1.
     pub ppo_epochs: usize,
-    /// Completions per forward/backward (gradient accumulation). Default 8.
+    /// Completions per optimizer step; each epoch takes `ceil(B·G / mini_batch_size)` steps.
+    /// 0 (default): the whole rollout batch is one step (on-policy GRPO).
+    pub mini_batch_size: usize,
+    /// Completions per forward/backward (gradient accumulation within a step). Default 8.
     pub micro_batch_size: usize,
     /// `[algorithm.advantage]`.
     pub advantage: AdvantageConfig,
@@ -174,6 +180,7 @@ impl Default for AlgorithmSection {
         Self {
             steps: 10,
             ppo_epochs: 1,
+            mini_batch_size: 0,
             micro_batch_size: 8,
             advantage: AdvantageConfig::default(),
             loss: PolicyLossConfig::default(),
@@ -187,7 +194,8 @@ impl Default for AlgorithmSection {
 pub struct OptimizerSection {
     /// `[optimizer.adamw]`.
     pub adamw: AdamWConfig,
-    /// `[optimizer.schedule]`; `total_steps = 0` means `algorithm.steps * ppo_epochs`.
+    /// `[optimizer.schedule]`; `total_steps = 0` means `algorithm.steps` × optimizer steps per
+    /// batch (`ppo_epochs` × mini-batches).
     pub schedule: ScheduleConfig,
 }
 
@@ -260,6 +268,58 @@ impl From<SamplerSection> for toml::Table {
             toml::Value::Integer(s.candidate_ratio as i64),
         );
         t
+    }
+}
+
+/// `[eval]`: held-out prompts scored with the current policy every `every` steps, so a run shows
+/// generalisation and not only its training reward. With `samples = 1` and `temperature = 0` the
+/// metric is greedy pass@1; otherwise it is mean@k (the mean correctness of k samples per prompt).
+/// Evaluation samples with a fixed seed, so successive evaluations differ only by the policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// JSONL file of held-out prompts, same fields as `data.train` (required).
+    pub file: PathBuf,
+    /// Evaluate after every this many steps, and after the last one. 0: after the last step only.
+    /// Default 0.
+    pub every: u64,
+    /// Also evaluate before the first step (logged as step 0). Default true.
+    pub at_start: bool,
+    /// Use the first this many prompts of the file; 0 = all. Default 0.
+    pub max_prompts: usize,
+    /// Samples per prompt (k). Default 1.
+    pub samples: usize,
+    /// 0 = greedy. Default 0.
+    pub temperature: f32,
+    /// Default: `rollout.max_new_tokens`.
+    pub max_new_tokens: Option<usize>,
+    /// Sampling seed (when `temperature > 0`). Default 0.
+    pub seed: u64,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::new(),
+            every: 0,
+            at_start: true,
+            max_prompts: 0,
+            samples: 1,
+            temperature: 0.0,
+            max_new_tokens: None,
+            seed: 0,
+        }
+    }
+}
+
+impl EvalSection {
+    /// Whether the policy is evaluated after `step` of a `total`-step run (step 0: before the
+    /// first step).
+    pub fn due(&self, step: u64, total: u64) -> bool {
+        match step {
+            0 => self.at_start,
+            s => s == total || (self.every > 0 && s.is_multiple_of(self.every)),
+        }
     }
 }
 
@@ -362,6 +422,17 @@ impl GrpoConfig {
         if !matches!(self.reward.task.as_str(), "math" | "countdown") {
             return bad("reward.task", "must be `math` or `countdown`");
         }
+        if let Some(e) = &self.eval {
+            if e.file.as_os_str().is_empty() {
+                return bad("eval.file", "is required when [eval] is present");
+            }
+            if e.samples == 0 {
+                return bad("eval.samples", "must be at least 1");
+            }
+            if e.temperature < 0.0 || !e.temperature.is_finite() {
+                return bad("eval.temperature", "must be a finite number >= 0");
+            }
+        }
         self.algorithm.loss.validate()?;
         self.optimizer.adamw.validate()?;
         if let Some(s) = &self.sampler {
@@ -374,11 +445,21 @@ impl GrpoConfig {
         Ok(())
     }
 
+    /// Optimizer steps per rollout batch: `ppo_epochs` × mini-batches of the nominal B·G batch.
+    pub fn optimizer_steps_per_batch(&self) -> u64 {
+        let batch = self.rollout.prompts_per_step * self.rollout.group_size;
+        let minis = match self.algorithm.mini_batch_size {
+            0 => 1,
+            m => batch.div_ceil(m),
+        };
+        (self.algorithm.ppo_epochs * minis) as u64
+    }
+
     /// The schedule with `total_steps` filled in.
     pub fn schedule(&self) -> ScheduleConfig {
         let mut s = self.optimizer.schedule.clone();
         if s.total_steps == 0 {
-            s.total_steps = self.algorithm.steps * self.algorithm.ppo_epochs as u64;
+            s.total_steps = self.algorithm.steps * self.optimizer_steps_per_batch();
         }
         s
     }

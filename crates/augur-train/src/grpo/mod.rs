@@ -1,5 +1,6 @@
 //! GRPO training with LoRA: the config ([`config`]), prompts ([`data`]) and which of them a step
-//! uses ([`selection`]), rollouts and rewards of a batch ([`rollout`]), the
+//! uses ([`selection`]), rollouts and rewards of a batch ([`rollout`]), held-out evaluation
+//! ([`eval`]), the
 //! policy update of one rollout batch ([`update`]), checkpoints in PEFT format ([`checkpoint`]) and
 //! the loop that ties them together ([`trainer`]).
 
@@ -7,10 +8,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod embed;
+pub mod eval;
 pub mod rollout;
 pub mod selection;
 pub mod trainer;
 pub mod update;
 
 pub use config::GrpoConfig;
-pub use trainer::{run, RunSummary};
+pub use trainer::{run, run_with, summary_line, RunSummary};

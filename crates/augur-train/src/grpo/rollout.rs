@@ -69,14 +69,31 @@ impl Batch {
     }
 }
 
-/// Everything a rollout needs, borrowed from the loop.
+/// Everything a rollout needs, borrowed from the loop. Training and evaluation each have one
+/// (different prompts and sampling parameters, same engine and verifier).
 pub struct Roller<'a> {
     pub cfg: &'a GrpoConfig,
+    /// Sampling parameters; `seed` is replaced by the one passed to [`Roller::roll`].
+    pub params: SamplingParams,
     pub engine: &'a Engine<'a>,
     pub tok: &'a TokenizerBundle,
     pub template: &'a ChatTemplate,
     pub prompts: &'a [Prompt],
     pub verifier: &'a dyn Verifier,
+}
+
+/// The training rollouts' sampling parameters, from `[rollout]`.
+pub fn train_params(cfg: &GrpoConfig) -> SamplingParams {
+    let r = &cfg.rollout;
+    SamplingParams {
+        n: r.group_size,
+        temperature: r.temperature,
+        top_p: r.top_p,
+        top_k: r.top_k,
+        max_new_tokens: r.max_new_tokens,
+        stop_strings: r.stop_strings.clone(),
+        ..Default::default()
+    }
 }
 
 impl Roller<'_> {
@@ -90,23 +107,17 @@ impl Roller<'_> {
         Ok(self.tok.encode(&text)?)
     }
 
-    /// Rolls out G completions of each prompt in `idx` with sampling seed `seed`, and scores them.
+    /// Rolls out `params.n` completions of each prompt in `idx` with sampling seed `seed`, and
+    /// scores them.
     pub fn roll(&self, idx: &[usize], seed: u64) -> Result<Batch> {
-        let r = &self.cfg.rollout;
         let prompt_ids = idx
             .iter()
             .map(|&i| self.encode(i))
             .collect::<Result<Vec<_>>>()?;
         let t0 = Instant::now();
         let params = SamplingParams {
-            n: r.group_size,
-            temperature: r.temperature,
-            top_p: r.top_p,
-            top_k: r.top_k,
-            max_new_tokens: r.max_new_tokens,
-            stop_strings: r.stop_strings.clone(),
             seed,
-            ..Default::default()
+            ..self.params.clone()
         };
         let (mut samples, gen) = self.engine.generate(&prompt_ids, &params, &mut |_| {})?;
         samples.sort_by_key(|s| (s.prompt_index, s.sample_index));

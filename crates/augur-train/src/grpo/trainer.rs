@@ -1,6 +1,6 @@
 //! The GRPO loop, top to bottom: select prompts (uniform order or a `[sampler]`) → roll out G
 //! completions each (adapters on) → score them → sampler observes the outcomes → group
-//! advantages → policy update → metrics line → checkpoint.
+//! advantages → policy update → (held-out evaluation) → metrics line → checkpoint.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,15 +11,16 @@ use augur_reward::jsonl::{verifier_for, ScoreOptions, TaskKind};
 use augur_reward::MathOptions;
 use augur_rollout::{ChatTemplate, Engine, FinishReason};
 use augur_sampler::{SamplerError, StepTelemetry};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::checkpoint::{
     load_checkpoint, load_sampler_state, save_checkpoint, CheckpointParts, PeftConfig, TrainerState,
 };
 use super::config::GrpoConfig;
-use super::data::load_prompts;
+use super::data::{load_prompts, Prompt};
 use super::embed::mean_pooled_hidden;
-use super::rollout::{Batch, Roller};
+use super::eval::{eval_params, evaluate};
+use super::rollout::{train_params, Batch, Roller};
 use super::selection::{candidate_pool, telemetry_json, PromptSource};
 use super::update::{policy_update, Rollout};
 use crate::advantage::{group_advantages, zero_variance_fraction};
@@ -44,8 +45,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Runs (or, with `resume`, continues) the training described by `cfg`.
+/// Runs (or, with `resume`, continues) the training described by `cfg`; with `logging.print`
+/// each metrics line is also printed to stderr as [`summary_line`].
 pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
+    run_with(cfg, resume, &mut |line| {
+        if cfg.logging.print {
+            eprintln!("{}", summary_line(line));
+        }
+    })
+}
+
+/// [`run`], handing each metrics line to `on_line` as it is written (and printing nothing
+/// itself), so a front end can draw progress its own way.
+pub fn run_with(
+    cfg: &GrpoConfig,
+    resume: Option<&Path>,
+    on_line: &mut dyn FnMut(&Value),
+) -> Result<RunSummary> {
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
     let opts = BuildOptions {
         keep_quantized: cfg.model.keep_quantized,
@@ -83,6 +99,16 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     );
 
     let prompts = load_prompts(&cfg.data.train, &cfg.data.prompt_field, task)?;
+    let eval_prompts: Vec<Prompt> = match &cfg.eval {
+        Some(e) => {
+            let mut p = load_prompts(&e.file, &cfg.data.prompt_field, task)?;
+            if e.max_prompts > 0 {
+                p.truncate(e.max_prompts);
+            }
+            p
+        }
+        None => Vec::new(),
+    };
     let score_opts = ScoreOptions {
         math: MathOptions {
             last_number_fallback: cfg.reward.last_number_fallback,
@@ -131,39 +157,45 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
     let config_toml = cfg.to_toml()?;
     super::checkpoint::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
     let metrics_path = cfg.metrics_path();
-    // A fresh run starts a fresh log; a resumed one keeps only the steps its checkpoint
-    // covers, so steps logged after the checkpoint by a crashed run are not duplicated.
-    let kept = match resume {
-        None => String::new(),
-        Some(_) => std::fs::read_to_string(&metrics_path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|s| s <= state.step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect(),
+    let mut metrics = open_metrics(&metrics_path, resume.map(|_| state.step))?;
+    let mut emit = |line: Value| -> Result<()> {
+        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+        on_line(&line);
+        Ok(())
     };
-    super::checkpoint::write_atomic(&metrics_path, kept.as_bytes())?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .map_err(io(&metrics_path))?;
 
     let g = cfg.rollout.group_size;
     let mut engine = Engine::new(model, tok);
     engine.max_batch_rows = cfg.rollout.max_batch_rows;
     let roller = Roller {
         cfg,
+        params: train_params(cfg),
         engine: &engine,
         tok,
         template: &template,
         prompts: &prompts,
         verifier: verifier.as_ref(),
     };
+    let eval_roller = cfg.eval.as_ref().map(|e| Roller {
+        params: eval_params(cfg, e),
+        prompts: &eval_prompts,
+        ..roller
+    });
+    let run_eval = |step: u64| -> Result<Option<Value>> {
+        match (&eval_roller, &cfg.eval) {
+            (Some(r), Some(e)) if e.due(step, cfg.algorithm.steps) => {
+                Ok(Some(evaluate(r, e.seed)?.to_json()))
+            }
+            _ => Ok(None),
+        }
+    };
+    if resume.is_none() {
+        if let Some(fields) = run_eval(0)? {
+            let mut line = json!({"step": 0, "rollouts_used": 0});
+            merge(&mut line, fields);
+            emit(line)?;
+        }
+    }
     if let PromptSource::Predictive { sampler, .. } = &mut source {
         if sampler.uses_embeddings() {
             // GPS: embeddings of every prompt by the frozen base (not saved; recomputed on resume).
@@ -254,6 +286,7 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             "kl": up.stats.kl,
             "entropy": up.stats.entropy,
             "grad_norm": last.map(|s| s.grad_norm),
+            "optimizer_steps": up.steps.len(),
             "skipped": up.steps.iter().filter(|s| s.skipped).count(),
             "lr": up.lr,
             "gen_tokens_per_s": batch.gen.tokens_per_sec(),
@@ -265,32 +298,16 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
             "time_step_s": t_step.elapsed().as_secs_f64(),
             "rollouts_used": state.rollouts_used,
         });
-        if let (Some(t), Some(obj)) = (&selected.telemetry, line.as_object_mut()) {
-            if let serde_json::Value::Object(extra) = telemetry_json(t) {
-                obj.extend(extra);
-            }
-            if let Some(r) = selected.ds_rounds {
-                obj.insert("ds_rounds".into(), r.into());
-            }
+        if let Some(t) = &selected.telemetry {
+            merge(&mut line, telemetry_json(t));
         }
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
-        if cfg.logging.print {
-            let eff = selected
-                .telemetry
-                .as_ref()
-                .map_or(String::new(), |t| format!("  eff {:.2}", t.effective_ratio));
-            eprintln!(
-                "step {:>4}  reward {:.3}  acc {:.3}  zero-var {:.2}{eff}  len {:.1}  grad {:.3}  rollout {:.1}s  update {:.1}s",
-                state.step,
-                mean,
-                acc,
-                zero_var,
-                resp_len,
-                last.map_or(f64::NAN, |s| s.grad_norm),
-                batch.rollout_secs,
-                up.update_secs
-            );
+        if let Some(r) = selected.ds_rounds {
+            merge(&mut line, json!({ "ds_rounds": r }));
         }
+        if let Some(fields) = run_eval(state.step)? {
+            merge(&mut line, fields);
+        }
+        emit(line)?;
         rewards_log.push(mean);
 
         let every = cfg.checkpoint.every;
@@ -416,4 +433,66 @@ fn select_and_roll(
             })
         }
     }
+}
+
+/// Opens the metrics log for appending. A fresh run (`kept_steps` None) starts a fresh log; a
+/// resumed one keeps only the lines of the steps its checkpoint covers, so steps logged after
+/// the checkpoint by a crashed run are not duplicated.
+fn open_metrics(path: &Path, kept_steps: Option<u64>) -> Result<std::fs::File> {
+    let kept: String = match kept_steps {
+        None => String::new(),
+        Some(last) => std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= last)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    super::checkpoint::write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// Adds the fields of the object `extra` to the object `line`.
+fn merge(line: &mut Value, extra: Value) {
+    if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+}
+
+/// One human-readable line for a metrics line (what `logging.print` shows per step).
+pub fn summary_line(line: &Value) -> String {
+    let f = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
+    let step = line["step"].as_u64().unwrap_or(0);
+    let mut out = match line.get("reward_mean") {
+        None => format!("step {step:>4}"),
+        Some(_) => format!(
+            "step {step:>4}  reward {:.3}  acc {:.3}  zero-var {:.2}  len {:.1}  grad {:.3}  rollout {:.1}s  update {:.1}s",
+            f("reward_mean"),
+            f("accuracy"),
+            f("zero_variance_groups"),
+            f("response_len"),
+            f("grad_norm"),
+            f("time_rollout_s"),
+            f("time_update_s"),
+        ),
+    };
+    if line.get("sampler_effective_ratio").is_some() {
+        out += &format!("  eff {:.2}", f("sampler_effective_ratio"));
+    }
+    if line.get("eval_accuracy").is_some() {
+        out += &format!(
+            "  eval acc {:.3} ({:.1}s)",
+            f("eval_accuracy"),
+            f("time_eval_s")
+        );
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! The policy update of one rollout batch: completions are packed into micro-batches, scored
 //! teacher-forced by the current policy (and, when `beta > 0`, by the reference = adapters off),
-//! and the policy loss's gradients are accumulated into one optimizer step per epoch.
+//! and the policy loss's gradients are accumulated over the micro-batches of each mini-batch into
+//! one optimizer step (PPO-style: `ppo_epochs` passes × mini-batches optimizer steps per batch).
 
 use std::time::Instant;
 
@@ -103,7 +104,15 @@ pub struct UpdateReport {
     pub update_secs: f64,
 }
 
-/// Runs `cfg.ppo_epochs` optimizer steps on `rollouts`.
+/// One optimizer step's share of the rollouts, packed into micro-batches, with the counts its
+/// loss is normalised by (so the micro-batch losses add up to the mini-batch loss).
+struct MiniBatch {
+    micro: Vec<MicroBatch>,
+    counts: BatchCounts,
+}
+
+/// Runs `cfg.ppo_epochs` passes over `rollouts`; each pass takes one optimizer step per
+/// mini-batch of `cfg.mini_batch_size` completions (all of them when 0).
 pub fn policy_update(
     model: &DecoderModel,
     opt: &mut FusedAdamW,
@@ -113,22 +122,37 @@ pub fn policy_update(
     pad_id: u32,
 ) -> Result<UpdateReport> {
     let mut rep = UpdateReport::default();
-    let batches = rollouts
-        .chunks(cfg.micro_batch_size)
-        .map(|rows| pack(rows, pad_id, model))
+    let mini_size = match cfg.mini_batch_size {
+        0 => rollouts.len().max(1),
+        m => m,
+    };
+    let minis = rollouts
+        .chunks(mini_size)
+        .map(|rows| {
+            let micro = rows
+                .chunks(cfg.micro_batch_size)
+                .map(|rows| pack(rows, pad_id, model))
+                .collect::<Result<Vec<_>>>()?;
+            let mut counts = BatchCounts::default();
+            for mb in &micro {
+                counts = counts + batch_counts(&mb.mask, Some(&mb.truncated), &cfg.loss)?;
+            }
+            Ok(MiniBatch { micro, counts })
+        })
         .collect::<Result<Vec<_>>>()?;
-    let mut counts = BatchCounts::default();
-    for mb in &batches {
-        counts = counts + batch_counts(&mb.mask, Some(&mb.truncated), &cfg.loss)?;
-    }
 
     let t0 = Instant::now();
     let refs = if cfg.loss.beta > 0.0 {
-        let r = batches
+        let r = minis
             .iter()
-            .map(|mb| {
-                let logits = completion_logits(model, mb, false, Grad::Off)?;
-                Ok(token_logprobs(&logits, &mb.targets)?.detach())
+            .map(|mini| {
+                mini.micro
+                    .iter()
+                    .map(|mb| {
+                        let logits = completion_logits(model, mb, false, Grad::Off)?;
+                        Ok(token_logprobs(&logits, &mb.targets)?.detach())
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         Some(r)
@@ -141,35 +165,38 @@ pub fn policy_update(
     for _ in 0..cfg.ppo_epochs {
         let mut epoch_stats: Option<LossStats> = None;
         let mut epoch_loss = 0.0;
-        for (i, mb) in batches.iter().enumerate() {
-            let logits = completion_logits(model, mb, true, Grad::Tracked)?;
-            let logp = token_logprobs(&logits, &mb.targets)?;
-            let entropy = match cfg.loss.entropy_coef != 0.0 {
-                true => Some(token_entropy(&logits)?),
-                false => None,
-            };
-            let inputs = LossInputs {
-                logp: &logp,
-                old_logp: &mb.old_logp,
-                ref_logp: refs.as_ref().map(|r| &r[i]),
-                advantages: &mb.advantages,
-                mask: &mb.mask,
-                truncated: Some(&mb.truncated),
-                entropy: entropy.as_ref(),
-                counts: Some(counts),
-            };
-            let (loss, stats) = policy_loss(&inputs, &cfg.loss)?;
-            epoch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            opt.accumulate(&loss.backward()?)?;
-            epoch_stats = Some(match epoch_stats {
-                Some(s) => s.merge(&stats),
-                None => stats,
-            });
-            rep.train_tokens += mb.input.mask.iter().filter(|&&m| m == 1).count();
+        for (m, mini) in minis.iter().enumerate() {
+            for (i, mb) in mini.micro.iter().enumerate() {
+                let logits = completion_logits(model, mb, true, Grad::Tracked)?;
+                let logp = token_logprobs(&logits, &mb.targets)?;
+                let entropy = match cfg.loss.entropy_coef != 0.0 {
+                    true => Some(token_entropy(&logits)?),
+                    false => None,
+                };
+                let inputs = LossInputs {
+                    logp: &logp,
+                    old_logp: &mb.old_logp,
+                    ref_logp: refs.as_ref().map(|r| &r[m][i]),
+                    advantages: &mb.advantages,
+                    mask: &mb.mask,
+                    truncated: Some(&mb.truncated),
+                    entropy: entropy.as_ref(),
+                    counts: Some(mini.counts),
+                };
+                let (loss, stats) = policy_loss(&inputs, &cfg.loss)?;
+                epoch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                opt.accumulate(&loss.backward()?)?;
+                epoch_stats = Some(match epoch_stats {
+                    Some(s) => s.merge(&stats),
+                    None => stats,
+                });
+                rep.train_tokens += mb.input.mask.iter().filter(|&&m| m == 1).count();
+            }
+            rep.lr = schedule.lr_at(opt.steps());
+            rep.steps.push(opt.step(rep.lr)?);
         }
-        rep.lr = schedule.lr_at(opt.steps());
-        rep.steps.push(opt.step(rep.lr)?);
-        rep.loss = epoch_loss;
+        // The loss of the epoch's whole batch: the mean over its mini-batches.
+        rep.loss = epoch_loss / minis.len().max(1) as f64;
         rep.stats = epoch_stats.unwrap_or_default();
     }
     rep.update_secs = t0.elapsed().as_secs_f64();
