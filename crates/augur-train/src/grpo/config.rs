@@ -34,7 +34,7 @@ pub struct GrpoConfig {
 }
 
 /// `[model]`: the base model.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
     /// HF folder or GGUF file (required).
@@ -45,6 +45,41 @@ pub struct ModelSection {
     pub name: Option<String>,
     /// Keep GGUF weights quantized (frozen base only). Default false.
     pub keep_quantized: bool,
+    /// `cpu`, `cuda` or `cuda:N` (needs a build with `--features cuda`). Default `cpu`.
+    pub device: String,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            tokenizer: None,
+            name: None,
+            keep_quantized: false,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl ModelSection {
+    /// The device named by `device`; an error names the value and why it cannot be used.
+    pub fn device(&self) -> Result<candle_core::Device> {
+        let bad = |why: String| Error::Config(format!("model.device = {:?}: {why}", self.device));
+        match self.device.as_str() {
+            "cpu" => Ok(candle_core::Device::Cpu),
+            d => {
+                let ordinal = match d.strip_prefix("cuda") {
+                    Some("") => 0,
+                    Some(n) => n
+                        .strip_prefix(':')
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| bad("expected `cuda:N`".into()))?,
+                    None => return Err(bad("expected `cpu`, `cuda` or `cuda:N`".into())),
+                };
+                candle_core::Device::new_cuda(ordinal).map_err(|e| bad(e.to_string()))
+            }
+        }
+    }
 }
 
 /// `[lora]`: the trainable adapters.
@@ -554,6 +589,51 @@ mod tests {
         let err = GrpoConfig::from_toml_str(BASE, &["rollout.group_size=1".into()]).unwrap_err();
         assert!(err.to_string().contains("group_size"), "{err}");
         assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn eval_and_device_values_are_checked() {
+        let with = |extra: &str| GrpoConfig::from_toml_str(&format!("{BASE}{extra}"), &[]);
+        let err = with("[eval]\nevery = 2\n").unwrap_err();
+        assert!(err.to_string().contains("eval.file"), "{err}");
+        let err = with("[eval]\nfile = \"e.jsonl\"\nsamples = 0\n").unwrap_err();
+        assert!(err.to_string().contains("eval.samples"), "{err}");
+        let e = with("[eval]\nfile = \"e.jsonl\"\nevery = 4\n")
+            .unwrap()
+            .eval
+            .unwrap();
+        let due: Vec<u64> = (0..=10).filter(|&s| e.due(s, 10)).collect();
+        assert_eq!(due, [0, 4, 8, 10]);
+        let m = |d: &str| ModelSection {
+            device: d.into(),
+            ..Default::default()
+        };
+        assert!(matches!(m("cpu").device(), Ok(candle_core::Device::Cpu)));
+        for bad in ["gpu", "cuda:x"] {
+            let err = m(bad).device().unwrap_err().to_string();
+            assert!(err.contains("model.device") && err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_shipped_config_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for dir in [root.clone(), root.join("gpu")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // Ablation and simulation configs are not GRPO configs.
+                    if text.contains("[model]") {
+                        GrpoConfig::from_toml_str(&text, &[])
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n >= 8, "only {n} GRPO configs found");
     }
 
     #[test]

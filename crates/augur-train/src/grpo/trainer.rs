@@ -65,6 +65,7 @@ pub fn run_with(
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
     let opts = BuildOptions {
         keep_quantized: cfg.model.keep_quantized,
+        device: cfg.model.device()?,
         ..Default::default()
     };
     let mut loaded = load_model(&cfg.model.path, cfg.model.tokenizer.as_deref(), &opts)?;
