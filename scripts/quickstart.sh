@@ -11,11 +11,19 @@ cargo build --release -p augur-cli
 python3 - <<'PY'
 import json
 rows = [json.loads(l) for l in open("runs/quickstart/metrics.jsonl")]
-print("step  reward  accuracy  response_len  step_s")
+steps = [r for r in rows if "reward_mean" in r]
+print("step  reward  accuracy  response_len  step_s  held-out acc")
 for r in rows:
-    print(f"{r['step']:>4}  {r['reward_mean']:.3f}   {r['accuracy']:.3f}     {r['response_len']:>6.1f}    {r['time_step_s']:>6.1f}")
-half = len(rows) // 2
-first = sum(r["reward_mean"] for r in rows[:half]) / max(half, 1)
-last = sum(r["reward_mean"] for r in rows[half:]) / max(len(rows) - half, 1)
+    ev = f"{r['eval_accuracy']:.3f}" if "eval_accuracy" in r else ""
+    if "reward_mean" not in r:
+        print(f"{r['step']:>4}  {'':>6}   {'':>8}     {'':>6}    {'':>6}  {ev}")
+        continue
+    print(f"{r['step']:>4}  {r['reward_mean']:.3f}   {r['accuracy']:.3f}     {r['response_len']:>6.1f}    {r['time_step_s']:>6.1f}  {ev}")
+half = len(steps) // 2
+first = sum(r["reward_mean"] for r in steps[:half]) / max(half, 1)
+last = sum(r["reward_mean"] for r in steps[half:]) / max(len(steps) - half, 1)
 print(f"mean reward: first half {first:.3f} -> second half {last:.3f}")
+evals = [(r["step"], r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+if evals:
+    print("held-out greedy accuracy: " + ", ".join(f"step {s}: {a:.2f}" for s, a in evals))
 PY

@@ -189,6 +189,47 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
         "{:?}",
         ms[1]
     );
+    // A rerun in the same folder reads the cached embeddings and chooses the same prompts.
+    let cache = root.path().join("run/prompt_embeddings.safetensors");
+    let written = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    run(&cfg, None).unwrap();
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().modified().unwrap(),
+        written
+    );
+    assert_eq!(
+        metrics(&cfg.metrics_path())[1]["sampler_brier"],
+        ms[1]["sampler_brier"]
+    );
+}
+
+#[test]
+fn embedding_cache_is_keyed_by_prompts_and_model() {
+    use augur_model::{load_model, BuildOptions};
+    use augur_train::grpo::embed::cached_mean_pooled_hidden;
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let tokenizer = fixtures.join("char-tokenizer");
+    let loaded = load_model(
+        &fixtures.join("parity/llama"),
+        Some(&tokenizer),
+        &BuildOptions::default(),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("emb.safetensors");
+    let rows = vec![vec![40u32, 41], vec![50, 51, 52]];
+    let embed = |key: &str, rows: &[Vec<u32>]| {
+        cached_mean_pooled_hidden(&cache, key, &loaded.model, rows, 0, 8).unwrap()
+    };
+    let (first, hit) = embed("m", &rows);
+    assert!(!hit);
+    assert_eq!(embed("m", &rows), (first.clone(), true));
+    assert!(!embed("other-model", &rows).1);
+    let (changed, hit) = embed("other-model", &[vec![40, 41], vec![50, 51, 53]]);
+    assert!(!hit);
+    assert_ne!(changed[first.len() / 2..], first[first.len() / 2..]);
+    std::fs::write(&cache, b"garbage").unwrap();
+    assert_eq!(embed("m", &rows), (first, false));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use super::checkpoint::{
 };
 use super::config::GrpoConfig;
 use super::data::{load_prompts, Prompt};
-use super::embed::mean_pooled_hidden;
+use super::embed::cached_mean_pooled_hidden;
 use super::eval::{eval_params, evaluate};
 use super::rollout::{train_params, Batch, Roller};
 use super::selection::{candidate_pool, telemetry_json, PromptSource};
@@ -199,18 +199,26 @@ pub fn run_with(
     }
     if let PromptSource::Predictive { sampler, .. } = &mut source {
         if sampler.uses_embeddings() {
-            // GPS: embeddings of every prompt by the frozen base (not saved; recomputed on resume).
+            // GPS: embeddings of every prompt by the frozen base, cached in the run folder.
             let rows = (0..prompts.len())
                 .map(|i| roller.encode(i))
                 .collect::<Result<Vec<_>>>()?;
             let t0 = Instant::now();
-            let data =
-                mean_pooled_hidden(model, &rows, tok.pad_id, cfg.algorithm.micro_batch_size)?;
+            let cache = run_dir.join("prompt_embeddings.safetensors");
+            let (data, cached) = cached_mean_pooled_hidden(
+                &cache,
+                &cfg.model.path.display().to_string(),
+                model,
+                &rows,
+                tok.pad_id,
+                cfg.algorithm.micro_batch_size,
+            )?;
             let ids: Vec<u32> = (0..prompts.len() as u32).collect();
             sampler.set_embeddings(&ids, &data)?;
             if cfg.logging.print {
                 eprintln!(
-                    "sampler: embedded {} prompts with the frozen base in {:.1}s",
+                    "sampler: {} {} prompt embeddings in {:.1}s",
+                    if cached { "loaded" } else { "computed" },
                     rows.len(),
                     t0.elapsed().as_secs_f64()
                 );
