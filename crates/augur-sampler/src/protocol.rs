@@ -37,47 +37,24 @@ enum WireOutcome {
     Object(Outcome),
 }
 
-/// Fields shared by every request: the op name and an optional echo tag.
-#[derive(Deserialize)]
-struct Head {
-    op: String,
-    #[serde(default)]
-    seq: Option<Value>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SelectReq {
-    #[allow(dead_code)]
-    op: String,
     candidates: Vec<u32>,
     b: usize,
-    #[serde(default)]
-    #[allow(dead_code)]
-    seq: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ObserveReq {
-    #[allow(dead_code)]
-    op: String,
     outcomes: Vec<WireOutcome>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    seq: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmbeddingsReq {
-    #[allow(dead_code)]
-    op: String,
     ids: Vec<u32>,
     data: Vec<Vec<f32>>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    seq: Option<Value>,
 }
 
 /// `save` / `load` / `info`: an optional path, and for `load` an optional inline state
@@ -86,15 +63,10 @@ struct EmbeddingsReq {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateReq {
-    #[allow(dead_code)]
-    op: String,
     #[serde(default)]
     path: Option<String>,
     #[serde(default)]
     state: Option<Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    seq: Option<Value>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
@@ -171,14 +143,16 @@ fn dispatch(sampler: &mut Sampler, op: &str, v: Value) -> Result<Value> {
         }
         "info" => Ok(json!({"name": sampler.name(), "step": sampler.step()})),
         other => Err(SamplerError::InvalidArgument(format!(
-            "unknown op {other:?} (select, observe, save, load, info)"
+            "unknown op {other:?} (select, observe, embeddings, save, load, info)"
         ))),
     }
 }
 
+/// Parses one request line and runs it. The envelope fields `op` and `seq` are taken out
+/// first, so each op's body is checked strictly (unknown fields are errors).
 fn handle(sampler: &mut Sampler, line: &str) -> (Result<Value>, Option<Value>) {
-    let v: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
+    let mut obj = match serde_json::from_str::<serde_json::Map<String, Value>>(line) {
+        Ok(o) => o,
         Err(e) => {
             return (
                 Err(SamplerError::InvalidArgument(format!("bad json: {e}"))),
@@ -186,16 +160,16 @@ fn handle(sampler: &mut Sampler, line: &str) -> (Result<Value>, Option<Value>) {
             )
         }
     };
-    let head: Head = match serde_json::from_value(v.clone()) {
-        Ok(h) => h,
-        Err(e) => {
-            return (
-                Err(SamplerError::InvalidArgument(format!("bad request: {e}"))),
-                None,
-            )
+    let seq = obj.remove("seq");
+    let op = match obj.remove("op") {
+        Some(Value::String(op)) => op,
+        _ => {
+            let err =
+                SamplerError::InvalidArgument("bad request: missing string field `op`".into());
+            return (Err(err), seq);
         }
     };
-    (dispatch(sampler, &head.op, v), head.seq)
+    (dispatch(sampler, &op, Value::Object(obj)), seq)
 }
 
 /// Serves requests from `reader` until end of input, writing one response line per request.
