@@ -33,7 +33,7 @@ enum Command {
     Sampler(sampler::Args),
     /// Merge a LoRA adapter into its base model and write an HF folder.
     Export(export::Args),
-    /// Compare samplers side by side (`--simulate`: against the simulated learner).
+    /// Compare samplers side by side: one GRPO run per sampler × seed (`--simulate`: a simulated learner).
     Ablate(ablate::Args),
 }
 

@@ -12,6 +12,7 @@
 //! - [`DynamicSampling`]: DAPO's evaluate-then-filter baseline (needs a rollout callback).
 //! - [`protocol::serve`]: JSON Lines over stdin/stdout for other training stacks.
 //! - [`sim`]: simulated learner, oracle and the `augur ablate --simulate` runner.
+//! - [`plot`]: the PNG/SVG line plots of both ablations (simulated and real LLM).
 //!
 //! ```
 //! use augur_sampler::{Method, Outcome, SamplerConfig};
@@ -30,6 +31,7 @@ mod ds;
 pub mod embedding;
 mod error;
 mod outcome;
+pub mod plot;
 pub mod predictor;
 pub mod protocol;
 pub mod random;

@@ -1,0 +1,192 @@
+//! Line plots (PNG and SVG) of ablations, shared by the simulated ablation (`sim`) and the
+//! real-LLM ablation of the `augur` CLI, so both draw their curves the same way.
+//!
+//! Text needs a TrueType font; plotters' `ab_glyph` backend is used so no fontconfig is
+//! required. The font is read at run time from `AUGUR_PLOT_FONT` or common system paths
+//! (DejaVu, Liberation, Noto); without one the plots are drawn without text.
+
+use crate::error::{Result, SamplerError};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+];
+
+/// Registers a font once; returns whether text can be drawn.
+fn font_available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        let env = std::env::var("AUGUR_PLOT_FONT").ok();
+        let paths = env
+            .iter()
+            .map(String::as_str)
+            .chain(FONT_PATHS.iter().copied());
+        for p in paths {
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+/// Pointwise mean of several curves (one per seed), over the length of the shortest.
+pub fn mean_curve(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let n = curves.iter().map(Vec::len).min().unwrap_or(0);
+    let k = curves.len() as f64;
+    (0..n)
+        .map(|i| {
+            let (sx, sy) = curves
+                .iter()
+                .fold((0.0, 0.0), |(a, b), c| (a + c[i].0, b + c[i].1));
+            (sx / k, sy / k)
+        })
+        .collect()
+}
+
+/// Each y replaced by the mean of the last `window` ys up to it, so noisy per-step series
+/// (effective ratio) show their trend.
+pub fn trailing_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    (0..points.len())
+        .map(|i| {
+            let w = &points[(i + 1).saturating_sub(window)..=i];
+            (
+                points[i].0,
+                w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64,
+            )
+        })
+        .collect()
+}
+
+/// One named line of a plot.
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// (x, y) points in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[Series],
+    text: bool,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let mut b = ChartBuilder::on(&root);
+    b.margin(15);
+    if text {
+        b.caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    let mut chart = b
+        .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+        .map_err(|e| e.to_string())?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(xlabel)
+            .y_desc(ylabel)
+            .x_label_formatter(&|x| format!("{x:.0}"));
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let line = chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        if text {
+            line.label(s.name.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws `series` into `<out>/<stem>.png` and `<out>/<stem>.svg`.
+pub fn write_line_plot(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    xl: &str,
+    yl: &str,
+    series: &[Series],
+) -> Result<()> {
+    let text = font_available();
+    let png = out.join(format!("{stem}.png"));
+    let svg = out.join(format!("{stem}.svg"));
+    let err = |p: &Path, e: String| SamplerError::Plot(format!("{}: {e}", p.display()));
+    draw(
+        BitMapBackend::new(&png, (900, 600)).into_drawing_area(),
+        title,
+        xl,
+        yl,
+        series,
+        text,
+    )
+    .map_err(|e| err(&png, e))?;
+    draw(
+        SVGBackend::new(&svg, (900, 600)).into_drawing_area(),
+        title,
+        xl,
+        yl,
+        series,
+        text,
+    )
+    .map_err(|e| err(&svg, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_curve_stops_at_the_shortest_and_trailing_mean_smooths() {
+        let c = mean_curve(&[vec![(0.0, 1.0), (2.0, 3.0)], vec![(2.0, 3.0)]]);
+        assert_eq!(c, vec![(1.0, 2.0)]);
+        let t = trailing_mean(&[(1.0, 1.0), (2.0, 3.0), (3.0, 5.0)], 2);
+        assert_eq!(t, vec![(1.0, 1.0), (2.0, 2.0), (3.0, 4.0)]);
+        assert_eq!(trailing_mean(&[(1.0, 1.0)], 0), vec![(1.0, 1.0)]);
+    }
+}
