@@ -5,42 +5,23 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::Tokenizer;
-
 const SAMPLERS: [&str; 3] = ["uniform", "mopps", "ds"];
 const SEEDS: usize = 2;
 const STEPS: usize = 2;
 
-/// One character per id: printable ASCII for ids 32..127, U+0100 + id otherwise.
-fn write_tokenizer(dir: &Path) {
-    let ch = |i: u32| match i {
-        32..=126 => char::from_u32(i).unwrap(),
-        _ => char::from_u32(0x100 + i).unwrap(),
-    };
-    let vocab = (0..256u32).map(|i| (ch(i).to_string(), i)).collect();
-    let wl = WordLevel::builder()
-        .vocab(vocab)
-        .unk_token(ch(0).to_string())
-        .build()
-        .unwrap();
-    let mut tok = Tokenizer::new(wl);
-    tok.with_decoder(Some(Fuse::new()));
-    tok.save(dir.join("tokenizer.json"), false).unwrap();
-}
-
 /// A GRPO config on the fixture: 6 one-token prompts, 3 per step, a checkpoint every step.
 fn write_config(root: &Path) -> PathBuf {
-    write_tokenizer(root);
     let data: String = (0..6)
         .map(|i| format!("{{\"question\": \"{}\", \"answer\": \"{}\"}}\n", i, i % 3))
         .collect();
     std::fs::write(root.join("train.jsonl"), data).unwrap();
-    let fixture =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let (fixture, tokenizer) = (
+        fixtures.join("parity/llama"),
+        fixtures.join("char-tokenizer"),
+    );
     let toml = format!(
-        "[model]\npath = {fixture:?}\ntokenizer = {root:?}\n[lora]\nrank = 4\nalpha = 8.0\n\
+        "[model]\npath = {fixture:?}\ntokenizer = {tokenizer:?}\n[lora]\nrank = 4\nalpha = 8.0\n\
          [data]\ntrain = {train:?}\nraw = true\n[rollout]\nprompts_per_step = 3\ngroup_size = 4\nmax_new_tokens = 4\n\
          [algorithm]\nsteps = {STEPS}\nmicro_batch_size = 12\n\
          [optimizer.schedule]\nlr = 1e-2\nkind = \"constant\"\n[checkpoint]\nevery = 1\n[logging]\nprint = false\n",
