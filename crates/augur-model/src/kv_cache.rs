@@ -12,8 +12,8 @@ use crate::error::{ModelError, Result};
 
 /// Cached keys and values for every layer, `[B, kv_heads, capacity, head_dim]` each.
 pub struct KvCache {
-    /// Allocated buffers, possibly with more rows than `batch`: dropping rows compacts
-    /// them in place into the first `batch` rows (see [`KvCache::select_rows`]).
+    /// Allocated buffers, possibly with more rows than `batch`: rows are dropped and
+    /// duplicated in place within them (see [`KvCache::select_rows`]).
     layers: Vec<(Tensor, Tensor)>,
     /// Row-major `[B, capacity]`: whether a cached slot holds a real (non-pad) token.
     valid: Vec<u8>,
@@ -47,6 +47,28 @@ impl KvCache {
             len: 0,
             capacity,
         })
+    }
+
+    /// Makes room for `rows` rows, so that [`KvCache::select_rows`] can later grow the
+    /// batch to that many without allocating (e.g. a prompt's prefill copied to its samples).
+    pub fn reserve_rows(&mut self, rows: usize) -> Result<()> {
+        if rows <= self.allocated_rows() {
+            return Ok(());
+        }
+        for (k, v) in self.layers.iter_mut() {
+            for t in [k, v] {
+                let (_, heads, capacity, head_dim) = t.dims4()?;
+                let grown =
+                    Tensor::zeros((rows, heads, capacity, head_dim), t.dtype(), t.device())?;
+                grown.slice_set(&t.narrow(0, 0, self.batch)?, 0, 0)?;
+                *t = grown;
+            }
+        }
+        Ok(())
+    }
+
+    fn allocated_rows(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[0])
     }
 
     /// Number of rows.
@@ -128,16 +150,21 @@ impl KvCache {
             ));
         }
         let device = self.layers[0].0.device().clone();
-        // Row `i` can take row `rows[i] >= i` without a temporary copy: slot `s` is only
-        // written at step `s`, after every read of it. Finished generations leave the batch
-        // that way (the engine moves the last live rows into the freed slots), and copying
-        // only their filled positions in place beats re-allocating the whole cache each
-        // step (it was an eighth of decode time, plus page faults).
-        let in_place = device.is_cpu() && rows.iter().enumerate().all(|(i, &r)| r >= i);
-        if in_place {
+        // Row `i` can take row `rows[i]` without a temporary copy when all `rows[i] >= i`
+        // (copying in ascending order) or all `rows[i] <= i` (descending): slot `s` is
+        // written at step `s` only, after every read of it. Finished generations leave the
+        // batch the first way (the engine moves tail rows into the freed slots) and
+        // prompts are copied to their samples the second way. Copying only the moved
+        // rows' filled positions in place beats re-allocating the whole cache (that was
+        // an eighth of decode time, plus page faults).
+        let ascending = rows.iter().enumerate().all(|(i, &r)| r >= i);
+        let descending = rows.iter().enumerate().all(|(i, &r)| r <= i);
+        let fits = rows.len() <= self.allocated_rows();
+        if device.is_cpu() && fits && (ascending || descending) {
             let op = CompactRows {
                 rows,
                 filled: self.len,
+                descending: !ascending,
             };
             for (k, v) in &self.layers {
                 k.inplace_op1(&op)?;
@@ -165,10 +192,12 @@ impl KvCache {
 }
 
 /// Copies row `rows[i]` to row `i` of a `[B, heads, capacity, head_dim]` buffer in
-/// place, for the first `filled` positions only; requires `rows[i] >= i`.
+/// place, for the first `filled` positions only; requires `rows[i] >= i` for all `i`,
+/// or `rows[i] <= i` for all `i` and `descending`.
 struct CompactRows<'a> {
     rows: &'a [usize],
     filled: usize,
+    descending: bool,
 }
 
 impl CompactRows<'_> {
@@ -180,7 +209,17 @@ impl CompactRows<'_> {
         let data = &mut data[layout.start_offset()..];
         let row_len = heads * capacity * head_dim;
         let span = self.filled * head_dim;
-        for (dst, &src) in self.rows.iter().enumerate().filter(|(i, &r)| *i != r) {
+        let mut moves: Vec<(usize, usize)> = self
+            .rows
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, r)| i != r)
+            .collect();
+        if self.descending {
+            moves.reverse();
+        }
+        for (dst, src) in moves {
             for h in 0..heads {
                 let from = src * row_len + h * capacity * head_dim;
                 let to = dst * row_len + h * capacity * head_dim;

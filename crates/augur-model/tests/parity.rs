@@ -109,6 +109,8 @@ fn cache_row_select_keeps_rows_intact() {
     cache_row_select_matches(&[2, 0, 2]);
     // Move row 2 into row 0's slot and keep row 1 (compaction in place).
     cache_row_select_matches(&[2, 1]);
+    // Copy rows to several samples each (expansion in place, into reserved rows).
+    cache_row_select_matches(&[0, 0, 1, 2, 2]);
 }
 
 fn cache_row_select_matches(keep: &[usize]) {
@@ -117,6 +119,7 @@ fn cache_row_select_matches(keep: &[usize]) {
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let mut cache = model.new_cache(3, 16).unwrap();
+    cache.reserve_rows(keep.len()).unwrap();
     model
         .forward(&input, Some(&mut cache), ForwardOpts::generate())
         .unwrap();

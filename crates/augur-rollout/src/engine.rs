@@ -162,6 +162,7 @@ impl<'a> Engine<'a> {
         let mut cache = self
             .model
             .new_cache(prefill.len(), longest + params.max_new_tokens)?;
+        cache.reserve_rows(prompts.len() * params.n)?;
         let logits = self
             .model
             .forward(&input, Some(&mut cache), ForwardOpts::generate())?;
