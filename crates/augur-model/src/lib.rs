@@ -7,9 +7,11 @@
 
 pub mod atomic;
 pub mod config;
+mod decode_attn;
 pub mod error;
 pub mod export;
 mod frozen;
+mod fused;
 pub mod input;
 pub mod kv_cache;
 pub mod linear;
@@ -17,6 +19,7 @@ pub mod loader;
 pub mod lora;
 pub mod model;
 pub mod ops;
+mod packed;
 pub mod tokenizer;
 pub mod weights;
 

@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 
 use crate::frozen::{FrozenMatmul, FrozenQMatmul};
+use crate::packed::{self, PackedMatmul};
 
 /// The frozen weight of a linear layer, `[out, in]`.
 #[derive(Clone)]
@@ -19,6 +20,26 @@ pub enum BaseWeight {
     Dense(Tensor),
     /// Kept in its GGUF quantization (QLoRA style); dequantized only for backward.
     Quantized(Arc<QTensor>),
+    /// f32 on the CPU, packed for the decode matmul (see [`crate::packed`]):
+    /// `panels: [ceil(out / 16), in, 16]`.
+    Packed {
+        panels: Tensor,
+        out: usize,
+    },
+}
+
+impl BaseWeight {
+    /// `x @ W^T` for a contiguous `x: [.., in]`, with a backward pass for `x` only.
+    pub(crate) fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            BaseWeight::Dense(w) => x.apply_op1(FrozenMatmul { weight: w.clone() }),
+            BaseWeight::Quantized(q) => x.apply_op1(FrozenQMatmul { weight: q.clone() }),
+            BaseWeight::Packed { panels, out } => x.apply_op1(PackedMatmul {
+                panels: panels.clone(),
+                out: *out,
+            }),
+        }
+    }
 }
 
 /// The trainable low-rank update of one linear layer.
@@ -77,6 +98,7 @@ impl LoraLinear {
         let (out_features, in_features) = match &base {
             BaseWeight::Dense(w) => w.dims2()?,
             BaseWeight::Quantized(q) => q.shape().dims2()?,
+            BaseWeight::Packed { panels, out } => (*out, panels.dim(1)?),
         };
         Ok(LoraLinear {
             base,
@@ -90,10 +112,18 @@ impl LoraLinear {
     /// `x: [.., in] -> [.., out]`; the adapter contributes only when `adapters_on`.
     pub fn forward(&self, x: &Tensor, adapters_on: bool) -> candle_core::Result<Tensor> {
         let x = x.contiguous()?;
-        let mut y = match &self.base {
-            BaseWeight::Dense(w) => x.apply_op1(FrozenMatmul { weight: w.clone() })?,
-            BaseWeight::Quantized(q) => x.apply_op1(FrozenQMatmul { weight: q.clone() })?,
-        };
+        let y = self.base.matmul(&x)?;
+        self.finish(&x, y, adapters_on)
+    }
+
+    /// Adds the bias and (when `adapters_on`) the adapter update to the base output
+    /// `y = x W^T`, which may come from a fused matmul (see [`crate::fused`]).
+    pub(crate) fn finish(
+        &self,
+        x: &Tensor,
+        mut y: Tensor,
+        adapters_on: bool,
+    ) -> candle_core::Result<Tensor> {
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -105,12 +135,26 @@ impl LoraLinear {
         Ok(y)
     }
 
-    /// The base weight as a dense tensor (dequantized if needed).
+    /// The base weight as a dense tensor (dequantized or unpacked if needed).
     pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
         match &self.base {
             BaseWeight::Dense(w) => Ok(w.clone()),
             BaseWeight::Quantized(q) => q.dequantize(&q.device()),
+            BaseWeight::Packed { panels, out } => packed::unpack(panels, *out),
         }
+    }
+
+    /// Packs a dense base for the CPU decode matmul where supported (see [`crate::packed`]).
+    pub(crate) fn pack(&mut self) -> candle_core::Result<()> {
+        if let BaseWeight::Dense(w) = &self.base {
+            if packed::supported(w) {
+                self.base = BaseWeight::Packed {
+                    panels: packed::pack(w)?,
+                    out: self.out_features,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// Number of frozen parameters (weight + bias).

@@ -7,7 +7,9 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
+use crate::decode_attn::decode_attention;
 use crate::error::{ModelError, Result};
+use crate::fused::FusedBase;
 use crate::input::StepInput;
 use crate::kv_cache::KvCache;
 use crate::linear::{BaseWeight, LoraLinear};
@@ -65,6 +67,8 @@ pub(crate) struct Attention {
     pub k: LoraLinear,
     pub v: LoraLinear,
     pub o: LoraLinear,
+    /// q, k and v bases as one matmul (dense weights on the CPU).
+    pub qkv: Option<FusedBase>,
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
 }
@@ -73,6 +77,8 @@ pub(crate) struct Mlp {
     pub gate: LoraLinear,
     pub up: LoraLinear,
     pub down: LoraLinear,
+    /// gate and up bases as one matmul (dense weights on the CPU).
+    pub gate_up: Option<FusedBase>,
 }
 
 pub(crate) struct Block {
@@ -149,7 +155,8 @@ impl DecoderModel {
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = format!("model.layers.{i}");
-            let attn = Attention {
+            let mut attn = Attention {
+                qkv: None,
                 q: linear(
                     src,
                     &format!("{p}.self_attn.q_proj"),
@@ -181,7 +188,8 @@ impl DecoderModel {
                     false => None,
                 },
             };
-            let mlp = Mlp {
+            let mut mlp = Mlp {
+                gate_up: None,
                 gate: linear(
                     src,
                     &format!("{p}.mlp.gate_proj"),
@@ -204,6 +212,23 @@ impl DecoderModel {
                     false,
                 )?,
             };
+            if opts.device.is_cpu() {
+                attn.qkv = FusedBase::fuse(&mut [&mut attn.q, &mut attn.k, &mut attn.v])?;
+                mlp.gate_up = FusedBase::fuse(&mut [&mut mlp.gate, &mut mlp.up])?;
+            }
+            for l in [&mut attn.o, &mut mlp.down] {
+                l.pack()?;
+            }
+            if attn.qkv.is_none() {
+                for l in [&mut attn.q, &mut attn.k, &mut attn.v] {
+                    l.pack()?;
+                }
+            }
+            if mlp.gate_up.is_none() {
+                for l in [&mut mlp.gate, &mut mlp.up] {
+                    l.pack()?;
+                }
+            }
             blocks.push(Block {
                 attn_norm: src.dense(&format!("{p}.input_layernorm.weight"), &[h], dt)?,
                 attn,
@@ -212,11 +237,13 @@ impl DecoderModel {
             });
         }
         let norm = src.dense("model.norm.weight", &[h], dt)?;
-        let lm_head = if cfg.tie_word_embeddings || !src.has("lm_head.weight") {
+        let mut lm_head = if cfg.tie_word_embeddings || !src.has("lm_head.weight") {
             LoraLinear::new(BaseWeight::Dense(embed.clone()), None)?
         } else {
             linear(src, "lm_head", cfg.vocab_size, h, false)?
         };
+        // A tied head gets its own packed copy: the embedding lookup needs the rows.
+        lm_head.pack()?;
         let max_positions = opts
             .max_positions
             .unwrap_or(cfg.max_position_embeddings.min(32_768));
@@ -291,9 +318,15 @@ impl DecoderModel {
             let x1 = (residual + attn)?;
             let normed = rms_norm(&x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
             let m = &block.mlp;
-            let gate = candle_nn::ops::silu(&m.gate.forward(&normed, opts.adapters)?)?;
-            let up = m.up.forward(&normed, opts.adapters)?;
-            x = (x1 + m.down.forward(&(gate * up)?, opts.adapters)?)?;
+            let (gate, up) = match &m.gate_up {
+                Some(f) => f.forward(&normed, [&m.gate, &m.up], opts.adapters)?.into(),
+                None => (
+                    m.gate.forward(&normed, opts.adapters)?,
+                    m.up.forward(&normed, opts.adapters)?,
+                ),
+            };
+            let hidden = (candle_nn::ops::silu(&gate)? * up)?;
+            x = (x1 + m.down.forward(&hidden, opts.adapters)?)?;
         }
         if let Some(c) = cache {
             c.advance(&input.mask, t);
@@ -366,15 +399,28 @@ impl DecoderModel {
             };
             Ok(y.transpose(1, 2)?.contiguous()?)
         };
-        let q = heads(attn.q.forward(x, opts.adapters)?, nh, &attn.q_norm)?;
-        let k = heads(attn.k.forward(x, opts.adapters)?, nkv, &attn.k_norm)?;
-        let v = heads(attn.v.forward(x, opts.adapters)?, nkv, &None)?;
+        let [q, k, v] = match &attn.qkv {
+            Some(f) => f.forward(x, [&attn.q, &attn.k, &attn.v], opts.adapters)?,
+            None => [
+                attn.q.forward(x, opts.adapters)?,
+                attn.k.forward(x, opts.adapters)?,
+                attn.v.forward(x, opts.adapters)?,
+            ],
+        };
+        let q = heads(q, nh, &attn.q_norm)?;
+        let k = heads(k, nkv, &attn.k_norm)?;
+        let v = heads(v, nkv, &None)?;
         let q = apply_rope(&q, cos, sin, opts.grad)?;
         let k = apply_rope(&k, cos, sin, opts.grad)?;
         let (k, v) = match cache {
             Some(c) => c.append(layer, &k, &v)?,
             None => (k, v),
         };
+        if opts.grad == Grad::Off && t == 1 {
+            if let Some(out) = decode_attention(&q, &k, &v, bias)? {
+                return Ok(attn.o.forward(&out, opts.adapters)?);
+            }
+        }
         let s = k.dim(2)?;
         let rep = cfg.kv_groups();
         // Grouped-query attention without copying K/V: fold the query heads that

@@ -105,31 +105,29 @@ fn qwen3_cached_decode() {
 /// Duplicating prefilled rows and dropping rows leaves each row's logits unchanged.
 #[test]
 fn cache_row_select_keeps_rows_intact() {
+    // Keep row 2 twice and row 0 once; drop row 1 (a copy into a new cache).
+    cache_row_select_matches(&[2, 0, 2]);
+    // Move row 2 into row 0's slot and keep row 1 (compaction in place).
+    cache_row_select_matches(&[2, 1]);
+    // Copy rows to several samples each (expansion in place, into reserved rows).
+    cache_row_select_matches(&[0, 0, 1, 2, 2]);
+}
+
+fn cache_row_select_matches(keep: &[usize]) {
     let model = fixture_model("qwen2", DType::F32);
     let exp = expected("qwen2");
     let rows = unpadded_rows(&exp["input_ids"], &exp["attention_mask"]);
     let input = StepInput::left_padded(&rows, 0, &Device::Cpu).unwrap();
     let mut cache = model.new_cache(3, 16).unwrap();
+    cache.reserve_rows(keep.len()).unwrap();
     model
         .forward(&input, Some(&mut cache), ForwardOpts::generate())
         .unwrap();
-    // Keep row 2 twice and row 0 once; drop row 1.
-    cache.select_rows(&[2, 0, 2]).unwrap();
+    cache.select_rows(keep).unwrap();
     let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
-    let step = StepInput::decode(
-        &[
-            tokens[2][0] as u32,
-            tokens[0][0] as u32,
-            tokens[2][0] as u32,
-        ],
-        &[
-            rows[2].len() as u32,
-            rows[0].len() as u32,
-            rows[2].len() as u32,
-        ],
-        &Device::Cpu,
-    )
-    .unwrap();
+    let next: Vec<u32> = keep.iter().map(|&r| tokens[r][0] as u32).collect();
+    let positions: Vec<u32> = keep.iter().map(|&r| rows[r].len() as u32).collect();
+    let step = StepInput::decode(&next, &positions, &Device::Cpu).unwrap();
     let logits = model
         .forward(&step, Some(&mut cache), ForwardOpts::generate())
         .unwrap();
@@ -140,9 +138,10 @@ fn cache_row_select_keeps_rows_intact() {
         .unwrap()
         .contiguous()
         .unwrap();
-    let pick = Tensor::new(&[2u32, 0, 2], &Device::Cpu).unwrap();
+    let pick: Vec<u32> = keep.iter().map(|&r| r as u32).collect();
+    let pick = Tensor::new(pick.as_slice(), &Device::Cpu).unwrap();
     let want = want.index_select(&pick, 0).unwrap();
-    assert!(max_abs_diff(&logits, &want) < TOL);
+    assert!(max_abs_diff(&logits, &want) < TOL, "keep {keep:?}");
 }
 
 /// `LogitsAt::Tail(n)` equals the last `n` positions of the full logits.

@@ -1,9 +1,11 @@
 //! Throughput benchmark on a real model, printing one JSON line per measurement in
 //! the same shape as `scripts/bench_hf.py` so the two can be compared side by side.
 //!
-//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all]`
+//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized]`
 //! - forward: full forward (no grad) at batch 8 x 128 tokens, median of 5 runs.
 //! - generate: 16 prompts x 8 samples, 128 new tokens, temperature 1.0.
+//! - `--keep-quantized`: a GGUF's linear weights stay quantized (QLoRA-style frozen
+//!   base) instead of being dequantized to f32; not comparable with transformers' f32.
 
 use std::time::Instant;
 
@@ -34,8 +36,18 @@ fn main() -> anyhow::Result<()> {
     let model_path = args
         .get(1)
         .ok_or_else(|| anyhow::anyhow!("usage: bench MODEL [forward|generate|all]"))?;
-    let which = args.get(2).map(String::as_str).unwrap_or("all");
-    let loaded = load_model(model_path.as_ref(), None, &BuildOptions::default())?;
+    let which = args
+        .iter()
+        .skip(2)
+        .find(|a| !a.starts_with("--"))
+        .map_or("all", String::as_str);
+    let keep_quantized = args.iter().any(|a| a == "--keep-quantized");
+    let opts = BuildOptions {
+        keep_quantized,
+        ..Default::default()
+    };
+    let weights = if keep_quantized { "quantized" } else { "f32" };
+    let loaded = load_model(model_path.as_ref(), None, &opts)?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     if which == "forward" || which == "all" {
         let rows: Vec<Vec<u32>> = (0..8)
@@ -63,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         times.sort_by(f64::total_cmp);
         let median = times[2];
         println!(
-            "{{\"engine\":\"augur\",\"bench\":\"forward\",\"batch\":8,\"seq\":128,\"seconds\":{median:.4},\"tokens_per_sec\":{:.1}}}",
+            "{{\"engine\":\"augur\",\"weights\":\"{weights}\",\"bench\":\"forward\",\"batch\":8,\"seq\":128,\"seconds\":{median:.4},\"tokens_per_sec\":{:.1}}}",
             1024.0 / median
         );
     }
@@ -88,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         let (_, stats) = Engine::new(model, tok).generate(&prompts, &params, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "{{\"engine\":\"augur\",\"bench\":\"generate\",\"prompts\":16,\"n\":8,\"max_new_tokens\":128,\"generated_tokens\":{},\"seconds\":{secs:.2},\"tokens_per_sec\":{:.1},\"prefill_secs\":{:.2},\"sample_secs\":{:.2}}}",
+            "{{\"engine\":\"augur\",\"weights\":\"{weights}\",\"bench\":\"generate\",\"prompts\":16,\"n\":8,\"max_new_tokens\":128,\"generated_tokens\":{},\"seconds\":{secs:.2},\"tokens_per_sec\":{:.1},\"prefill_secs\":{:.2},\"sample_secs\":{:.2}}}",
             stats.generated_tokens,
             stats.generated_tokens as f64 / secs,
             stats.prefill_secs,

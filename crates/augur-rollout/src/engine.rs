@@ -67,6 +67,23 @@ struct Row {
     text: Option<String>,
 }
 
+/// The rows to keep when the rows flagged `false` leave the batch: each freed slot
+/// takes a live row from past the kept range, so only the moved rows are copied and the KV cache can
+/// compact in place (every kept index `keep[i] >= i`). Row order is not preserved;
+/// the caller's row map follows the same permutation.
+fn fill_from_tail(alive: &[bool]) -> Vec<usize> {
+    let n_keep = alive.iter().filter(|&&a| a).count();
+    let mut tail = (n_keep..alive.len()).filter(|&i| alive[i]);
+    (0..n_keep)
+        .map(|i| match alive[i] {
+            true => i,
+            false => tail
+                .next()
+                .expect("as many live rows past n_keep as dead ones before"),
+        })
+        .collect()
+}
+
 /// Generates completions from a model with its current adapters.
 pub struct Engine<'a> {
     pub model: &'a DecoderModel,
@@ -145,6 +162,7 @@ impl<'a> Engine<'a> {
         let mut cache = self
             .model
             .new_cache(prefill.len(), longest + params.max_new_tokens)?;
+        cache.reserve_rows(prompts.len() * params.n)?;
         let logits = self
             .model
             .forward(&input, Some(&mut cache), ForwardOpts::generate())?;
@@ -227,15 +245,14 @@ impl<'a> Engine<'a> {
         let device = self.model.device();
         let mut sample_secs = 0.0;
         loop {
-            let unfinished: Vec<usize> = (0..live.len())
-                .filter(|&i| rows[live[i]].finish.is_none())
-                .collect();
-            if unfinished.is_empty() {
+            let alive: Vec<bool> = live.iter().map(|&r| rows[r].finish.is_none()).collect();
+            let keep = fill_from_tail(&alive);
+            if keep.is_empty() {
                 return Ok(sample_secs);
             }
-            if unfinished.len() < live.len() {
-                cache.select_rows(&unfinished)?;
-                *live = unfinished.iter().map(|&i| live[i]).collect();
+            if keep.len() < live.len() {
+                cache.select_rows(&keep)?;
+                *live = keep.iter().map(|&i| live[i]).collect();
             }
             let tokens: Vec<u32> = live
                 .iter()
@@ -307,5 +324,21 @@ impl<'a> Engine<'a> {
             row.finish = Some(FinishReason::Length);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_from_tail;
+
+    #[test]
+    fn fill_from_tail_moves_tail_rows_into_gaps() {
+        assert_eq!(
+            fill_from_tail(&[true, false, true, false, true, true]),
+            [0, 4, 2, 5]
+        );
+        assert_eq!(fill_from_tail(&[false, false, true]), [2]);
+        assert_eq!(fill_from_tail(&[true, true]), [0, 1]);
+        assert!(fill_from_tail(&[false, false]).is_empty());
     }
 }
