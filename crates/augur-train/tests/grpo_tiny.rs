@@ -36,6 +36,23 @@ fn metrics(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Resumes `cfg`'s run from checkpoint `ck` (step 1) into `dir` and asserts that metrics `keys`
+/// of steps 2.. equal those of the uninterrupted run `full`.
+fn resume_and_compare(cfg: &GrpoConfig, dir: &Path, ck: &Path, full: &[Value], keys: &[&str]) {
+    let mut resumed_cfg = cfg.clone();
+    resumed_cfg.checkpoint.dir = dir.to_path_buf();
+    resumed_cfg.logging.metrics = None;
+    run(&resumed_cfg, Some(ck)).unwrap();
+    let resumed = metrics(&resumed_cfg.metrics_path());
+    assert_eq!(resumed.len(), 2);
+    for (a, b) in full[1..].iter().zip(&resumed) {
+        assert_eq!(a["step"], b["step"]);
+        for k in keys {
+            assert_eq!(a[k], b[k], "{k} differs at step {}", a["step"]);
+        }
+    }
+}
+
 const SAME: [&str; 6] = [
     "reward_mean",
     "loss",
@@ -75,18 +92,7 @@ fn tiny_run_writes_metrics_checkpoints_and_resumes_exactly() {
         assert!(ck.join(f).exists(), "{f}");
     }
 
-    let mut resumed_cfg = cfg.clone();
-    resumed_cfg.checkpoint.dir = root.path().join("resumed");
-    resumed_cfg.logging.metrics = None;
-    run(&resumed_cfg, Some(&ck)).unwrap();
-    let resumed = metrics(&resumed_cfg.metrics_path());
-    assert_eq!(resumed.len(), 2);
-    for (a, b) in full[1..].iter().zip(&resumed) {
-        assert_eq!(a["step"], b["step"]);
-        for k in SAME {
-            assert_eq!(a[k], b[k], "{k} differs at step {}", a["step"]);
-        }
-    }
+    resume_and_compare(&cfg, &root.path().join("resumed"), &ck, &full, &SAME);
     // Resuming in the original run dir (after a crash) keeps the checkpoint's steps and
     // replaces the later ones; a fresh run in the same dir starts a fresh log.
     run(&cfg, Some(&ck)).unwrap();
@@ -137,18 +143,8 @@ fn mopps_sampler_logs_telemetry_and_resumes_exactly() {
     let ck = root.path().join("run/checkpoint-1");
     assert!(ck.join("sampler.json").exists());
 
-    let mut resumed_cfg = cfg.clone();
-    resumed_cfg.checkpoint.dir = root.path().join("resumed");
-    resumed_cfg.logging.metrics = None;
-    run(&resumed_cfg, Some(&ck)).unwrap();
-    let resumed = metrics(&resumed_cfg.metrics_path());
-    assert_eq!(resumed.len(), 2);
-    for (a, b) in full[1..].iter().zip(&resumed) {
-        assert_eq!(a["step"], b["step"]);
-        for k in SAME.iter().chain(&SAME_SAMPLER) {
-            assert_eq!(a[k], b[k], "{k} differs at step {}", a["step"]);
-        }
-    }
+    let keys: Vec<&str> = SAME.iter().chain(&SAME_SAMPLER).copied().collect();
+    resume_and_compare(&cfg, &root.path().join("resumed"), &ck, &full, &keys);
     // The saved sampler states agree too (same predictor posteriors, same RNG position).
     let end = std::fs::read(root.path().join("run/checkpoint-3/sampler.json")).unwrap();
     let end2 = std::fs::read(root.path().join("resumed/checkpoint-3/sampler.json")).unwrap();
