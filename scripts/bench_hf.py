@@ -21,8 +21,8 @@ Usage:
         [--prompts FILE.jsonl] [--threads 2] [--seed 0]
 --prompts: JSONL, one prompt per line: {"prompt": "..."} / {"question": "..."} / {"text": "..."}
 (wrapped as one user message), {"messages": [...]} (used as is), or a bare JSON string.
-The first 16 lines are used (--num-prompts); without the file a built-in list of 16 short
-questions is used.
+The first 16 lines are used (--num-prompts); the default file is datasets/bench/generate-16.jsonl,
+the list augur's bench example reads too.
 """
 
 import argparse
@@ -40,24 +40,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 CACHE = os.environ.get("AUGUR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "augur"))
 DEFAULT_MODEL = os.path.join(CACHE, "smollm2-135m-instruct-hf")
 
-BUILTIN_PROMPTS = [
-    "What is the capital of France?",
-    "How many legs does a spider have?",
-    "Why is the sky blue?",
-    "What is 12 times 13?",
-    "Name three primary colors.",
-    "What does a thermometer measure?",
-    "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water in Celsius?",
-    "Explain what a prime number is.",
-    "What is the largest planet in the solar system?",
-    "How do plants make their food?",
-    "What is the square root of 81?",
-    "Give me a synonym for happy.",
-    "What language is spoken in Brazil?",
-    "How many days are there in a leap year?",
-    "What is photosynthesis?",
-]
+# The prompt list augur's bench reads too, so both engines generate for the same batch.
+DEFAULT_PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "datasets", "bench",
+                               "generate-16.jsonl")
 
 
 def peak_rss_mb():
@@ -69,15 +54,12 @@ def emit(rec):
 
 
 def load_prompts(path, k):
-    if not path:
-        items = BUILTIN_PROMPTS
-    else:
-        items = []
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    items.append(json.loads(line))
+    items = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                items.append(json.loads(line))
     out = []
     for it in items[:k]:
         if isinstance(it, str):
@@ -182,7 +164,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--prompts", default=None, help="JSONL file of prompts (default: 16 built-in questions)")
+    ap.add_argument("--prompts", default=DEFAULT_PROMPTS, help="JSONL file of prompts (default: %(default)s)")
     ap.add_argument("--num-prompts", type=int, default=16)
     ap.add_argument("--n", type=int, default=8, help="num_return_sequences per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=128)

@@ -1,47 +1,60 @@
 //! Throughput benchmark on a real model, printing one JSON line per measurement in
 //! the same shape as `scripts/bench_hf.py` so the two can be compared side by side.
 //!
-//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized]`
+//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]`
 //! - forward: full forward (no grad) at batch 8 x 128 tokens, median of 5 runs.
-//! - generate: 16 prompts x 8 samples, 128 new tokens, temperature 1.0.
+//! - generate: the first 16 prompts of `--prompts` (default `datasets/bench/generate-16.jsonl`,
+//!   the list `scripts/bench_hf.py` uses too) x 8 samples, 128 new tokens, temperature 1.0.
 //! - `--keep-quantized`: a GGUF's linear weights stay quantized (QLoRA-style frozen
 //!   base) instead of being dequantized to f32; not comparable with transformers' f32.
 
 use std::time::Instant;
 
+use serde_json::json;
+
 use augur_model::{load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, StepInput};
 use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 
-const QUESTIONS: [&str; 16] = [
-    "What is 12 + 7?",
-    "Name a primary color.",
-    "What is the capital of Italy?",
-    "How many legs does a spider have?",
-    "What is 9 times 6?",
-    "Write a haiku about rain.",
-    "What is the boiling point of water in Celsius?",
-    "Give a synonym for happy.",
-    "What is 100 divided by 4?",
-    "Who wrote Romeo and Juliet?",
-    "What planet is known as the red planet?",
-    "Spell the word cat backwards.",
-    "What is the square root of 81?",
-    "Name a fruit that is yellow.",
-    "How many days are in a week?",
-    "What gas do plants absorb?",
-];
+/// The prompt list shared with `scripts/bench_hf.py`, so both engines see the same batch.
+const DEFAULT_PROMPTS: &str = "datasets/bench/generate-16.jsonl";
+
+/// Reads `{"prompt": "..."}` lines; every line must have one.
+fn read_prompts(path: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read prompts file {path}: {e}"))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{path}:{}: {e}", i + 1))?;
+            v["prompt"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("{path}:{}: no string field \"prompt\"", i + 1))
+        })
+        .collect()
+}
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let model_path = args
-        .get(1)
-        .ok_or_else(|| anyhow::anyhow!("usage: bench MODEL [forward|generate|all]"))?;
-    let which = args
-        .iter()
-        .skip(2)
-        .find(|a| !a.starts_with("--"))
-        .map_or("all", String::as_str);
-    let keep_quantized = args.iter().any(|a| a == "--keep-quantized");
+    let usage = "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]";
+    let mut args = std::env::args().skip(1);
+    let model_path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+    let (mut which, mut keep_quantized) = ("all".to_owned(), false);
+    let mut prompts_path = DEFAULT_PROMPTS.to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--keep-quantized" => keep_quantized = true,
+            "--prompts" => {
+                prompts_path = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--prompts needs a file; {usage}"))?
+            }
+            "forward" | "generate" | "all" => which = arg,
+            other => anyhow::bail!("unknown argument {other:?}; {usage}"),
+        }
+    }
+    let which = which.as_str();
     let opts = BuildOptions {
         keep_quantized,
         ..Default::default()
@@ -74,10 +87,12 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
         let median = times[2];
-        println!(
-            "{{\"engine\":\"augur\",\"weights\":\"{weights}\",\"bench\":\"forward\",\"batch\":8,\"seq\":128,\"seconds\":{median:.4},\"tokens_per_sec\":{:.1}}}",
-            1024.0 / median
-        );
+        let record = json!({
+            "engine": "augur", "weights": weights, "threads": rayon::current_num_threads(),
+            "bench": "forward", "batch": 8, "seq": 128, "seconds": median,
+            "tokens_per_sec": 1024.0 / median, "peak_rss_kb": peak_rss_kb(),
+        });
+        println!("{record}");
     }
     if which == "generate" || which == "all" {
         let template = ChatTemplate::new(
@@ -85,9 +100,10 @@ fn main() -> anyhow::Result<()> {
             tok.bos_token.as_deref(),
             tok.eos_token.as_deref(),
         )?;
-        let prompts = QUESTIONS
+        let prompts = read_prompts(&prompts_path)?
             .iter()
-            .map(|q| Ok(tok.encode(&template.render(&[Message::user(*q)], true)?)?))
+            .take(16)
+            .map(|q| Ok(tok.encode(&template.render(&[Message::user(q)], true)?)?))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let params = SamplingParams {
             n: 8,
@@ -99,13 +115,23 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let (_, stats) = Engine::new(model, tok).generate(&prompts, &params, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
-        println!(
-            "{{\"engine\":\"augur\",\"weights\":\"{weights}\",\"bench\":\"generate\",\"prompts\":16,\"n\":8,\"max_new_tokens\":128,\"generated_tokens\":{},\"seconds\":{secs:.2},\"tokens_per_sec\":{:.1},\"prefill_secs\":{:.2},\"sample_secs\":{:.2}}}",
-            stats.generated_tokens,
-            stats.generated_tokens as f64 / secs,
-            stats.prefill_secs,
-            stats.sample_secs
-        );
+        let record = json!({
+            "engine": "augur", "weights": weights, "threads": rayon::current_num_threads(),
+            "bench": "generate", "prompts": prompts.len(), "n": 8, "max_new_tokens": 128,
+            "prompt_tokens": prompts.iter().map(Vec::len).sum::<usize>(),
+            "generated_tokens": stats.generated_tokens, "seconds": secs,
+            "tokens_per_sec": stats.generated_tokens as f64 / secs,
+            "prefill_secs": stats.prefill_secs, "sample_secs": stats.sample_secs,
+            "peak_rss_kb": peak_rss_kb(),
+        });
+        println!("{record}");
     }
     Ok(())
+}
+
+/// Peak resident set size in kB (`VmHWM`; Linux only).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
