@@ -5,6 +5,7 @@
 //! The forward pass has a fused path for rollouts and a differentiable path for
 //! training; adapters can be switched off per call to get the reference policy.
 
+pub mod alloc;
 pub mod atomic;
 pub mod config;
 mod decode_attn;

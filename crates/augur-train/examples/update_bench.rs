@@ -1,0 +1,94 @@
+//! Time the GRPO policy update (teacher-forced forward, loss, backward, AdamW) on a real model,
+//! without rollouts, so changes to the training path can be measured alone.
+//!
+//! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN] [COMPLETION_LEN] [REPS]`
+//!
+//! Defaults follow `scripts/bench_trl.py` and the quickstart: 32 completions (4 prompts x 8),
+//! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o, one
+//! optimizer step per batch. Token ids are fixed pseudo-random values and advantages alternate
+//! sign, so every run does the same work. Prints one JSON line per timed repetition (after one
+//! warm-up) with the update's wall time, tokens/s and peak RSS.
+
+use std::time::Instant;
+
+use augur_model::{load_model, BuildOptions, LoraConfig, Target};
+use augur_train::grpo::config::AlgorithmSection;
+use augur_train::grpo::update::{policy_update, Rollout};
+use augur_train::optim::{AdamWConfig, FusedAdamW};
+use augur_train::schedule::{LrSchedule, ScheduleConfig, ScheduleKind};
+use serde_json::json;
+
+fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
+    args.get(i)
+        .map(|s| {
+            s.parse()
+                .map_err(|e| anyhow::anyhow!("argument {i} ({s:?}): {e}"))
+        })
+        .transpose()
+        .map(|v| v.unwrap_or(default))
+}
+
+fn main() -> anyhow::Result<()> {
+    augur_model::alloc::keep_freed_memory();
+    let args: Vec<String> = std::env::args().collect();
+    let model_path = args.get(1).ok_or_else(|| {
+        anyhow::anyhow!("usage: update_bench MODEL [ROWS] [PROMPT_LEN] [COMPLETION_LEN] [REPS]")
+    })?;
+    let (rows, prompt_len, completion_len, reps) = (
+        arg(&args, 2, 32)?,
+        arg(&args, 3, 40)?,
+        arg(&args, 4, 32)?,
+        arg(&args, 5, 3)?,
+    );
+    let mut loaded = load_model(model_path.as_ref(), None, &BuildOptions::default())?;
+    loaded.model.attach_lora(&LoraConfig {
+        rank: 8,
+        alpha: 16.0,
+        targets: vec![Target::QProj, Target::KProj, Target::VProj, Target::OProj],
+        seed: 0,
+    })?;
+    let model = &loaded.model;
+    let vocab = model.cfg.vocab_size as u64;
+    let id =
+        |r: usize, t: usize| ((r as u64 * 7919 + t as u64 * 104_729) % (vocab - 200) + 100) as u32;
+    let rollouts: Vec<Rollout> = (0..rows)
+        .map(|r| Rollout {
+            prompt_ids: (0..prompt_len).map(|t| id(r / 8, t)).collect(),
+            completion: (0..completion_len).map(|t| id(r, prompt_len + t)).collect(),
+            old_logp: vec![-3.0; completion_len],
+            advantage: if r % 2 == 0 { 1.0 } else { -1.0 },
+            truncated: false,
+        })
+        .collect();
+    let mut opt = FusedAdamW::new(model.lora_vars(), AdamWConfig::default())?;
+    let schedule = LrSchedule::new(ScheduleConfig {
+        lr: 1e-5,
+        kind: ScheduleKind::Constant,
+        ..Default::default()
+    })?;
+    let cfg = AlgorithmSection::default();
+    let pad = loaded.tokenizer.pad_id;
+    for rep in 0..=reps {
+        let t = Instant::now();
+        let report = policy_update(model, &mut opt, &schedule, &rollouts, &cfg, pad)?;
+        let secs = t.elapsed().as_secs_f64();
+        if rep > 0 {
+            let record = json!({
+                "bench": "update", "rows": rows, "prompt_len": prompt_len,
+                "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
+                "threads": rayon::current_num_threads(), "seconds": secs,
+                "train_tokens_per_sec": report.train_tokens as f64 / secs,
+                "peak_rss_kb": peak_rss_kb(),
+            });
+            println!("{record}");
+        }
+    }
+    Ok(())
+}
+
+/// Peak resident set size in kB (`VmHWM`; Linux only).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
