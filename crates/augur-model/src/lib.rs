@@ -22,6 +22,7 @@ pub mod model;
 pub mod ops;
 mod packed;
 pub mod tokenizer;
+mod train_ops;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};

@@ -13,7 +13,7 @@ use crate::fused::FusedBase;
 use crate::input::StepInput;
 use crate::kv_cache::KvCache;
 use crate::linear::{BaseWeight, LoraLinear};
-use crate::ops::{apply_rope, rms_norm, softmax_last, Grad, Rotary};
+use crate::ops::{apply_rope, masked_softmax, rms_norm, Grad, Rotary};
 use crate::weights::TensorSource;
 
 /// Which positions get logits.
@@ -426,9 +426,10 @@ impl DecoderModel {
         // Grouped-query attention without copying K/V: fold the query heads that
         // share a KV head into the row dimension.
         let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = scores.reshape((b, nkv, rep, t, s))?.broadcast_add(bias)?;
-        let probs = softmax_last(&scores, opts.grad)?.reshape((b, nkv, rep * t, s))?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, nh, t, s))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let probs =
+            masked_softmax(&scores, bias, scale, opts.grad)?.reshape((b, nkv, rep * t, s))?;
         // `v` may be a narrowed view of the cache: the matmul reads it strided, no copy.
         let out = probs.matmul(&v)?;
         let out = out

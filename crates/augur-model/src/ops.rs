@@ -2,10 +2,13 @@
 //!
 //! candle-nn's fused kernels for RMSNorm, softmax and RoPE record no backward pass:
 //! a model built on them trains only its embedding, silently. `Grad::Tracked` selects
-//! plain tensor ops that autograd can follow; `Grad::Off` selects the fused kernels
-//! for rollouts and evaluation.
+//! ops that autograd can follow: augur's fused CPU kernels with a hand-written backward
+//! ([`crate::train_ops`]) for f32 on the CPU, plain tensor ops elsewhere. `Grad::Off`
+//! selects candle's fused kernels for rollouts and evaluation.
 
 use candle_core::{DType, Device, Result, Tensor, D};
+
+use crate::train_ops::{MaskedSoftmax, RmsNorm, Rope};
 
 /// Whether a forward pass must be differentiable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,10 @@ pub enum Grad {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, grad: Grad) -> Result<Tensor> {
     match grad {
         Grad::Off => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Grad::Tracked if fused_cpu(&[x, weight]) => x.contiguous()?.apply_op1(RmsNorm {
+            weight: weight.clone(),
+            eps: eps as f32,
+        }),
         Grad::Tracked => {
             let dtype = x.dtype();
             let internal = match dtype {
@@ -32,11 +39,31 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, grad: Grad) -> Result<Ten
     }
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last(x: &Tensor, grad: Grad) -> Result<Tensor> {
+/// Whether augur's fused CPU kernels can serve these tensors (f32, on the CPU).
+fn fused_cpu(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// Attention probabilities `softmax(scores * scale + bias)` over the last dimension, for
+/// `scores: [B, H, T, S]` and an additive mask `bias: [B, 1, 1, T, S]` shared by the heads.
+pub fn masked_softmax(scores: &Tensor, bias: &Tensor, scale: f64, grad: Grad) -> Result<Tensor> {
+    let (b, _, t, s) = scores.dims4()?;
+    let bias = bias.reshape((b, t, s))?;
+    if fused_cpu(&[scores, &bias]) {
+        let op = MaskedSoftmax {
+            bias,
+            scale: scale as f32,
+        };
+        return match grad {
+            Grad::Off => scores.contiguous()?.apply_op1_no_bwd(&op),
+            Grad::Tracked => scores.contiguous()?.apply_op1(op),
+        };
+    }
+    let x = (scores * scale)?.broadcast_add(&bias.unsqueeze(1)?)?;
     match grad {
         Grad::Off => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
-        Grad::Tracked => candle_nn::ops::softmax(x, D::Minus1),
+        Grad::Tracked => candle_nn::ops::softmax(&x, D::Minus1),
     }
 }
 
@@ -90,6 +117,10 @@ impl Rotary {
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, grad: Grad) -> Result<Tensor> {
     match grad {
         Grad::Off => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+        Grad::Tracked if fused_cpu(&[x, cos, sin]) => x.contiguous()?.apply_op1(Rope {
+            cos: cos.clone(),
+            sin: sin.clone(),
+        }),
         Grad::Tracked => {
             let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
             let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
@@ -117,9 +148,14 @@ mod tests {
         let a = rms_norm(&x, &w, 1e-6, Grad::Off)?;
         let b = rms_norm(&x, &w, 1e-6, Grad::Tracked)?;
         assert!(diff(&a, &b)? < 1e-5);
-        let a = softmax_last(&x, Grad::Off)?;
-        let b = softmax_last(&x, Grad::Tracked)?;
-        assert!(diff(&a, &b)? < 1e-6);
+        // The masked softmax against candle's kernel on the scaled, masked scores.
+        let bias = Tensor::randn(0f32, 1.0, (2, 1, 1, 5, 8), &dev)?;
+        let reference = candle_nn::ops::softmax_last_dim(
+            &(&x * 0.125)?.broadcast_add(&bias.reshape((2, 1, 5, 8))?)?,
+        )?;
+        for grad in [Grad::Off, Grad::Tracked] {
+            assert!(diff(&masked_softmax(&x, &bias, 0.125, grad)?, &reference)? < 1e-6);
+        }
         let rot = Rotary::new(8, 10_000.0, 32, DType::F32, &dev)?;
         let pos = Tensor::new(&[[0u32, 1, 2, 3, 4], [0, 0, 7, 8, 9]], &dev)?;
         let (cos, sin) = rot.gather(&pos)?;
