@@ -62,6 +62,49 @@ impl ForwardOpts {
 /// Additive masks below this are treated as "blocked"; finite so fully padded query rows stay NaN-free.
 const MASKED: f32 = -1e9;
 
+/// Where a forward pass's attention finds keys and values beyond its own tokens.
+enum Context<'a> {
+    /// Only the input's own tokens.
+    Fresh,
+    /// Earlier tokens in a KV cache, which the input's are appended to.
+    Cache(&'a mut KvCache),
+    /// A prefix pass: record every layer's keys and values (RoPE applied).
+    Collect(&'a mut Vec<(Tensor, Tensor)>),
+    /// Rows continuing shared prefixes.
+    Prefixed(&'a Prefixes<'a>),
+}
+
+/// Per-layer keys and values of the shared prefixes, and which prefix each row continues.
+struct Prefixes<'a> {
+    kv: Vec<(Tensor, Tensor)>,
+    /// `of_row` as a tensor, for gathering the prefixes' keys and values per row.
+    index: Tensor,
+    /// The prefixes' padding mask, `[P, len]` row-major.
+    mask: &'a [u8],
+    len: usize,
+    of_row: &'a [usize],
+}
+
+impl Context<'_> {
+    /// Keys before the input's own.
+    fn past_len(&self) -> usize {
+        match self {
+            Context::Cache(c) => c.len(),
+            Context::Prefixed(p) => p.len,
+            Context::Fresh | Context::Collect(_) => 0,
+        }
+    }
+
+    /// Whether earlier key `j` of `row` is a real token.
+    fn past_valid(&self, row: usize, j: usize) -> bool {
+        match self {
+            Context::Cache(c) => c.is_valid(row, j),
+            Context::Prefixed(p) => p.mask[p.of_row[row] * p.len + j] != 0,
+            Context::Fresh | Context::Collect(_) => false,
+        }
+    }
+}
+
 pub(crate) struct Attention {
     pub q: LoraLinear,
     pub k: LoraLinear,
@@ -282,12 +325,51 @@ impl DecoderModel {
     pub fn forward(
         &self,
         input: &StepInput,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         opts: ForwardOpts,
     ) -> Result<Tensor> {
+        match cache {
+            Some(c) => self.forward_in(input, Context::Cache(c), opts),
+            None => self.forward_in(input, Context::Fresh, opts),
+        }
+    }
+
+    /// Runs the decoder on rows that continue shared prefixes: row `r` of `input` follows
+    /// prefix `of_row[r]` of `prefixes`, and its positions must start where that prefix's
+    /// real tokens end ([`StepInput::left_padded_from`]).
+    ///
+    /// The result equals [`DecoderModel::forward`] on the concatenated sequences, gradients
+    /// included, but each prefix is computed once instead of once per row: a GRPO group's
+    /// G completions share one prompt, which is most of the tokens of short answers.
+    pub fn forward_with_prefixes(
+        &self,
+        prefixes: &StepInput,
+        of_row: &[usize],
+        input: &StepInput,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
+        if of_row.len() != input.batch || of_row.iter().any(|&p| p >= prefixes.batch) {
+            return Err(ModelError::Input(format!(
+                "{} rows need a prefix index each below {} (got {:?})",
+                input.batch, prefixes.batch, of_row
+            )));
+        }
+        let mut kv = Vec::with_capacity(self.blocks.len());
+        self.forward_in(prefixes, Context::Collect(&mut kv), opts)?;
+        let index: Vec<u32> = of_row.iter().map(|&p| p as u32).collect();
+        let shared = Prefixes {
+            kv,
+            index: Tensor::new(index.as_slice(), &self.device)?,
+            mask: &prefixes.mask,
+            len: prefixes.len,
+            of_row,
+        };
+        self.forward_in(input, Context::Prefixed(&shared), opts)
+    }
+
+    fn forward_in(&self, input: &StepInput, mut ctx: Context, opts: ForwardOpts) -> Result<Tensor> {
         let (b, t) = input.ids.dims2()?;
-        let past = cache.as_ref().map_or(0, |c| c.len());
-        if let Some(c) = cache.as_ref() {
+        if let Context::Cache(c) = &ctx {
             c.reserve(t)?;
             if c.batch() != b {
                 return Err(ModelError::Input(format!(
@@ -296,7 +378,7 @@ impl DecoderModel {
                 )));
             }
         }
-        let bias = self.attention_bias(input, cache.as_deref(), past)?;
+        let bias = self.attention_bias(input, &ctx)?;
         let (cos, sin) = self.rotary.gather(&input.positions)?;
         let mut x = self
             .embed
@@ -305,16 +387,12 @@ impl DecoderModel {
         for (i, block) in self.blocks.iter().enumerate() {
             let residual = &x;
             let normed = rms_norm(&x, &block.attn_norm, self.cfg.rms_norm_eps, opts.grad)?;
-            let attn = self.attention(
-                i,
-                &block.attn,
-                &normed,
-                &cos,
-                &sin,
-                &bias,
-                cache.as_deref_mut(),
-                opts,
-            )?;
+            let attn =
+                self.attention(i, &block.attn, &normed, &cos, &sin, &bias, &mut ctx, opts)?;
+            if matches!(ctx, Context::Collect(_)) && i + 1 == self.blocks.len() {
+                // A prefix pass only needs every layer's keys and values.
+                return Ok(attn);
+            }
             let x1 = (residual + attn)?;
             let normed = rms_norm(&x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
             let m = &block.mlp;
@@ -328,7 +406,7 @@ impl DecoderModel {
             let hidden = (candle_nn::ops::silu(&gate)? * up)?;
             x = (x1 + m.down.forward(&hidden, opts.adapters)?)?;
         }
-        if let Some(c) = cache {
+        if let Context::Cache(c) = ctx {
             c.advance(&input.mask, t);
         }
         let x = match opts.logits {
@@ -349,14 +427,11 @@ impl DecoderModel {
         })
     }
 
-    /// Additive mask `[B, 1, 1, T, past + T]`: causal and blind to padded keys.
-    fn attention_bias(
-        &self,
-        input: &StepInput,
-        cache: Option<&KvCache>,
-        past: usize,
-    ) -> Result<Tensor> {
+    /// Additive mask `[B, 1, 1, T, past + T]`: causal and blind to padded keys, where
+    /// `past` keys come from the KV cache or the rows' shared prefixes.
+    fn attention_bias(&self, input: &StepInput, ctx: &Context) -> Result<Tensor> {
         let (b, t) = (input.batch, input.len);
+        let past = ctx.past_len();
         let s = past + t;
         let mut bias = vec![MASKED; b * t * s];
         for row in 0..b {
@@ -364,7 +439,7 @@ impl DecoderModel {
                 let out = &mut bias[(row * t + i) * s..(row * t + i + 1) * s];
                 for (j, slot) in out.iter_mut().enumerate().take(past + i + 1) {
                     let valid = match j < past {
-                        true => cache.is_some_and(|c| c.is_valid(row, j)),
+                        true => ctx.past_valid(row, j),
                         false => input.mask[row * t + (j - past)] != 0,
                     };
                     if valid {
@@ -385,7 +460,7 @@ impl DecoderModel {
         cos: &Tensor,
         sin: &Tensor,
         bias: &Tensor,
-        cache: Option<&mut KvCache>,
+        ctx: &mut Context,
         opts: ForwardOpts,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -412,9 +487,20 @@ impl DecoderModel {
         let v = heads(v, nkv, &None)?;
         let q = apply_rope(&q, cos, sin, opts.grad)?;
         let k = apply_rope(&k, cos, sin, opts.grad)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(layer, &k, &v)?,
-            None => (k, v),
+        let (k, v) = match ctx {
+            Context::Fresh => (k, v),
+            Context::Cache(c) => c.append(layer, &k, &v)?,
+            Context::Collect(kv) => {
+                kv.push((k.clone(), v.clone()));
+                (k, v)
+            }
+            Context::Prefixed(p) => {
+                let (pk, pv) = &p.kv[layer];
+                (
+                    Tensor::cat(&[&pk.index_select(&p.index, 0)?, &k], 2)?,
+                    Tensor::cat(&[&pv.index_select(&p.index, 0)?, &v], 2)?,
+                )
+            }
         };
         if opts.grad == Grad::Off && t == 1 {
             if let Some(out) = decode_attention(&q, &k, &v, bias)? {
