@@ -204,6 +204,10 @@ pub struct AlgorithmSection {
     pub mini_batch_size: usize,
     /// Completions per forward/backward (gradient accumulation within a step). Default 8.
     pub micro_batch_size: usize,
+    /// Run each prompt once per micro-batch and its completions on top of it, instead of
+    /// prompt + completion per row: same logits and gradients, and far fewer tokens when
+    /// a group's G completions share a prompt. Default true; false is for comparisons.
+    pub shared_prefix: bool,
     /// `[algorithm.advantage]`.
     pub advantage: AdvantageConfig,
     /// `[algorithm.loss]`: clipping, aggregation, KL (`beta`), entropy, truncation masking.
@@ -217,6 +221,7 @@ impl Default for AlgorithmSection {
             ppo_epochs: 1,
             mini_batch_size: 0,
             micro_batch_size: 8,
+            shared_prefix: true,
             advantage: AdvantageConfig::default(),
             loss: PolicyLossConfig::default(),
         }

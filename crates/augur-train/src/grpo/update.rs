@@ -30,15 +30,44 @@ pub struct Rollout {
 /// completion), matching the last `C` logit positions of the left-padded teacher-forced input.
 struct MicroBatch {
     input: StepInput,
+    /// The distinct prompts (less their last token) the rows continue, and each row's prompt;
+    /// `None` when rows carry their whole prompt.
+    prefixes: Option<(StepInput, Vec<usize>)>,
     targets: Tensor,
     old_logp: Tensor,
     mask: Tensor,
     advantages: Tensor,
     truncated: Vec<bool>,
     width: usize,
+    /// Prompt + completion tokens of the rows, as if each were run in full.
+    tokens: usize,
 }
 
-fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatch> {
+/// The distinct prompts of `rows` and each row's index among them, when some are shared
+/// and every prompt leaves a non-empty prefix.
+fn shared_prompts(rows: &[Rollout]) -> Option<(Vec<&[u32]>, Vec<usize>)> {
+    let mut distinct: Vec<&[u32]> = Vec::new();
+    let mut of_row = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.prompt_ids.len() < 2 {
+            return None;
+        }
+        let p = r.prompt_ids.as_slice();
+        let i = distinct.iter().position(|d| *d == p).unwrap_or_else(|| {
+            distinct.push(p);
+            distinct.len() - 1
+        });
+        of_row.push(i);
+    }
+    (distinct.len() < rows.len()).then_some((distinct, of_row))
+}
+
+fn pack(
+    rows: &[Rollout],
+    pad_id: u32,
+    shared_prefix: bool,
+    model: &DecoderModel,
+) -> Result<MicroBatch> {
     let dev = model.device();
     let width = rows
         .iter()
@@ -46,13 +75,8 @@ fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatc
         .max()
         .unwrap_or(0)
         .max(1);
-    let (mut seqs, mut targets, mut old, mut mask) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut targets, mut old, mut mask) = (Vec::new(), Vec::new(), Vec::new());
     for r in rows {
-        let mut full = r.prompt_ids.clone();
-        full.extend_from_slice(&r.completion);
-        full.pop();
-        seqs.push(full);
         let pad = width - r.completion.len();
         targets.extend(std::iter::repeat_n(pad_id, pad).chain(r.completion.iter().copied()));
         old.extend(std::iter::repeat_n(0f32, pad).chain(r.old_logp.iter().copied()));
@@ -60,15 +84,54 @@ fn pack(rows: &[Rollout], pad_id: u32, model: &DecoderModel) -> Result<MicroBatc
             std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())),
         );
     }
+    // Each row's inputs are its prompt and completion less the last token; with shared
+    // prefixes, the prompt's last token opens the row so its logits predict the completion.
+    let shared = shared_prefix.then(|| shared_prompts(rows)).flatten();
+    let (input, prefixes) = match shared {
+        Some((distinct, of_row)) => {
+            let heads: Vec<Vec<u32>> = distinct.iter().map(|p| p[..p.len() - 1].to_vec()).collect();
+            let (seqs, starts): (Vec<Vec<u32>>, Vec<u32>) = rows
+                .iter()
+                .map(|r| {
+                    let (last, head) = r.prompt_ids.split_last().expect("prompts of 2+ tokens");
+                    let keep = r.completion.len().saturating_sub(1);
+                    let seq = std::iter::once(*last)
+                        .chain(r.completion[..keep].iter().copied())
+                        .collect();
+                    (seq, head.len() as u32)
+                })
+                .unzip();
+            (
+                StepInput::left_padded_from(&seqs, &starts, pad_id, dev)?,
+                Some((StepInput::left_padded(&heads, pad_id, dev)?, of_row)),
+            )
+        }
+        None => {
+            let seqs: Vec<Vec<u32>> = rows
+                .iter()
+                .map(|r| {
+                    let mut full = [r.prompt_ids.as_slice(), &r.completion].concat();
+                    full.pop();
+                    full
+                })
+                .collect();
+            (StepInput::left_padded(&seqs, pad_id, dev)?, None)
+        }
+    };
     let b = rows.len();
     Ok(MicroBatch {
-        input: StepInput::left_padded(&seqs, pad_id, dev)?,
+        input,
+        prefixes,
         targets: Tensor::from_vec(targets, (b, width), dev)?,
         old_logp: Tensor::from_vec(old, (b, width), dev)?,
         mask: Tensor::from_vec(mask, (b, width), dev)?,
         advantages: Tensor::from_vec(rows.iter().map(|r| r.advantage).collect::<Vec<_>>(), b, dev)?,
         truncated: rows.iter().map(|r| r.truncated).collect(),
         width,
+        tokens: rows
+            .iter()
+            .map(|r| (r.prompt_ids.len() + r.completion.len()).saturating_sub(1))
+            .sum(),
     })
 }
 
@@ -79,15 +142,17 @@ fn completion_logits(
     adapters: bool,
     grad: Grad,
 ) -> Result<Tensor> {
-    let logits = model.forward(
-        &mb.input,
-        None,
-        ForwardOpts {
-            adapters,
-            grad,
-            logits: LogitsAt::Tail(mb.width),
-        },
-    )?;
+    let opts = ForwardOpts {
+        adapters,
+        grad,
+        logits: LogitsAt::Tail(mb.width),
+    };
+    let logits = match &mb.prefixes {
+        Some((prefixes, of_row)) => {
+            model.forward_with_prefixes(prefixes, of_row, &mb.input, opts)?
+        }
+        None => model.forward(&mb.input, None, opts)?,
+    };
     Ok(logits.to_dtype(DType::F32)?)
 }
 
@@ -98,7 +163,8 @@ pub struct UpdateReport {
     pub stats: LossStats,
     pub steps: Vec<StepReport>,
     pub lr: f64,
-    /// Teacher-forced tokens (prompt + completion) processed by the policy forwards.
+    /// Teacher-forced tokens (prompt + completion per row) scored by the policy forwards,
+    /// counted as if every row ran in full, so the rate is comparable with shared prefixes.
     pub train_tokens: usize,
     pub reference_secs: f64,
     pub update_secs: f64,
@@ -131,7 +197,7 @@ pub fn policy_update(
         .map(|rows| {
             let micro = rows
                 .chunks(cfg.micro_batch_size)
-                .map(|rows| pack(rows, pad_id, model))
+                .map(|rows| pack(rows, pad_id, cfg.shared_prefix, model))
                 .collect::<Result<Vec<_>>>()?;
             let mut counts = BatchCounts::default();
             for mb in &micro {
@@ -190,7 +256,7 @@ pub fn policy_update(
                     Some(s) => s.merge(&stats),
                     None => stats,
                 });
-                rep.train_tokens += mb.input.mask.iter().filter(|&&m| m == 1).count();
+                rep.train_tokens += mb.tokens;
             }
             rep.lr = schedule.lr_at(opt.steps());
             rep.steps.push(opt.step(rep.lr)?);
