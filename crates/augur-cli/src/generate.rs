@@ -141,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stats.tokens_per_sec(),
         stats.prefill_secs,
         stats.decode_secs,
-        peak_rss().unwrap_or_else(|| "n/a".into())
+        peak_rss()
     );
     Ok(())
 }

@@ -55,7 +55,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         summary.steps,
         cfg.metrics_path().display(),
         summary.final_checkpoint.display(),
-        peak_rss().unwrap_or_else(|| "n/a".into())
+        peak_rss()
     );
     Ok(())
 }

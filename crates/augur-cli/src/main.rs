@@ -39,7 +39,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    augur_model::alloc::keep_freed_memory();
+    augur_model::mem::keep_freed_memory();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Generate(a) => generate::run(a),

@@ -5,7 +5,6 @@
 //! The forward pass has a fused path for rollouts and a differentiable path for
 //! training; adapters can be switched off per call to get the reference policy.
 
-pub mod alloc;
 pub mod atomic;
 pub mod config;
 mod decode_attn;
@@ -18,6 +17,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod loader;
 pub mod lora;
+pub mod mem;
 pub mod model;
 pub mod ops;
 mod packed;

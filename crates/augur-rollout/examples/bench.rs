@@ -37,7 +37,7 @@ fn read_prompts(path: &str) -> anyhow::Result<Vec<String>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    augur_model::alloc::keep_freed_memory();
+    augur_model::mem::keep_freed_memory();
     let usage = "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]";
     let mut args = std::env::args().skip(1);
     let model_path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         let record = json!({
             "engine": "augur", "weights": weights, "threads": rayon::current_num_threads(),
             "bench": "forward", "batch": 8, "seq": 128, "seconds": median,
-            "tokens_per_sec": 1024.0 / median, "peak_rss_kb": peak_rss_kb(),
+            "tokens_per_sec": 1024.0 / median, "peak_rss_kb": augur_model::mem::peak_rss_kb(),
         });
         println!("{record}");
     }
@@ -123,16 +123,9 @@ fn main() -> anyhow::Result<()> {
             "generated_tokens": stats.generated_tokens, "seconds": secs,
             "tokens_per_sec": stats.generated_tokens as f64 / secs,
             "prefill_secs": stats.prefill_secs, "sample_secs": stats.sample_secs,
-            "peak_rss_kb": peak_rss_kb(),
+            "peak_rss_kb": augur_model::mem::peak_rss_kb(),
         });
         println!("{record}");
     }
     Ok(())
-}
-
-/// Peak resident set size in kB (`VmHWM`; Linux only).
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -29,7 +29,7 @@ fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
 }
 
 fn main() -> anyhow::Result<()> {
-    augur_model::alloc::keep_freed_memory();
+    augur_model::mem::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let model_path = args.get(1).ok_or_else(|| {
         anyhow::anyhow!("usage: update_bench MODEL [ROWS] [PROMPT_LEN] [COMPLETION_LEN] [REPS]")
@@ -78,17 +78,10 @@ fn main() -> anyhow::Result<()> {
                 "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
                 "threads": rayon::current_num_threads(), "seconds": secs,
                 "train_tokens_per_sec": report.train_tokens as f64 / secs,
-                "peak_rss_kb": peak_rss_kb(),
+                "peak_rss_kb": augur_model::mem::peak_rss_kb(),
             });
             println!("{record}");
         }
     }
     Ok(())
-}
-
-/// Peak resident set size in kB (`VmHWM`; Linux only).
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -1,4 +1,4 @@
-//! Process-wide allocator settings for CPU tensor work.
+//! Process memory: allocator settings for CPU tensor work, and peak RSS for reports.
 //!
 //! candle allocates a fresh buffer for every op's output. glibc serves buffers above its
 //! mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh `mmap` and unmaps them on
@@ -17,4 +17,12 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
+}
+
+/// Peak resident set size of this process in kB (`VmHWM` from /proc; Linux only, `None`
+/// elsewhere): what a run needed at its worst, for logs and benchmark records.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
