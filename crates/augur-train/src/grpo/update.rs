@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::config::AlgorithmSection;
 use crate::logprob::{token_entropy, token_logprobs};
@@ -62,32 +62,17 @@ fn shared_prompts(rows: &[Rollout]) -> Option<(Vec<&[u32]>, Vec<usize>)> {
     (distinct.len() < rows.len()).then_some((distinct, of_row))
 }
 
-fn pack(
+/// The policy's inputs for `rows`: each row's prompt and completion less the last token, or,
+/// with shared prefixes, the distinct prompts less their last token and rows that open with
+/// that token (so their logits still predict every completion token).
+fn teacher_forced_inputs(
     rows: &[Rollout],
     pad_id: u32,
     shared_prefix: bool,
-    model: &DecoderModel,
-) -> Result<MicroBatch> {
-    let dev = model.device();
-    let width = rows
-        .iter()
-        .map(|r| r.completion.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let (mut targets, mut old, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    for r in rows {
-        let pad = width - r.completion.len();
-        targets.extend(std::iter::repeat_n(pad_id, pad).chain(r.completion.iter().copied()));
-        old.extend(std::iter::repeat_n(0f32, pad).chain(r.old_logp.iter().copied()));
-        mask.extend(
-            std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())),
-        );
-    }
-    // Each row's inputs are its prompt and completion less the last token; with shared
-    // prefixes, the prompt's last token opens the row so its logits predict the completion.
+    dev: &Device,
+) -> Result<(StepInput, Option<(StepInput, Vec<usize>)>)> {
     let shared = shared_prefix.then(|| shared_prompts(rows)).flatten();
-    let (input, prefixes) = match shared {
+    Ok(match shared {
         Some((distinct, of_row)) => {
             let heads: Vec<Vec<u32>> = distinct.iter().map(|p| p[..p.len() - 1].to_vec()).collect();
             let (seqs, starts): (Vec<Vec<u32>>, Vec<u32>) = rows
@@ -117,7 +102,32 @@ fn pack(
                 .collect();
             (StepInput::left_padded(&seqs, pad_id, dev)?, None)
         }
-    };
+    })
+}
+
+fn pack(
+    rows: &[Rollout],
+    pad_id: u32,
+    shared_prefix: bool,
+    model: &DecoderModel,
+) -> Result<MicroBatch> {
+    let dev = model.device();
+    let width = rows
+        .iter()
+        .map(|r| r.completion.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (mut targets, mut old, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        let pad = width - r.completion.len();
+        targets.extend(std::iter::repeat_n(pad_id, pad).chain(r.completion.iter().copied()));
+        old.extend(std::iter::repeat_n(0f32, pad).chain(r.old_logp.iter().copied()));
+        mask.extend(
+            std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, r.completion.len())),
+        );
+    }
+    let (input, prefixes) = teacher_forced_inputs(rows, pad_id, shared_prefix, dev)?;
     let b = rows.len();
     Ok(MicroBatch {
         input,
