@@ -30,9 +30,8 @@ pub struct Rollout {
 /// completion), matching the last `C` logit positions of the left-padded teacher-forced input.
 struct MicroBatch {
     input: StepInput,
-    /// The distinct prompts (less their last token) the rows continue, and each row's prompt;
     /// `None` when rows carry their whole prompt.
-    prefixes: Option<(StepInput, Vec<usize>)>,
+    prefixes: Option<Prefixes>,
     targets: Tensor,
     old_logp: Tensor,
     mask: Tensor,
@@ -41,6 +40,13 @@ struct MicroBatch {
     width: usize,
     /// Prompt + completion tokens of the rows, as if each were run in full.
     tokens: usize,
+}
+
+/// The distinct prompts (less their last token) that a micro-batch's rows continue.
+struct Prefixes {
+    input: StepInput,
+    /// Each row's prompt, an index into `input`'s rows.
+    of_row: Vec<usize>,
 }
 
 /// The distinct prompts of `rows` and each row's index among them, when some are shared
@@ -70,7 +76,7 @@ fn teacher_forced_inputs(
     pad_id: u32,
     shared_prefix: bool,
     dev: &Device,
-) -> Result<(StepInput, Option<(StepInput, Vec<usize>)>)> {
+) -> Result<(StepInput, Option<Prefixes>)> {
     let shared = shared_prefix.then(|| shared_prompts(rows)).flatten();
     Ok(match shared {
         Some((distinct, of_row)) => {
@@ -88,7 +94,10 @@ fn teacher_forced_inputs(
                 .unzip();
             (
                 StepInput::left_padded_from(&seqs, &starts, pad_id, dev)?,
-                Some((StepInput::left_padded(&heads, pad_id, dev)?, of_row)),
+                Some(Prefixes {
+                    input: StepInput::left_padded(&heads, pad_id, dev)?,
+                    of_row,
+                }),
             )
         }
         None => {
@@ -158,9 +167,7 @@ fn completion_logits(
         logits: LogitsAt::Tail(mb.width),
     };
     let logits = match &mb.prefixes {
-        Some((prefixes, of_row)) => {
-            model.forward_with_prefixes(prefixes, of_row, &mb.input, opts)?
-        }
+        Some(p) => model.forward_with_prefixes(&p.input, &p.of_row, &mb.input, opts)?,
         None => model.forward(&mb.input, None, opts)?,
     };
     Ok(logits.to_dtype(DType::F32)?)
