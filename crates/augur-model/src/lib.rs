@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod config;
+mod cpu_data;
 mod decode_attn;
 pub mod error;
 pub mod export;

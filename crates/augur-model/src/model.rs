@@ -76,12 +76,10 @@ enum Context<'a> {
 
 /// Per-layer keys and values of the shared prefixes, and which prefix each row continues.
 struct Prefixes<'a> {
+    input: &'a StepInput,
     kv: Vec<(Tensor, Tensor)>,
     /// `of_row` as a tensor, for gathering the prefixes' keys and values per row.
     index: Tensor,
-    /// The prefixes' padding mask, `[P, len]` row-major.
-    mask: &'a [u8],
-    len: usize,
     of_row: &'a [usize],
 }
 
@@ -90,7 +88,7 @@ impl Context<'_> {
     fn past_len(&self) -> usize {
         match self {
             Context::Cache(c) => c.len(),
-            Context::Prefixed(p) => p.len,
+            Context::Prefixed(p) => p.input.len,
             Context::Fresh | Context::Collect(_) => 0,
         }
     }
@@ -99,7 +97,7 @@ impl Context<'_> {
     fn past_valid(&self, row: usize, j: usize) -> bool {
         match self {
             Context::Cache(c) => c.is_valid(row, j),
-            Context::Prefixed(p) => p.mask[p.of_row[row] * p.len + j] != 0,
+            Context::Prefixed(p) => p.input.mask[p.of_row[row] * p.input.len + j] != 0,
             Context::Fresh | Context::Collect(_) => false,
         }
     }
@@ -358,10 +356,9 @@ impl DecoderModel {
         self.forward_in(prefixes, Context::Collect(&mut kv), opts)?;
         let index: Vec<u32> = of_row.iter().map(|&p| p as u32).collect();
         let shared = Prefixes {
+            input: prefixes,
             kv,
             index: Tensor::new(index.as_slice(), &self.device)?,
-            mask: &prefixes.mask,
-            len: prefixes.len,
             of_row,
         };
         self.forward_in(input, Context::Prefixed(&shared), opts)

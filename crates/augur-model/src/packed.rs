@@ -12,6 +12,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu_data::{input_slice, with_f32};
+
 /// Output features per panel: two 8-lane f32 vectors.
 pub(crate) const PANEL: usize = 16;
 /// Input rows per kernel call: 6 x 2 accumulators fill 12 of the 16 AVX2 registers.
@@ -52,21 +54,19 @@ pub(crate) fn pack(w: &Tensor) -> candle_core::Result<Tensor> {
 /// and took ~10% of a LoRA update.
 pub(crate) fn unpack(panels: &Tensor, out: usize) -> candle_core::Result<Tensor> {
     let (n_panels, inp, _) = panels.dims3()?;
-    let (storage, layout) = panels.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("packed weights are not on the CPU");
-    };
-    let src = &cpu.as_slice::<f32>()?[layout.start_offset()..][..panels.elem_count()];
     let mut w = vec![0f32; n_panels * PANEL * inp];
-    w.par_chunks_mut(PANEL * inp)
-        .zip(src.par_chunks(inp * PANEL))
-        .for_each(|(rows, panel)| {
-            for (k, line) in panel.chunks_exact(PANEL).enumerate() {
-                for (j, &v) in line.iter().enumerate() {
-                    rows[j * inp + k] = v;
+    with_f32(panels, |src| {
+        w.par_chunks_mut(PANEL * inp)
+            .zip(src.par_chunks(inp * PANEL))
+            .for_each(|(rows, panel)| {
+                for (k, line) in panel.chunks_exact(PANEL).enumerate() {
+                    for (j, &v) in line.iter().enumerate() {
+                        rows[j * inp + k] = v;
+                    }
                 }
-            }
-        });
+            });
+        Ok(())
+    })?;
     w.truncate(out * inp);
     Tensor::from_vec(w, (out, inp), panels.device())
 }
@@ -94,14 +94,12 @@ impl CustomOp1 for PackedMatmul {
             candle_core::bail!("packed matmul: input must be contiguous [.., {k}], got {dims:?}");
         }
         let m = layout.shape().elem_count() / k;
-        let x = &storage.as_slice::<f32>()?[layout.start_offset()..][..m * k];
-        let (ws, wl) = self.panels.storage_and_layout();
-        let candle_core::Storage::Cpu(ws) = &*ws else {
-            candle_core::bail!("packed matmul: weight is not on the CPU");
-        };
-        let w = &ws.as_slice::<f32>()?[wl.start_offset()..][..self.panels.elem_count()];
+        let x = input_slice(storage, layout)?;
         let mut y = vec![0f32; m * self.out];
-        matmul(x, m, k, w, self.out, &mut y);
+        with_f32(&self.panels, |w| {
+            matmul(x, m, k, w, self.out, &mut y);
+            Ok(())
+        })?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty") = self.out;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))

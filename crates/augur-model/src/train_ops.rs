@@ -12,33 +12,11 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu_data::{input_slice, with_f32};
+
 /// Rows per rayon task: small rows are cheap, so batch them against scheduling overhead.
 fn rows_per_task(row_len: usize) -> usize {
     (16_384 / row_len.max(1)).max(1)
-}
-
-/// The contiguous f32 data of a CPU tensor.
-fn with_f32<R>(
-    t: &Tensor,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused training op: tensor is not on the CPU");
-    };
-    let n = layout.shape().elem_count();
-    let start = layout.start_offset();
-    f(&cpu.as_slice::<f32>()?[start..start + n])
-}
-
-/// The slice a custom op's input covers (contiguity is checked).
-fn input_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    if !layout.is_contiguous() {
-        candle_core::bail!("fused training op: input must be contiguous");
-    }
-    let start = layout.start_offset();
-    Ok(&storage.as_slice::<f32>()?[start..start + layout.shape().elem_count()])
 }
 
 /// `x * rsqrt(mean(x^2) + eps) * weight` over the last dimension; gradient for `x` only.
