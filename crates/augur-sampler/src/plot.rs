@@ -71,11 +71,11 @@ pub fn trailing_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 }
 
 /// One named line of a plot.
-pub struct Series {
+struct Series {
     /// Legend label.
-    pub name: String,
+    name: String,
     /// (x, y) points in drawing order.
-    pub points: Vec<(f64, f64)>,
+    points: Vec<(f64, f64)>,
 }
 
 fn draw<DB: DrawingBackend>(
@@ -145,7 +145,7 @@ fn draw<DB: DrawingBackend>(
 }
 
 /// Draws `series` into `<out>/<stem>.png` and `<out>/<stem>.svg`.
-pub fn write_line_plot(
+fn write_line_plot(
     out: &Path,
     stem: &str,
     title: &str,
@@ -175,6 +175,46 @@ pub fn write_line_plot(
         text,
     )
     .map_err(|e| err(&svg, e))
+}
+
+/// One sampler's per-seed curves for the two ablation plots.
+pub struct SamplerCurves {
+    /// Legend label.
+    pub name: String,
+    /// Accuracy vs cumulative rollouts, one curve per seed.
+    pub accuracy: Vec<Vec<(f64, f64)>>,
+    /// Effective-prompt ratio vs step, one curve per seed.
+    pub effective: Vec<Vec<(f64, f64)>>,
+}
+
+/// Writes `accuracy_vs_rollouts.{png,svg}` and `effective_ratio.{png,svg}`: means over seeds,
+/// the effective ratio smoothed over 5 steps. Both ablations (simulated and real) draw these.
+pub fn write_ablation_plots(out: &Path, samplers: &[SamplerCurves]) -> Result<()> {
+    let series = |curves: fn(&SamplerCurves) -> Vec<(f64, f64)>| -> Vec<Series> {
+        samplers
+            .iter()
+            .map(|s| Series {
+                name: s.name.clone(),
+                points: curves(s),
+            })
+            .collect()
+    };
+    write_line_plot(
+        out,
+        "accuracy_vs_rollouts",
+        "Accuracy vs rollouts (mean over seeds)",
+        "rollouts",
+        "accuracy",
+        &series(|s| mean_curve(&s.accuracy)),
+    )?;
+    write_line_plot(
+        out,
+        "effective_ratio",
+        "Effective-prompt ratio vs step (mean over seeds, 5-step trailing mean)",
+        "step",
+        "fraction with 0<s<k",
+        &series(|s| trailing_mean(&mean_curve(&s.effective), 5)),
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use augur_sampler::plot::{mean_curve, trailing_mean, write_line_plot, Series};
+use augur_sampler::plot::{write_ablation_plots, SamplerCurves};
 
 use super::metrics::{AccuracySource, RunMetrics};
 
@@ -179,41 +179,23 @@ impl Report {
     }
 
     fn write_plots(&self, out: &Path) -> augur_sampler::Result<()> {
-        let mut acc = Vec::new();
-        let mut eff = Vec::new();
-        for s in &self.summaries {
-            let rs: Vec<&RunMetrics> = self
-                .runs
-                .iter()
-                .filter(|r| r.sampler == s.sampler)
-                .collect();
-            let curves: Vec<_> = rs.iter().map(|r| r.accuracy_curve().1).collect();
-            acc.push(Series {
-                name: s.sampler.clone(),
-                points: mean_curve(&curves),
-            });
-            let curves: Vec<_> = rs.iter().map(|r| r.effective_curve()).collect();
-            eff.push(Series {
-                name: s.sampler.clone(),
-                points: trailing_mean(&mean_curve(&curves), 5),
-            });
-        }
-        write_line_plot(
-            out,
-            "accuracy_vs_rollouts",
-            "Accuracy vs rollouts (mean over seeds)",
-            "rollouts",
-            "accuracy",
-            &acc,
-        )?;
-        write_line_plot(
-            out,
-            "effective_ratio",
-            "Effective-prompt ratio vs step (mean over seeds, 5-step trailing mean)",
-            "step",
-            "fraction with 0<s<k",
-            &eff,
-        )
+        let samplers: Vec<SamplerCurves> = self
+            .summaries
+            .iter()
+            .map(|s| {
+                let rs: Vec<&RunMetrics> = self
+                    .runs
+                    .iter()
+                    .filter(|r| r.sampler == s.sampler)
+                    .collect();
+                SamplerCurves {
+                    name: s.sampler.clone(),
+                    accuracy: rs.iter().map(|r| r.accuracy_curve().1).collect(),
+                    effective: rs.iter().map(|r| r.effective_curve()).collect(),
+                }
+            })
+            .collect();
+        write_ablation_plots(out, &samplers)
     }
 }
 

@@ -3,63 +3,40 @@
 
 use super::runner::RunResult;
 use crate::error::Result;
-use crate::plot::{mean_curve, trailing_mean, write_line_plot, Series};
+use crate::plot::{write_ablation_plots, SamplerCurves};
 use std::path::Path;
 
-/// Writes `accuracy_vs_rollouts.{png,svg}` and `effective_ratio.{png,svg}` (means over seeds;
-/// effective ratio smoothed over 5 steps).
+/// Writes the two ablation plots ([`write_ablation_plots`]) of the simulated runs.
 pub fn write_plots(runs: &[RunResult], methods: &[String], out: &Path) -> Result<()> {
-    let mut acc = Vec::new();
-    let mut eff = Vec::new();
-    for m in methods {
-        let rs: Vec<&RunResult> = runs.iter().filter(|r| &r.method == m).collect();
-        if rs.is_empty() {
-            continue;
-        }
-        let curves: Vec<Vec<(f64, f64)>> = rs
-            .iter()
-            .map(|r| {
-                std::iter::once((0.0, r.initial_accuracy))
-                    .chain(
+    let samplers: Vec<SamplerCurves> = methods
+        .iter()
+        .filter_map(|m| {
+            let rs: Vec<&RunResult> = runs.iter().filter(|r| &r.method == m).collect();
+            (!rs.is_empty()).then(|| SamplerCurves {
+                name: m.clone(),
+                accuracy: rs
+                    .iter()
+                    .map(|r| {
+                        std::iter::once((0.0, r.initial_accuracy))
+                            .chain(
+                                r.steps
+                                    .iter()
+                                    .map(|s| (s.rollouts_cumulative as f64, s.accuracy)),
+                            )
+                            .collect()
+                    })
+                    .collect(),
+                effective: rs
+                    .iter()
+                    .map(|r| {
                         r.steps
                             .iter()
-                            .map(|s| (s.rollouts_cumulative as f64, s.accuracy)),
-                    )
-                    .collect()
+                            .map(|s| (s.step as f64, s.effective_ratio))
+                            .collect()
+                    })
+                    .collect(),
             })
-            .collect();
-        acc.push(Series {
-            name: m.clone(),
-            points: mean_curve(&curves),
-        });
-        let curves: Vec<Vec<(f64, f64)>> = rs
-            .iter()
-            .map(|r| {
-                r.steps
-                    .iter()
-                    .map(|s| (s.step as f64, s.effective_ratio))
-                    .collect()
-            })
-            .collect();
-        eff.push(Series {
-            name: m.clone(),
-            points: trailing_mean(&mean_curve(&curves), 5),
-        });
-    }
-    write_line_plot(
-        out,
-        "accuracy_vs_rollouts",
-        "Accuracy vs rollouts",
-        "rollouts",
-        "accuracy",
-        &acc,
-    )?;
-    write_line_plot(
-        out,
-        "effective_ratio",
-        "Effective-prompt ratio vs step",
-        "step",
-        "fraction with 0<s<k",
-        &eff,
-    )
+        })
+        .collect();
+    write_ablation_plots(out, &samplers)
 }
