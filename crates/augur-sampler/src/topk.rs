@@ -1,8 +1,14 @@
 //! Parallel "B smallest keys" over a large candidate pool: the O(pool) core of every
-//! score-based acquisition. Keys are f32 scores packed with the candidate position into u64,
-//! so ties break by position and the result is deterministic on any thread count.
+//! score-based acquisition.
+//!
+//! Ties are broken by a random key hashed from the select's seed and the candidate's *prompt
+//! id*, never by its position: a pool sent as ids 0..N-1 in order and the same pool shuffled
+//! get the same selection, and prompts whose scores tie (e.g. DPS prompts that all decayed to
+//! the prior) are drawn uniformly instead of always the lowest ids. Keys pack the f32 score,
+//! the 64-bit tie key and the position into a u128, so the result is deterministic on any
+//! thread count.
 
-use crate::random::CHUNK;
+use crate::random::{splitmix64, CHUNK};
 use rayon::prelude::*;
 
 /// Maps an f32 to a u32 whose unsigned order matches the float order (NaN sorts last).
@@ -16,34 +22,44 @@ pub fn ordered_bits(x: f32) -> u32 {
     }
 }
 
-fn pack(score: f32, pos: usize) -> u64 {
-    ((ordered_bits(score) as u64) << 32) | pos as u64
+/// Random tie-breaking key of prompt `id` for the select whose tie seed is `seed`.
+pub fn tie_key(seed: u64, id: u32) -> u64 {
+    splitmix64(seed ^ splitmix64(id as u64 ^ 0x7E1E_B4EA_4D00_0000))
 }
 
-fn keep_smallest(keys: &mut Vec<u64>, b: usize) {
+fn pack(score: f32, tie: u64, pos: usize) -> u128 {
+    ((ordered_bits(score) as u128) << 96) | ((tie as u128) << 32) | pos as u128
+}
+
+fn keep_smallest(keys: &mut Vec<u128>, b: usize) {
     if keys.len() > b {
         keys.select_nth_unstable(b - 1);
         keys.truncate(b);
     }
 }
 
-/// Positions (into `0..n`) of the `b` smallest `score(pos)`, in ascending score order.
-/// Each chunk keeps its own best `b`, then the survivors are merged: O(n) work, parallel.
-pub fn smallest_b<F>(n: usize, b: usize, score: F) -> Vec<usize>
+/// Positions (into `candidates`) of the `b` smallest `score(pos)`, in ascending score order;
+/// equal scores are ordered by [`tie_key`]`(tie_seed, candidates[pos])`. Each chunk keeps its
+/// own best `b`, then the survivors are merged: O(n) work, parallel.
+pub fn smallest_b<F>(candidates: &[u32], b: usize, tie_seed: u64, score: F) -> Vec<usize>
 where
     F: Fn(usize) -> f32 + Sync,
 {
+    let n = candidates.len();
+    assert!(n as u64 <= u32::MAX as u64, "candidate pool over 2^32");
     let b = b.min(n);
     if b == 0 {
         return Vec::new();
     }
     let chunk_best = |start: usize| {
         let end = (start + CHUNK).min(n);
-        let mut keys: Vec<u64> = (start..end).map(|p| pack(score(p), p)).collect();
+        let mut keys: Vec<u128> = (start..end)
+            .map(|p| pack(score(p), tie_key(tie_seed, candidates[p]), p))
+            .collect();
         keep_smallest(&mut keys, b);
         keys
     };
-    let mut keys: Vec<u64> = if n <= CHUNK {
+    let mut keys: Vec<u128> = if n <= CHUNK {
         chunk_best(0)
     } else {
         let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
@@ -72,14 +88,58 @@ mod tests {
         assert_eq!(ordered_bits(f32::NAN), ordered_bits(f32::INFINITY));
     }
 
+    /// Against a naive full sort by (score, tie key), across several chunks.
     #[test]
     fn matches_full_sort() {
         let n = 3 * CHUNK + 17;
+        let ids: Vec<u32> = (0..n as u32).map(|i| i * 3 + 1).collect();
         let score = |p: usize| ((p * 7919) % 1000) as f32 / 10.0;
-        let got = smallest_b(n, 50, score);
+        let got = smallest_b(&ids, 50, 9, score);
         let mut all: Vec<usize> = (0..n).collect();
-        all.sort_by(|&a, &b| score(a).total_cmp(&score(b)).then(a.cmp(&b)));
+        all.sort_by(|&a, &b| {
+            score(a)
+                .total_cmp(&score(b))
+                .then(tie_key(9, ids[a]).cmp(&tie_key(9, ids[b])))
+        });
         assert_eq!(got, all[..50].to_vec());
-        assert_eq!(smallest_b(3, 10, score).len(), 3);
+        assert_eq!(smallest_b(&ids[..3], 10, 9, score).len(), 3);
+    }
+
+    /// All scores equal: the chosen *ids* do not depend on the pool's order, and over many
+    /// seeds every id is chosen about equally often (positions 0..b are not favoured).
+    #[test]
+    fn ties_are_order_independent_and_uniform() {
+        let n = 2 * CHUNK + 100;
+        let ids: Vec<u32> = (0..n as u32).collect();
+        let mut rev = ids.clone();
+        rev.reverse();
+        let mut counts = vec![0u32; n];
+        let (b, seeds) = (64, 400u64);
+        for seed in 0..seeds {
+            let pick = |pool: &[u32]| {
+                let mut v: Vec<u32> = smallest_b(pool, b, seed, |_| 0.5)
+                    .into_iter()
+                    .map(|p| pool[p])
+                    .collect();
+                v.sort_unstable();
+                v
+            };
+            let a = pick(&ids);
+            assert_eq!(a, pick(&rev), "seed {seed}");
+            for id in a {
+                counts[id as usize] += 1;
+            }
+        }
+        // Expected count per id: seeds·b/n ≈ 1.55; the first b ids would get 400 under
+        // position tie-breaking.
+        let low: u32 = counts[..b].iter().sum();
+        let expect = (seeds as usize * b * b / n) as f64;
+        assert!(
+            (low as f64) < 3.0 * expect + 20.0,
+            "low ids favoured: {low} vs {expect}"
+        );
+        let never = counts.iter().filter(|&&c| c == 0).count();
+        // P(never chosen) = (1 − b/n)^seeds ≈ e^-1.55 ≈ 0.21.
+        assert!(never < n * 3 / 10, "{never} of {n} ids never chosen");
     }
 }

@@ -20,6 +20,8 @@ use crate::embedding::{read, EmbeddingTable, SharedEmbeddings};
 use crate::error::{Result, SamplerError};
 use crate::outcome::Outcome;
 use crate::predictor::{DiversityMode, Quantity};
+use crate::topk::tie_key;
+use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -156,9 +158,9 @@ impl Div {
     }
 }
 
-/// Heap entry: score upper bound, ties to the lower position (as the eager argmax).
+/// Heap entry: score upper bound, random tie key (larger wins, as in the eager argmax), position.
 #[derive(PartialEq)]
-struct Entry(f32, usize);
+struct Entry(f32, u64, usize);
 impl Eq for Entry {}
 impl PartialOrd for Entry {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
@@ -167,13 +169,14 @@ impl PartialOrd for Entry {
 }
 impl Ord for Entry {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0).then(o.1.cmp(&self.1))
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
     }
 }
 
 /// Lazy greedy for min-distance diversity (scores are non-increasing as anchors are added).
 fn lazy_greedy(
     utility: &[f32],
+    ties: &[u64],
     lambda: f32,
     div: &Div,
     units: &[f32],
@@ -183,11 +186,13 @@ fn lazy_greedy(
     let mut acc = div.acc.clone();
     let mut seen = vec![0usize; utility.len()];
     let mut heap: std::collections::BinaryHeap<Entry> = (0..utility.len())
-        .map(|i| Entry(utility[i] + lambda * acc[i], i))
+        .map(|i| Entry(utility[i] + lambda * acc[i], ties[i], i))
         .collect();
     let mut chosen: Vec<usize> = Vec::with_capacity(b);
     while chosen.len() < b {
-        let Some(Entry(_, i)) = heap.pop() else { break };
+        let Some(Entry(_, _, i)) = heap.pop() else {
+            break;
+        };
         if seen[i] == chosen.len() {
             chosen.push(i);
             continue;
@@ -197,7 +202,7 @@ fn lazy_greedy(
             acc[i] = acc[i].min(1.0 - dot(row, &units[c * d..(c + 1) * d]));
         }
         seen[i] = chosen.len();
-        heap.push(Entry(utility[i] + lambda * acc[i], i));
+        heap.push(Entry(utility[i] + lambda * acc[i], ties[i], i));
     }
     chosen
 }
@@ -216,9 +221,11 @@ impl Acquisition for DiverseGreedy {
         candidates: &[u32],
         b: usize,
         scores: &Scores,
-        _rng: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Vec<usize>> {
         let n = candidates.len();
+        let tie_seed = rng.next_u64();
+        let ties: Vec<u64> = candidates.iter().map(|&id| tie_key(tie_seed, id)).collect();
         let mean = scores.get(Quantity::Mean, n)?;
         let t = read(&self.emb)?;
         let d = t.dim().max(1);
@@ -249,19 +256,28 @@ impl Acquisition for DiverseGreedy {
         }
         let utility: Vec<f32> = mean.iter().map(|p| -(p - self.gamma).powi(2)).collect();
         if self.mode == DiversityMode::Min && self.lambda_div > 0.0 {
-            return Ok(lazy_greedy(&utility, self.lambda_div, &div, &units, d, b));
+            return Ok(lazy_greedy(
+                &utility,
+                &ties,
+                self.lambda_div,
+                &div,
+                &units,
+                d,
+                b,
+            ));
         }
         let mut taken = vec![false; n];
         let mut chosen = Vec::with_capacity(b);
         for _ in 0..b {
-            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            let mut best = (f32::NEG_INFINITY, 0u64, usize::MAX);
             for i in (0..n).filter(|&i| !taken[i]) {
                 let u = utility[i] + self.lambda_div * div.value(i);
-                if u > best.0 || best.1 == usize::MAX {
-                    best = (u, i);
+                let better = u > best.0 || (u == best.0 && ties[i] > best.1);
+                if better || best.2 == usize::MAX {
+                    best = (u, ties[i], i);
                 }
             }
-            let i = best.1;
+            let i = best.2;
             taken[i] = true;
             chosen.push(i);
             if self.lambda_div > 0.0 {

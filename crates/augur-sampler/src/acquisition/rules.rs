@@ -1,5 +1,7 @@
 //! Stateless acquisition rules: uniform, closest-to-target, threshold band, top p(1−p),
 //! top P(partial) (DPS), CVaR tail and MPTS-style risk (mean + κ·std of failure).
+//! Every rule breaks ties at random from the select's RNG ([`smallest_b`]), never by the
+//! candidate's position in the pool.
 
 use super::{Acquisition, Scores};
 use crate::error::{Result, SamplerError};
@@ -74,11 +76,11 @@ impl Acquisition for Target {
         c: &[u32],
         b: usize,
         s: &Scores,
-        _: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Vec<usize>> {
         let x = s.get(self.estimate.quantity(), c.len())?;
         let g = self.gamma;
-        Ok(smallest_b(c.len(), b, |i| (x[i] - g).abs()))
+        Ok(smallest_b(c, b, rng.next_u64(), |i| (x[i] - g).abs()))
     }
 }
 
@@ -117,10 +119,10 @@ impl Acquisition for Band {
         let x = s.get(self.estimate.quantity(), c.len())?;
         let seed = rng.next_u64();
         let (lo, hi) = (self.low, self.high);
-        Ok(smallest_b(c.len(), b, |i| {
+        Ok(smallest_b(c, b, seed, |i| {
             let v = x[i];
             if (lo..=hi).contains(&v) {
-                hash_unit(seed, i as u64) - 1.0
+                hash_unit(seed, c[i] as u64) - 1.0
             } else {
                 (lo - v).max(v - hi)
             }
@@ -147,10 +149,10 @@ impl Acquisition for TopVariance {
         c: &[u32],
         b: usize,
         s: &Scores,
-        _: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Vec<usize>> {
         let x = s.get(self.estimate.quantity(), c.len())?;
-        Ok(smallest_b(c.len(), b, |i| -(x[i] * (1.0 - x[i]))))
+        Ok(smallest_b(c, b, rng.next_u64(), |i| -(x[i] * (1.0 - x[i]))))
     }
 }
 
@@ -170,10 +172,10 @@ impl Acquisition for TopPartial {
         c: &[u32],
         b: usize,
         s: &Scores,
-        _: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Vec<usize>> {
         let x = s.get(Quantity::Partial, c.len())?;
-        Ok(smallest_b(c.len(), b, |i| -x[i]))
+        Ok(smallest_b(c, b, rng.next_u64(), |i| -x[i]))
     }
 }
 
@@ -207,7 +209,7 @@ impl Acquisition for Cvar {
         }
         let x = s.get(Quantity::Mean, c.len())?;
         let tail = ((self.alpha as f64 * c.len() as f64).ceil() as usize).clamp(b, c.len());
-        let hardest = smallest_b(c.len(), tail, |i| x[i]);
+        let hardest = smallest_b(c, tail, rng.next_u64(), |i| x[i]);
         let pick = index::sample(rng, hardest.len(), b);
         Ok(pick.into_iter().map(|j| hardest[j]).collect())
     }
@@ -233,12 +235,14 @@ impl Acquisition for Risk {
         c: &[u32],
         b: usize,
         s: &Scores,
-        _: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Vec<usize>> {
         let m = s.get(Quantity::Mean, c.len())?;
         let sd = s.get(Quantity::Std, c.len())?;
         let k = self.kappa;
-        Ok(smallest_b(c.len(), b, |i| -((1.0 - m[i]) + k * sd[i])))
+        Ok(smallest_b(c, b, rng.next_u64(), |i| {
+            -((1.0 - m[i]) + k * sd[i])
+        }))
     }
 }
 

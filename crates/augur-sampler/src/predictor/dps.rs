@@ -12,7 +12,11 @@
 //! - never-observed prompts stay at the prior (for them the update is the identity).
 //!
 //! Selection uses π[partial]. The unobserved update touches every seen prompt each step, so
-//! observe is O(seen prompts); it runs in parallel over 64-byte cells.
+//! observe is O(seen prompts); it runs in parallel over 128-byte cells.
+//!
+//! State is f64: in f32 the decay merges distinct predictions (most prompts of a long run
+//! land on exactly the same π), which made selection depend on tie-breaking and starved
+//! prompts (issue 14). Predictions are handed out as f32, like every predictor's.
 
 use super::{check_len, ensure_len, PredictCtx, Predictor, Quantity};
 use crate::error::{Result, SamplerError};
@@ -26,11 +30,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct DpsConfig {
     /// Decay λ of the transition counts (paper: 0.5 Countdown, 0.7 MATH).
-    pub lambda: f32,
+    pub lambda: f64,
     /// Prior Dirichlet count of every transition (paper: 1).
-    pub alpha0: f32,
+    pub alpha0: f64,
     /// Prior state distribution (unsolved, partial, solved) of unseen prompts.
-    pub prior_pi: [f32; 3],
+    pub prior_pi: [f64; 3],
 }
 
 impl Default for DpsConfig {
@@ -46,7 +50,7 @@ impl Default for DpsConfig {
 impl DpsConfig {
     /// Rejects decays outside [0, 1], non-positive priors and a prior π that is not a distribution.
     pub fn validate(&self) -> Result<()> {
-        let s: f32 = self.prior_pi.iter().sum();
+        let s: f64 = self.prior_pi.iter().sum();
         let ok = (0.0..=1.0).contains(&self.lambda)
             && self.alpha0 > 0.0
             && self.alpha0.is_finite()
@@ -61,16 +65,16 @@ impl DpsConfig {
     }
 }
 
-/// One prompt's HMM state, 64 bytes so a parallel sweep streams whole cache lines.
+/// One prompt's HMM state, 128 bytes so a parallel sweep streams whole cache lines.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(64))]
 pub struct DpsCell {
     /// Dirichlet counts, row-major `[next][prev]`.
-    pub alpha: [f32; 9],
+    pub alpha: [f64; 9],
     /// Predicted state distribution for the next rollout.
-    pub pi: [f32; 3],
+    pub pi: [f64; 3],
     /// Filtered state distribution after the last update.
-    pub pi_before: [f32; 3],
+    pub pi_before: [f64; 3],
     /// Step (1-based) of the last observation; 0 = never observed.
     pub last_obs: u32,
 }
@@ -92,13 +96,13 @@ pub struct DpsPredictor {
 struct DpsState {
     cfg: DpsConfig,
     step: u32,
-    alpha: Vec<f32>,
-    pi: Vec<f32>,
-    pi_before: Vec<f32>,
+    alpha: Vec<f64>,
+    pi: Vec<f64>,
+    pi_before: Vec<f64>,
     last_obs: Vec<u32>,
 }
 
-fn normalize3(v: [f32; 3]) -> [f32; 3] {
+fn normalize3(v: [f64; 3]) -> [f64; 3] {
     let s = v[0] + v[1] + v[2];
     if s > 0.0 {
         [v[0] / s, v[1] / s, v[2] / s]
@@ -108,7 +112,7 @@ fn normalize3(v: [f32; 3]) -> [f32; 3] {
 }
 
 /// Expected transition matrix P[next][prev] = α[next][prev] / Σ_next α[next][prev].
-fn transition(alpha: &[f32; 9]) -> [f32; 9] {
+fn transition(alpha: &[f64; 9]) -> [f64; 9] {
     let mut p = [0.0; 9];
     for prev in 0..3 {
         let col = alpha[prev] + alpha[3 + prev] + alpha[6 + prev];
@@ -120,7 +124,7 @@ fn transition(alpha: &[f32; 9]) -> [f32; 9] {
 }
 
 /// P · v for a 3-vector v over `prev`.
-fn apply(p: &[f32; 9], v: &[f32; 3]) -> [f32; 3] {
+fn apply(p: &[f64; 9], v: &[f64; 3]) -> [f64; 3] {
     let mut out = [0.0; 3];
     for (next, o) in out.iter_mut().enumerate() {
         *o = p[next * 3] * v[0] + p[next * 3 + 1] * v[1] + p[next * 3 + 2] * v[2];
@@ -157,9 +161,9 @@ impl DpsPredictor {
             .unwrap_or_else(|| self.prior_cell())
     }
 
-    fn observed_update(c: &mut DpsCell, y: usize, lambda: f32, a0: f32) {
+    fn observed_update(c: &mut DpsCell, y: usize, lambda: f64, a0: f64) {
         let p_old = transition(&c.alpha);
-        let mut xi = [0.0f32; 3];
+        let mut xi = [0.0f64; 3];
         for (prev, x) in xi.iter_mut().enumerate() {
             *x = c.pi_before[prev] * p_old[y * 3 + prev];
         }
@@ -170,13 +174,13 @@ impl DpsPredictor {
         for (a, x) in c.alpha[y * 3..y * 3 + 3].iter_mut().zip(xi) {
             *a += x;
         }
-        let mut onehot = [0.0f32; 3];
+        let mut onehot = [0.0f64; 3];
         onehot[y] = 1.0;
         c.pi = normalize3(apply(&transition(&c.alpha), &onehot));
         c.pi_before = onehot;
     }
 
-    fn unobserved_update(c: &mut DpsCell, lambda: f32, a0: f32) {
+    fn unobserved_update(c: &mut DpsCell, lambda: f64, a0: f64) {
         for a in c.alpha.iter_mut() {
             *a = lambda * *a + (1.0 - lambda) * a0;
         }
@@ -187,16 +191,16 @@ impl DpsPredictor {
     fn quantity(c: &DpsCell, q: Quantity, seed: u64, index: u64) -> f32 {
         let mean = 0.5 * c.pi[1] + c.pi[2];
         match q {
-            Quantity::Mean => mean,
-            Quantity::Partial => c.pi[1],
+            Quantity::Mean => mean as f32,
+            Quantity::Partial => c.pi[1] as f32,
             Quantity::Std => {
                 let v = c.pi[0] * mean * mean
                     + c.pi[1] * (0.5 - mean) * (0.5 - mean)
                     + c.pi[2] * (1.0 - mean) * (1.0 - mean);
-                v.max(0.0).sqrt()
+                v.max(0.0).sqrt() as f32
             }
             Quantity::Sample => {
-                let u = hash_unit(seed, index);
+                let u = hash_unit(seed, index) as f64;
                 if u < c.pi[0] {
                     0.0
                 } else if u < c.pi[0] + c.pi[1] {
@@ -218,7 +222,7 @@ impl Predictor for DpsPredictor {
     fn predict(&self, ids: &[u32], q: Quantity, ctx: PredictCtx, out: &mut [f32]) -> Result<()> {
         check_len(ids, out)?;
         let prior = self.prior_cell();
-        let prior_partial = prior.pi[1];
+        let prior_partial = prior.pi[1] as f32;
         let work = |c: usize, ids: &[u32], out: &mut [f32]| {
             if q == Quantity::Partial {
                 for (o, &id) in out.iter_mut().zip(ids) {
@@ -249,11 +253,11 @@ impl Predictor for DpsPredictor {
         let prior = self.prior_cell();
         for o in outcomes {
             ensure_len(&mut self.cells, o.id, prior)?;
-            ensure_len(&mut self.partial, o.id, prior.pi[1])?;
+            ensure_len(&mut self.partial, o.id, prior.pi[1] as f32)?;
             let c = &mut self.cells[o.id as usize];
             Self::observed_update(c, o.state() as usize, lambda, a0);
             c.last_obs = step;
-            self.partial[o.id as usize] = c.pi[1];
+            self.partial[o.id as usize] = c.pi[1] as f32;
         }
         self.cells
             .par_chunks_mut(CHUNK)
@@ -262,7 +266,7 @@ impl Predictor for DpsPredictor {
                 for (c, p) in cells.iter_mut().zip(partial) {
                     if c.last_obs != 0 && c.last_obs != step {
                         Self::unobserved_update(c, lambda, a0);
-                        *p = c.pi[1];
+                        *p = c.pi[1] as f32;
                     }
                 }
             });
@@ -305,7 +309,7 @@ impl Predictor for DpsPredictor {
         *self = DpsPredictor {
             cfg: st.cfg,
             step: st.step,
-            partial: cells.iter().map(|c| c.pi[1]).collect(),
+            partial: cells.iter().map(|c| c.pi[1] as f32).collect(),
             cells,
         };
         Ok(())
@@ -316,10 +320,10 @@ impl Predictor for DpsPredictor {
 mod tests {
     use super::*;
 
-    fn close(a: &[f32], b: &[f32]) {
+    fn close<T: Copy + Into<f64> + std::fmt::Debug>(a: &[T], b: &[T]) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+            assert!(((*x).into() - (*y).into()).abs() < 1e-12, "{a:?} vs {b:?}");
         }
     }
 
@@ -379,7 +383,8 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        close(&out, &[r1 / s, 1.0 / 3.0]);
+        assert!((out[0] as f64 - r1 / s).abs() < 1e-7, "{out:?}");
+        assert!((out[1] as f64 - 1.0 / 3.0).abs() < 1e-7, "{out:?}");
     }
 
     #[test]
