@@ -58,6 +58,54 @@ fn sampler_speaks_json_lines() {
     assert_eq!(replies[1]["telemetry"]["rollouts"], 8);
 }
 
+/// Runs `augur sampler ARGS` with `input` on stdin; (exit success, reply lines, stderr).
+fn sampler_session(args: &[&str], input: &[u8]) -> (bool, Vec<serde_json::Value>, String) {
+    let mut child = augur()
+        .arg("sampler")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let replies = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), replies, stderr)
+}
+
+/// Issue 13 finding 7: bytes that are not UTF-8 get an error line, the server keeps serving
+/// and exits 0 at end of input. Also `--seed` and `--set` reach the sampler.
+#[test]
+fn sampler_survives_non_utf8_input_and_takes_seed_and_set() {
+    let mut input = b"{\"op\":\"register\",\"count\":1000}\n".to_vec();
+    input.extend_from_slice(&[0xff, 0xfe, 0x80, b'\n', 0xc3, 0x28, b'\n']);
+    input.extend_from_slice(b"{\"op\":\"select\",\"b\":4}\n{\"op\":\"info\"}\n");
+    let args = ["--method", "mopps", "--seed", "5", "--set", "gamma=0.3"];
+    let (ok, replies, stderr) = sampler_session(&args, &input);
+    assert!(ok, "{stderr}");
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    assert_eq!(replies[1]["ok"], false);
+    assert!(replies[1]["error"].as_str().unwrap().contains("not UTF-8"));
+    assert_eq!(replies[2]["ok"], false);
+    assert_eq!(replies[3]["ids"].as_array().unwrap().len(), 4);
+    assert_eq!(replies[4]["name"], "beta+target");
+    // The seed changes the selection; the same seed repeats it.
+    let (_, same, _) = sampler_session(&args, &input);
+    assert_eq!(same[3]["ids"], replies[3]["ids"]);
+    let (_, other, _) = sampler_session(&["--method", "mopps", "--seed", "6"], &input);
+    assert_ne!(other[3]["ids"], replies[3]["ids"]);
+    // A misspelt --set key fails before serving, naming the key.
+    let (ok, _, stderr) = sampler_session(&["--method", "dps", "--set", "dps.lamda=0.5"], b"");
+    assert!(!ok);
+    assert!(stderr.contains("lamda"), "{stderr}");
+}
+
 #[test]
 fn ablate_simulate_writes_table_and_plots() {
     let dir = tempfile::tempdir().unwrap();

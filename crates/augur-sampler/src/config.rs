@@ -193,6 +193,20 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// Parses TOML `text` (empty = all defaults), then applies `overrides` (`key.path=value`,
+    /// value in TOML syntax, bare words as strings; e.g. `dps.lambda=0.5`, `method=dps`), as
+    /// `augur grpo --set` does. Unknown keys are errors naming the key.
+    pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| SamplerError::InvalidConfig(e.to_string()))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| SamplerError::InvalidConfig(e.to_string()))
+    }
+
     /// The default config of a method.
     pub fn for_method(method: Method) -> Self {
         SamplerConfig {
@@ -253,6 +267,35 @@ impl SamplerConfig {
             self.group_size,
         ))
     }
+}
+
+/// Sets `a.b.c = value` in `table`, creating intermediate tables; whether the key exists is
+/// checked when the table is deserialised.
+fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
+    let bad = |why: String| SamplerError::InvalidConfig(format!("override `{o}`: {why}"));
+    let (key, raw) = o
+        .split_once('=')
+        .ok_or_else(|| bad("not key=value".into()))?;
+    let (key, raw) = (key.trim(), raw.trim());
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(bad("empty key segment".into()));
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("`{p}` is not a table")))?;
+    }
+    t.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
 }
 
 /// Instantiates a predictor config (GPS gets its own embedding table and seed 0; use
@@ -328,4 +371,29 @@ fn acquisition_with(
         AcquisitionConfig::Hr => Box::new(HistoryReject::default()),
         AcquisitionConfig::Greso(c) => Box::new(Greso::new(c)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_over_the_file_and_name_unknown_keys() {
+        let sets = [
+            "method=dps".to_string(),
+            "dps.lambda=0.5".into(),
+            "seed=7".into(),
+        ];
+        let c = SamplerConfig::from_toml_str("method = \"mopps\"\ngamma = 0.4\n", &sets).unwrap();
+        assert_eq!(c.method, Method::Dps);
+        assert_eq!(c.dps.lambda, 0.5);
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.gamma, 0.4);
+        let e = SamplerConfig::from_toml_str("", &["dps.lamda=0.5".into()]).unwrap_err();
+        assert!(e.to_string().contains("lamda"), "{e}");
+        let e = SamplerConfig::from_toml_str("", &["seed".into()]).unwrap_err();
+        assert!(e.to_string().contains("key=value"), "{e}");
+        let e = SamplerConfig::from_toml_str("", &["gamma.x=1".into()]).unwrap_err();
+        assert!(e.to_string().contains("gamma"), "{e}");
+    }
 }

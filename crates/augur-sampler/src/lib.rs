@@ -52,6 +52,6 @@ pub use predictor::{
     Quantity,
 };
 pub use protocol::serve;
-pub use sampler::{Sampler, SamplerState, Selection, STATE_VERSION};
+pub use sampler::{Estimates, Sampler, SamplerState, Selection, STATE_VERSION};
 pub use telemetry::{brier, spearman, StepTelemetry};
 pub use topk::smallest_b;

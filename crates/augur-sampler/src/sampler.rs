@@ -24,6 +24,18 @@ pub struct Selection {
     pub predicted: Vec<f32>,
 }
 
+/// Per-prompt predictions for logging and plots ([`Sampler::estimate`]): no randomness, and
+/// the sampler's RNG is not touched, so asking never changes later selections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimates {
+    /// Expected success rate E[p] per id.
+    pub mean: Vec<f32>,
+    /// Standard deviation of the belief about p per id (epistemic uncertainty).
+    pub std: Vec<f32>,
+    /// Probability that a group of k rollouts is partially solved, P(0 < s < k), per id.
+    pub partial: Vec<f32>,
+}
+
 /// Everything needed to resume a sampler exactly: its RNG, counters and both parts' state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +54,7 @@ pub struct SamplerState {
     pub rollouts_cumulative: u64,
     /// Sampler RNG (ChaCha8, position included).
     pub rng: ChaCha8Rng,
-    /// Predictions of the last selection not yet observed, for telemetry.
+    /// Selected prompts not yet observed or released (in flight), with their predictions.
     pub pending: Vec<(u32, f32)>,
     /// Predictor state ([`Predictor::save`]).
     pub predictor: serde_json::Value,
@@ -140,8 +152,43 @@ impl Sampler {
         Ok(out)
     }
 
+    /// E[p], its std and P(0 < s < k) (for the current group size) of `ids`, without drawing
+    /// from the sampler's RNG.
+    pub fn estimate(&self, ids: &[u32]) -> Result<Estimates> {
+        let ctx = PredictCtx {
+            k: self.group_size,
+            seed: 0,
+        };
+        let one = |q| -> Result<Vec<f32>> {
+            let mut out = vec![0.0; ids.len()];
+            self.predictor.predict(ids, q, ctx, &mut out)?;
+            Ok(out)
+        };
+        Ok(Estimates {
+            mean: one(Quantity::Mean)?,
+            std: one(Quantity::Std)?,
+            partial: one(Quantity::Partial)?,
+        })
+    }
+
+    /// Prompts selected but not yet observed or released (in flight), in selection order.
+    pub fn in_flight(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pending.iter().map(|&(id, _)| id)
+    }
+
+    /// Drops `ids` from the in-flight set without an outcome (e.g. their generation failed);
+    /// ids that are not in flight are ignored. Returns how many were in flight.
+    pub fn release(&mut self, ids: &[u32]) -> usize {
+        let drop: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        let before = self.pending.len();
+        self.pending.retain(|(id, _)| !drop.contains(id));
+        before - self.pending.len()
+    }
+
     /// Chooses `b` of `candidates` (distinct prompt ids; the pool may be the whole dataset).
-    /// Cost is O(len(candidates)), parallel over chunks.
+    /// Cost is O(len(candidates)), parallel over chunks. The chosen prompts are in flight
+    /// until [`Sampler::observe`] reports them (or [`Sampler::release`] drops them); a later
+    /// select does not exclude them by itself (the protocol server does).
     pub fn select(&mut self, candidates: &[u32], b: usize) -> Result<Selection> {
         let t0 = Instant::now();
         validate_candidates(candidates, b)?;
@@ -183,14 +230,18 @@ impl Sampler {
         };
         self.predictor
             .predict(&ids, Quantity::Mean, ctx, &mut predicted)?;
-        self.pending = ids.iter().copied().zip(predicted.iter().copied()).collect();
+        let chosen: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        self.pending.retain(|(id, _)| !chosen.contains(id));
+        self.pending
+            .extend(ids.iter().copied().zip(predicted.iter().copied()));
         self.last_select_us = t0.elapsed().as_micros() as u64;
         Ok(Selection { ids, predicted })
     }
 
     /// Feeds back one step's outcomes (one per rolled-out prompt) and returns the step's
-    /// telemetry. Outcomes for prompts that were not selected are allowed (they update the
-    /// predictor but are not scored for ρ / Brier).
+    /// telemetry: call it once per optimizer step with every group of that step. Outcomes for
+    /// prompts that were not selected are allowed (they update the predictor but are not
+    /// scored for ρ / Brier). Observed prompts leave the in-flight set; others stay in it.
     pub fn observe(&mut self, outcomes: &[Outcome]) -> Result<StepTelemetry> {
         validate_batch(outcomes)?;
         let t0 = Instant::now();
@@ -203,7 +254,7 @@ impl Sampler {
             self.group_size = o.rollouts;
         }
         self.step += 1;
-        let pending: HashMap<u32, f32> = self.pending.drain(..).collect();
+        let pending: HashMap<u32, f32> = self.pending.iter().copied().collect();
         let (mut pred, mut obs) = (Vec::new(), Vec::new());
         for o in outcomes {
             if let Some(&p) = pending.get(&o.id) {
@@ -211,6 +262,8 @@ impl Sampler {
                 obs.push(o.rate() as f64);
             }
         }
+        let observed: std::collections::HashSet<u32> = outcomes.iter().map(|o| o.id).collect();
+        self.pending.retain(|(id, _)| !observed.contains(id));
         let eff = outcomes.iter().filter(|o| o.is_effective()).count();
         Ok(StepTelemetry {
             step: self.step,
