@@ -1,17 +1,21 @@
 """Drive augur's prompt samplers from Python (TRL, verl, a simulator) over JSON Lines.
 
 Standard library only. The server is `augur sampler --method dps` (or any command speaking the
-same protocol, e.g. the `sampler_server` example of the augur-sampler crate).
+same protocol, e.g. the `sampler_server` example of the augur-sampler crate). Every op is
+documented in docs/sampler-protocol.md.
 
     from augur_sampler_client import SamplerClient
 
-    with SamplerClient(["augur", "sampler", "--method", "dps"]) as s:
-        ids, predicted = s.select(candidates=range(len(dataset)), b=256)
-        ...  # roll out k completions per chosen prompt, score them
-        telemetry = s.observe([(pid, n_correct, k) for pid, n_correct in results])
-        s.save("sampler_state.json")  # alongside the policy checkpoint
+    with SamplerClient(["augur", "sampler", "--method", "dps", "--seed", "0"]) as s:
+        s.register(count=len(dataset))          # the pool, once: ids 0..N-1
+        for step in range(steps):
+            ids, predicted = s.select(b=256)     # in-flight prompts are never re-selected
+            ...  # roll out k completions per chosen prompt, score them
+            telemetry = s.observe([(pid, n_correct, k) for pid, n_correct in results])
+        s.save("sampler_state.json")            # alongside the policy checkpoint
 
-Prompt ids are dense integers (index into your dataset).
+Call `observe` once per optimizer step with every group of that step (merge ranks and
+micro-batches first). Prompt ids are dense integers (index into your dataset).
 """
 
 from __future__ import annotations
@@ -20,9 +24,18 @@ import json
 import subprocess
 from typing import Any, Iterable, Sequence
 
+Outcome = Any  # (id, successes, rollouts), or {"id": i, "rewards": [...]}, or {"id", "successes", "rollouts"}
+
 
 class SamplerError(RuntimeError):
     """The server answered a request with ok=false; the message says why."""
+
+
+def _outcome(o: Outcome) -> Any:
+    if isinstance(o, dict):
+        return o
+    i, s, k = o
+    return [int(i), int(s), int(k)]
 
 
 class SamplerClient:
@@ -56,15 +69,73 @@ class SamplerClient:
             raise SamplerError(resp.get("error", "unknown error"))
         return resp
 
-    def select(self, candidates: Iterable[int], b: int) -> tuple[list[int], list[float]]:
-        """Choose b of the candidate prompt ids; returns (ids, predicted success rates)."""
-        r = self.request("select", candidates=[int(c) for c in candidates], b=int(b))
+    def register(
+        self,
+        ids: Iterable[int] | None = None,
+        count: int | None = None,
+        embeddings: Sequence[Sequence[float]] | None = None,
+    ) -> int:
+        """Register the pool once: explicit ids, or count (ids 0..count-1). Optional
+        embeddings (one row per id, GPS only). Returns the pool size."""
+        fields: dict[str, Any] = {}
+        if ids is not None:
+            fields["ids"] = [int(i) for i in ids]
+        if count is not None:
+            fields["count"] = int(count)
+        if embeddings is not None:
+            fields["embeddings"] = [[float(x) for x in row] for row in embeddings]
+        return self.request("register", **fields)["count"]
+
+    def select(
+        self, candidates: Iterable[int] | None = None, b: int | None = None
+    ) -> tuple[list[int], list[float]]:
+        """Choose b prompts from the registered pool, or from `candidates` (a subset of it, or
+        any ids when no pool is registered); returns (ids, predicted success rates)."""
+        if b is None:
+            raise ValueError("select needs b")
+        fields: dict[str, Any] = {"b": int(b)}
+        if candidates is not None:
+            fields["candidates"] = [int(c) for c in candidates]
+        r = self.request("select", **fields)
         return r["ids"], r["predicted"]
 
-    def observe(self, outcomes: Iterable[tuple[int, int, int]]) -> dict:
-        """Report (id, successes, rollouts) per rolled-out prompt; returns step telemetry."""
-        triples = [[int(i), int(s), int(k)] for i, s, k in outcomes]
-        return self.request("observe", outcomes=triples)["telemetry"]
+    def predict(self, ids: Iterable[int]) -> dict:
+        """Success estimate, its uncertainty and P(0 < s < k) of any ids:
+        {"mean": [...], "std": [...], "partial": [...]}. Does not change later selections."""
+        r = self.request("predict", ids=[int(i) for i in ids])
+        return {k: r[k] for k in ("mean", "std", "partial")}
+
+    def filter(
+        self,
+        outcomes: Iterable[Outcome],
+        topup: int = 0,
+        candidates: Iterable[int] | None = None,
+        threshold: float | None = None,
+    ) -> dict:
+        """One roll-out round of a DS/GRESO-style step: the server holds the outcomes until
+        `observe`, answers which groups carry signal ("keep", "dropped", "kept_total",
+        "rolled_out_total"), and with topup > 0 selects that many fresh prompts ("ids")."""
+        fields: dict[str, Any] = {"outcomes": [_outcome(o) for o in outcomes]}
+        if topup:
+            fields["topup"] = int(topup)
+        if candidates is not None:
+            fields["candidates"] = [int(c) for c in candidates]
+        if threshold is not None:
+            fields["threshold"] = float(threshold)
+        return self.request("filter", **fields)
+
+    def observe(self, outcomes: Iterable[Outcome] = (), threshold: float | None = None) -> dict:
+        """End the optimizer step: report (id, successes, rollouts) per rolled-out prompt (or
+        {"id": i, "rewards": [...]}, a reward >= threshold being a success; default 0.5),
+        plus any outcomes held by `filter`. Returns the step's telemetry."""
+        fields: dict[str, Any] = {"outcomes": [_outcome(o) for o in outcomes]}
+        if threshold is not None:
+            fields["threshold"] = float(threshold)
+        return self.request("observe", **fields)["telemetry"]
+
+    def release(self, ids: Iterable[int]) -> int:
+        """Return in-flight prompts to the pool without an outcome; returns how many were."""
+        return self.request("release", ids=[int(i) for i in ids])["released"]
 
     def save(self, path: str | None = None) -> dict | None:
         """Save state to `path` on the server side, or return it inline when no path is given."""
@@ -83,9 +154,10 @@ class SamplerClient:
             self.request("load", state=state)
 
     def info(self) -> dict:
-        """Sampler name and step count."""
+        """Sampler name, step count, pool size (None if none registered), in-flight prompts
+        and outcomes held by an open filter round."""
         r = self.request("info")
-        return {"name": r["name"], "step": r["step"]}
+        return {k: r[k] for k in ("name", "step", "pool", "in_flight", "round")}
 
     def close(self) -> int:
         """Close the server's input and wait for it to exit; returns its exit code."""

@@ -1,6 +1,6 @@
-//! JSON Lines sampler server on stdin/stdout (what `augur sampler --method M` wraps), used by
-//! `scripts/test_augur_sampler_client.py`.
-//! `cargo run --release -p augur-sampler --example sampler_server -- [METHOD] [SEED]`
+//! JSON Lines sampler server on stdin/stdout (what `augur sampler --method M --seed S --set ...`
+//! wraps), used by `scripts/test_augur_sampler_client.py`.
+//! `cargo run --release -p augur-sampler --example sampler_server -- [METHOD] [SEED] [KEY=VALUE]...`
 
 use augur_sampler::{serve, SamplerConfig};
 use std::io::{stdin, stdout, BufWriter};
@@ -8,12 +8,10 @@ use std::io::{stdin, stdout, BufWriter};
 fn main() {
     let mut args = std::env::args().skip(1);
     let method = args.next().unwrap_or_else(|| "mopps".into());
-    let seed = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let result = method.parse().and_then(|m| {
-        let cfg = SamplerConfig {
-            seed,
-            ..SamplerConfig::for_method(m)
-        };
+    let seed = args.next().unwrap_or_else(|| "0".into());
+    let mut overrides = vec![format!("method={method}"), format!("seed={seed}")];
+    overrides.extend(args);
+    let result = SamplerConfig::from_toml_str("", &overrides).and_then(|cfg| {
         let mut sampler = cfg.build()?;
         serve(
             stdin().lock(),
