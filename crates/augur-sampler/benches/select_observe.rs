@@ -1,7 +1,11 @@
-//! select + observe cost with the whole pool as candidates (issue 7 budget: <= 20 ms at 10^6).
+//! select + observe cost with the whole pool as candidates (issue 7 budget: <= 20 ms at 10^6),
+//! then the same through the JSON Lines protocol (issue 14 budget: <= 5 ms overhead at B=256
+//! with a registered pool), against the old way of re-sending the candidate list.
 //! `cargo bench -p augur-sampler --bench select_observe -- [NUM_PROMPTS] [B] [ITERS]`
 
-use augur_sampler::{Method, Outcome, SamplerConfig};
+use augur_sampler::{serve, Method, Outcome, SamplerConfig};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
 use std::time::Instant;
 
 /// Process CPU time (user + system, all threads) in ms from /proc, or NaN where unavailable.
@@ -83,4 +87,78 @@ fn main() {
             cpu
         );
     }
+    for method in [Method::Mopps, Method::Dps] {
+        protocol_round_trip(method, n, b, iters, true);
+        protocol_round_trip(method, n, b, iters.min(5), false);
+    }
+}
+
+/// select + observe through `serve` on an OS pipe, as a client process would drive it:
+/// request line out, response line in. `registered`: the pool is sent once with `register`
+/// (count form); otherwise every select re-sends the candidate list (the old protocol).
+/// Reports the round trip and its overhead over the engine's own select + update time.
+fn protocol_round_trip(method: Method, n: usize, b: usize, iters: usize, registered: bool) {
+    let (req_rx, mut req_tx) = std::io::pipe().expect("pipe");
+    let (resp_rx, resp_tx) = std::io::pipe().expect("pipe");
+    let server = std::thread::spawn(move || {
+        let mut s = SamplerConfig::for_method(method).build().expect("sampler");
+        serve(BufReader::new(req_rx), resp_tx, &mut s).expect("serve");
+    });
+    let mut responses = BufReader::new(resp_rx);
+    let mut call = |req: &Value| -> Value {
+        let mut line = serde_json::to_vec(req).expect("json");
+        line.push(b'\n');
+        req_tx.write_all(&line).expect("write");
+        let mut resp = String::new();
+        responses.read_line(&mut resp).expect("read");
+        let v: Value = serde_json::from_str(&resp).expect("response json");
+        assert_eq!(v["ok"], true, "{v}");
+        v
+    };
+    let select = if registered {
+        call(&json!({"op": "register", "count": n}));
+        json!({"op": "select", "b": b})
+    } else {
+        json!({"op": "select", "b": b, "candidates": (0..n as u32).collect::<Vec<u32>>()})
+    };
+    let k = 8u32;
+    let (mut total, mut overhead) = (Vec::new(), Vec::new());
+    for it in 0..iters {
+        let t0 = Instant::now();
+        let sel = call(&select);
+        let outcomes: Vec<[u64; 3]> = sel["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|id| {
+                let id = id.as_u64().expect("id");
+                [id, (id + it as u64) % (k as u64 + 1), k as u64]
+            })
+            .collect();
+        let obs = call(&json!({"op": "observe", "outcomes": outcomes}));
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t = &obs["telemetry"];
+        let engine_ms =
+            (t["select_us"].as_f64().unwrap_or(0.0) + t["update_us"].as_f64().unwrap_or(0.0)) / 1e3;
+        total.push(ms);
+        overhead.push(ms - engine_ms);
+    }
+    drop(call);
+    drop(req_tx);
+    server.join().expect("server thread");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "protocol {:<5} {:<26} round trip: median {:7.2} ms, overhead over engine {:6.2} ms",
+        format!("{method:?}").to_lowercase(),
+        if registered {
+            "(registered pool)"
+        } else {
+            "(candidates re-sent)"
+        },
+        median(&mut total),
+        median(&mut overhead)
+    );
 }
