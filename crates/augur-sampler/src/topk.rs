@@ -22,20 +22,61 @@ pub fn ordered_bits(x: f32) -> u32 {
     }
 }
 
-/// Random tie-breaking key of prompt `id` for the select whose tie seed is `seed`.
+/// Random tie-breaking key of prompt `id` for the select whose tie seed is `seed`: element
+/// `id` of the SplitMix64 stream started at `seed` (one finaliser per candidate).
 pub fn tie_key(seed: u64, id: u32) -> u64 {
-    splitmix64(seed ^ splitmix64(id as u64 ^ 0x7E1E_B4EA_4D00_0000))
+    splitmix64(seed.wrapping_add((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
-fn pack(score: f32, tie: u64, pos: usize) -> u128 {
-    ((ordered_bits(score) as u128) << 96) | ((tie as u128) << 32) | pos as u128
+fn pack(score_bits: u32, tie: u64, pos: usize) -> u128 {
+    ((score_bits as u128) << 96) | ((tie as u128) << 32) | pos as u128
 }
 
-fn keep_smallest(keys: &mut Vec<u128>, b: usize) {
+fn keep_smallest<T: Ord>(keys: &mut Vec<T>, b: usize) {
     if keys.len() > b {
         keys.select_nth_unstable(b - 1);
         keys.truncate(b);
     }
+}
+
+/// The `b` best of positions `start..end` as full keys. Scores are ranked first with cheap
+/// (score, position) u64 keys; tie keys are hashed only for the candidates that beat the
+/// chunk's b-th score and for those tied with it, of which the b best by tie key are kept.
+fn chunk_best<F>(
+    candidates: &[u32],
+    (start, end): (usize, usize),
+    b: usize,
+    seed: u64,
+    score: &F,
+) -> Vec<u128>
+where
+    F: Fn(usize) -> f32,
+{
+    let full = |k: u64| {
+        let (bits, p) = ((k >> 32) as u32, start + (k & 0xFFFF_FFFF) as usize);
+        pack(bits, tie_key(seed, candidates[p]), p)
+    };
+    let mut keys: Vec<u64> = (start..end)
+        .map(|p| ((ordered_bits(score(p)) as u64) << 32) | (p - start) as u64)
+        .collect();
+    if keys.len() <= b {
+        return keys.into_iter().map(full).collect();
+    }
+    keys.select_nth_unstable(b - 1);
+    let boundary = keys[b - 1] >> 32;
+    let mut out: Vec<u128> = keys[..b]
+        .iter()
+        .filter(|&&k| k >> 32 < boundary)
+        .map(|&k| full(k))
+        .collect();
+    let mut tied: Vec<u128> = keys
+        .iter()
+        .filter(|&&k| k >> 32 == boundary)
+        .map(|&k| full(k))
+        .collect();
+    keep_smallest(&mut tied, b - out.len());
+    out.extend(tied);
+    out
 }
 
 /// Positions (into `candidates`) of the `b` smallest `score(pos)`, in ascending score order;
@@ -51,22 +92,15 @@ where
     if b == 0 {
         return Vec::new();
     }
-    let chunk_best = |start: usize| {
-        let end = (start + CHUNK).min(n);
-        let mut keys: Vec<u128> = (start..end)
-            .map(|p| pack(score(p), tie_key(tie_seed, candidates[p]), p))
-            .collect();
-        keep_smallest(&mut keys, b);
-        keys
+    let best = |start: usize| {
+        let range = (start, (start + CHUNK).min(n));
+        chunk_best(candidates, range, b, tie_seed, &score)
     };
     let mut keys: Vec<u128> = if n <= CHUNK {
-        chunk_best(0)
+        best(0)
     } else {
         let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
-        starts
-            .par_iter()
-            .flat_map_iter(|&s| chunk_best(s))
-            .collect()
+        starts.par_iter().flat_map_iter(|&s| best(s)).collect()
     };
     keep_smallest(&mut keys, b);
     keys.sort_unstable();

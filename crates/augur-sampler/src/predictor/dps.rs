@@ -12,7 +12,8 @@
 //! - never-observed prompts stay at the prior (for them the update is the identity).
 //!
 //! Selection uses π[partial]. The unobserved update touches every seen prompt each step, so
-//! observe is O(seen prompts); it runs in parallel over 128-byte cells.
+//! observe is O(seen prompts); it runs in parallel over 120-byte cells, skipping unseen
+//! prompts by a separate 4-byte `last_obs` array so their cells are never read.
 //!
 //! State is f64: in f32 the decay merges distinct predictions (most prompts of a long run
 //! land on exactly the same π), which made selection depend on tie-breaking and starved
@@ -65,9 +66,8 @@ impl DpsConfig {
     }
 }
 
-/// One prompt's HMM state, 128 bytes so a parallel sweep streams whole cache lines.
+/// One prompt's HMM state (120 bytes, streamed by the per-step sweep).
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C, align(64))]
 pub struct DpsCell {
     /// Dirichlet counts, row-major `[next][prev]`.
     pub alpha: [f64; 9],
@@ -75,8 +75,6 @@ pub struct DpsCell {
     pub pi: [f64; 3],
     /// Filtered state distribution after the last update.
     pub pi_before: [f64; 3],
-    /// Step (1-based) of the last observation; 0 = never observed.
-    pub last_obs: u32,
 }
 
 /// The DPS predictor: one [`DpsCell`] per prompt id.
@@ -85,8 +83,10 @@ pub struct DpsPredictor {
     cfg: DpsConfig,
     step: u32,
     cells: Vec<DpsCell>,
+    /// Step (1-based) of each prompt's last observation; 0 = never observed.
+    last_obs: Vec<u32>,
     /// π[partial] per prompt, a flat copy of `cells[i].pi[1]` so whole-pool selection streams
-    /// 4 bytes per prompt instead of a 64-byte cell.
+    /// 4 bytes per prompt instead of a 120-byte cell.
     partial: Vec<f32>,
 }
 
@@ -105,7 +105,8 @@ struct DpsState {
 fn normalize3(v: [f64; 3]) -> [f64; 3] {
     let s = v[0] + v[1] + v[2];
     if s > 0.0 {
-        [v[0] / s, v[1] / s, v[2] / s]
+        let r = 1.0 / s;
+        [v[0] * r, v[1] * r, v[2] * r]
     } else {
         [1.0 / 3.0; 3]
     }
@@ -115,9 +116,9 @@ fn normalize3(v: [f64; 3]) -> [f64; 3] {
 fn transition(alpha: &[f64; 9]) -> [f64; 9] {
     let mut p = [0.0; 9];
     for prev in 0..3 {
-        let col = alpha[prev] + alpha[3 + prev] + alpha[6 + prev];
+        let r = 1.0 / (alpha[prev] + alpha[3 + prev] + alpha[6 + prev]);
         for next in 0..3 {
-            p[next * 3 + prev] = alpha[next * 3 + prev] / col;
+            p[next * 3 + prev] = alpha[next * 3 + prev] * r;
         }
     }
     p
@@ -140,6 +141,7 @@ impl DpsPredictor {
             cfg,
             step: 0,
             cells: Vec::new(),
+            last_obs: Vec::new(),
             partial: Vec::new(),
         })
     }
@@ -149,8 +151,12 @@ impl DpsPredictor {
             alpha: [self.cfg.alpha0; 9],
             pi: self.cfg.prior_pi,
             pi_before: self.cfg.prior_pi,
-            last_obs: 0,
         }
+    }
+
+    /// Step (1-based) of the last observation of `id`; 0 if never observed.
+    pub fn last_observed(&self, id: u32) -> u32 {
+        self.last_obs.get(id as usize).copied().unwrap_or(0)
     }
 
     /// Current state of one prompt (the prior cell if never seen).
@@ -253,18 +259,20 @@ impl Predictor for DpsPredictor {
         let prior = self.prior_cell();
         for o in outcomes {
             ensure_len(&mut self.cells, o.id, prior)?;
+            ensure_len(&mut self.last_obs, o.id, 0)?;
             ensure_len(&mut self.partial, o.id, prior.pi[1] as f32)?;
             let c = &mut self.cells[o.id as usize];
             Self::observed_update(c, o.state() as usize, lambda, a0);
-            c.last_obs = step;
+            self.last_obs[o.id as usize] = step;
             self.partial[o.id as usize] = c.pi[1] as f32;
         }
         self.cells
             .par_chunks_mut(CHUNK)
             .zip(self.partial.par_chunks_mut(CHUNK))
-            .for_each(|(cells, partial)| {
-                for (c, p) in cells.iter_mut().zip(partial) {
-                    if c.last_obs != 0 && c.last_obs != step {
+            .zip(self.last_obs.par_chunks(CHUNK))
+            .for_each(|((cells, partial), last)| {
+                for ((c, p), &l) in cells.iter_mut().zip(partial).zip(last) {
+                    if l != 0 && l != step {
                         Self::unobserved_update(c, lambda, a0);
                         *p = c.pi[1] as f32;
                     }
@@ -280,7 +288,7 @@ impl Predictor for DpsPredictor {
             alpha: self.cells.iter().flat_map(|c| c.alpha).collect(),
             pi: self.cells.iter().flat_map(|c| c.pi).collect(),
             pi_before: self.cells.iter().flat_map(|c| c.pi_before).collect(),
-            last_obs: self.cells.iter().map(|c| c.last_obs).collect(),
+            last_obs: self.last_obs.clone(),
         };
         Ok(serde_json::to_value(st)?)
     }
@@ -303,7 +311,6 @@ impl Predictor for DpsPredictor {
                 alpha: st.alpha[9 * i..9 * i + 9].try_into().expect("9 floats"),
                 pi: st.pi[3 * i..3 * i + 3].try_into().expect("3 floats"),
                 pi_before: st.pi_before[3 * i..3 * i + 3].try_into().expect("3 floats"),
-                last_obs: st.last_obs[i],
             })
             .collect::<Vec<DpsCell>>();
         *self = DpsPredictor {
@@ -311,6 +318,7 @@ impl Predictor for DpsPredictor {
             step: st.step,
             partial: cells.iter().map(|c| c.pi[1] as f32).collect(),
             cells,
+            last_obs: st.last_obs,
         };
         Ok(())
     }
@@ -339,10 +347,10 @@ mod tests {
         close(&c.alpha, &[1.0, 1.0, 1.0, r, r, r, 1.0, 1.0, 1.0]);
         close(&c.pi, &[0.3, 0.4, 0.3]);
         close(&c.pi_before, &[0.0, 1.0, 0.0]);
-        assert_eq!(c.last_obs, 1);
+        assert_eq!(p.last_observed(4), 1);
         // Unseen prompts stay at the prior and are not touched by the sweep.
         close(&p.cell(0).pi, &[1.0 / 3.0; 3]);
-        assert_eq!(p.cell(0).last_obs, 0);
+        assert_eq!(p.last_observed(0), 0);
     }
 
     #[test]
@@ -397,6 +405,7 @@ mod tests {
         let mut q = DpsPredictor::new(DpsConfig::default()).unwrap();
         q.load(serde_json::from_str(&v).unwrap()).unwrap();
         assert_eq!(p.cells, q.cells);
+        assert_eq!(p.last_obs, q.last_obs);
         assert_eq!(p.step, q.step);
         assert!(q.load(serde_json::json!({"bad": 1})).is_err());
     }
