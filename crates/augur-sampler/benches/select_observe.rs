@@ -143,7 +143,6 @@ fn protocol_round_trip(method: Method, n: usize, b: usize, iters: usize, registe
         total.push(ms);
         overhead.push(ms - engine_ms);
     }
-    drop(call);
     drop(req_tx);
     server.join().expect("server thread");
     let median = |v: &mut Vec<f64>| {
