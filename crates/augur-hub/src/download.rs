@@ -263,7 +263,10 @@ impl Hub {
             return Err(damaged(format!("{got} bytes, the Hub lists {size}")));
         }
         if let Some(sha) = expected.sha256 {
-            let digest = sha256_file(&path)?;
+            let file_path = path.clone();
+            let digest = tokio::task::spawn_blocking(move || sha256_file(&file_path))
+                .await
+                .expect("hashing does not panic")?;
             if digest != sha {
                 return Err(damaged(format!("sha256 {digest}, the Hub lists {sha}")));
             }
@@ -327,11 +330,15 @@ impl Hub {
 
     /// `refs/<revision>` holds the commit a branch or tag pointed at when last resolved, so
     /// that offline use (here or in Python) finds the snapshot.
+    /// hf-hub also writes `refs/<commit>` when downloading by commit; Python never does, so
+    /// that file is removed.
     fn write_ref(&self, id: &HubId, commit: &str) -> Result<()> {
+        let refs = self.repo_dir(&id.repo).join("refs");
+        std::fs::remove_file(refs.join(commit)).ok();
         if id.revision == commit {
             return Ok(());
         }
-        let path = self.repo_dir(&id.repo).join("refs").join(&id.revision);
+        let path = refs.join(&id.revision);
         if std::fs::read_to_string(&path).is_ok_and(|c| c.trim() == commit) {
             return Ok(());
         }

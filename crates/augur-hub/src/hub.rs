@@ -120,10 +120,12 @@ impl Hub {
     }
 
     /// Runs `fut` on a private runtime: the crate's API is blocking so that callers (the CLI,
-    /// the trainer's push thread) need no async runtime of their own.
+    /// the trainer's push thread) need no async runtime of their own. One worker suffices for
+    /// network I/O and keeps hf-hub's chunks of a file in order (a cut transfer then keeps
+    /// every chunk before the cut); checksums run on the blocking pool.
     pub(crate) fn block_on<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(io(&self.cache_dir))?

@@ -10,6 +10,8 @@
 mod card;
 mod download;
 mod error;
+#[cfg(feature = "fake-hub")]
+pub mod fake;
 mod hub;
 mod id;
 mod push;
