@@ -174,6 +174,7 @@ impl Hub {
             revision: &id.revision,
             file: None,
             what: format!("revision {:?}", id.revision),
+            write: false,
         };
         let client = self.client()?;
         let r = self.send(&at, || client.get(&url)).await?;

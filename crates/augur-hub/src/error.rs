@@ -13,8 +13,12 @@ pub enum HubError {
         what: String,
         auth: &'static str,
     },
-    #[error("{repo}: the Hub refused the token for {what} (403 Forbidden): it needs write access to this repo")]
-    Forbidden { repo: String, what: String },
+    #[error("{repo}: the Hub refused {what} ({status}): the token is invalid or lacks write access to this repo")]
+    WriteRefused {
+        repo: String,
+        what: String,
+        status: u16,
+    },
     #[error("{repo}: no such repo on {endpoint} (404)")]
     RepoNotFound { repo: String, endpoint: String },
     #[error("{repo}: no revision {revision:?} (404: not a branch, tag or commit of this repo)")]

@@ -195,17 +195,20 @@ impl Hub {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         Err(match (status, code.as_deref(), at.file) {
-            (StatusCode::UNAUTHORIZED, ..) => HubError::Unauthorized {
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, ..) if at.write => {
+                HubError::WriteRefused {
+                    repo,
+                    what: at.what.clone(),
+                    status: status.as_u16(),
+                }
+            }
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, ..) => HubError::Unauthorized {
                 repo,
                 what: at.what.clone(),
                 auth: match self.token {
                     None => "no token was given (set HF_TOKEN or write $HF_HOME/token)",
                     Some(_) => "the token given does not grant access to it",
                 },
-            },
-            (StatusCode::FORBIDDEN, ..) => HubError::Forbidden {
-                repo,
-                what: at.what.clone(),
             },
             (StatusCode::NOT_FOUND, Some("RevisionNotFound"), _) => {
                 HubError::RevisionNotFound { repo, revision }
@@ -241,6 +244,8 @@ pub(crate) struct Target<'a> {
     /// The file, when the request is about one.
     pub file: Option<&'a str>,
     pub what: String,
+    /// A write (push): 401/403 then means the token, not a missing repo.
+    pub write: bool,
 }
 
 fn is_transient(s: StatusCode) -> bool {

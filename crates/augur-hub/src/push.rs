@@ -95,6 +95,7 @@ impl Hub {
             revision: rev,
             file: None,
             what: what.into(),
+            write: true,
         };
         let api = format!("{}/api/models/{repo}", self.endpoint);
 
@@ -182,6 +183,7 @@ impl Hub {
             revision: rev,
             file: None,
             what,
+            write: true,
         };
         let batch: LfsBatch = self
             .send(&at("LFS batch".into()), || {

@@ -276,3 +276,110 @@ fn a_short_body_is_caught_by_the_checksum_and_removed() {
     let dir = api.model_folder(&id("org/tiny")).unwrap();
     assert_eq!(read(&dir.join("model.safetensors")), weights);
 }
+
+/// A checkpoint folder as `augur grpo` writes it, with the run's metrics.jsonl beside it.
+fn checkpoint(run: &Path) -> PathBuf {
+    let ck = run.join("checkpoint-2");
+    std::fs::create_dir_all(&ck).unwrap();
+    let adapter = serde_json::json!({"r": 4, "lora_alpha": 8.0, "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": "org/tiny", "peft_type": "LORA", "task_type": "CAUSAL_LM"});
+    std::fs::write(ck.join("adapter_config.json"), adapter.to_string()).unwrap();
+    let weights: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(ck.join("adapter_model.safetensors"), &weights).unwrap();
+    std::fs::write(ck.join("optimizer.safetensors"), &weights[..1000]).unwrap();
+    std::fs::write(ck.join("trainer_state.json"), "{\"step\": 2, \"data_cursor\": 6}").unwrap();
+    std::fs::write(
+        ck.join("config.toml"),
+        "[model]\npath = \"/cache/x\"\nname = \"org/tiny\"\n[rollout]\ngroup_size = 8\n",
+    )
+    .unwrap();
+    std::fs::write(ck.join("config.toml.tmp"), "unfinished").unwrap();
+    std::fs::write(
+        run.join("metrics.jsonl"),
+        "{\"step\": 1, \"reward_mean\": 0.25}\n{\"step\": 2, \"reward_mean\": 0.5, \"loss\": -0.01}\n{\"step\": 3, \"reward_mean\": 0.75}\n",
+    )
+    .unwrap();
+    ck
+}
+
+fn push_options(revision: &str, path_in_repo: &str) -> PushOptions {
+    PushOptions {
+        private: true,
+        revision: revision.into(),
+        path_in_repo: path_in_repo.into(),
+        message: "augur checkpoint".into(),
+    }
+}
+
+#[test]
+fn push_creates_the_repo_uploads_through_lfs_and_round_trips() {
+    let hub = FakeHub::start();
+    hub.set_token("hf_write");
+    let run = tempfile::tempdir().unwrap();
+    let ck = checkpoint(run.path());
+    let cache = tempfile::tempdir().unwrap();
+    let api = client(&hub, cache.path())
+        .with_token(Some("hf_write".into()))
+        .with_retries(2, Duration::from_millis(10));
+
+    let summary = api.push_folder(&ck, "org/run", &push_options("main", "")).unwrap();
+    assert_eq!(hub.is_private("org/run"), Some(true));
+    assert_eq!((summary.files, summary.lfs_files), (6, 2), "{summary:?}");
+    for f in ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"] {
+        assert_eq!(hub.file("org/run", "main", f), Some(read(&ck.join(f))), "{f}");
+    }
+    assert_eq!(hub.file("org/run", "main", "config.toml.tmp"), None);
+    // The weights went through LFS (pre-signed PUT, no token), the rest inline.
+    let puts = hub.log().iter().filter(|l| l.starts_with("PUT /lfs/")).count();
+    assert_eq!(puts, 2);
+    let card = String::from_utf8(hub.file("org/run", "main", "README.md").unwrap()).unwrap();
+    for needle in [
+        "base_model: org/tiny",
+        "library_name: peft",
+        "GRPO",
+        "step 2",
+        "| reward_mean | 0.5 |",
+        "| loss | -0.01 |",
+        "rank 4, alpha 8.0",
+        "group_size = 8",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(card.contains(needle), "{needle:?} missing from\n{card}");
+    }
+    assert!(!card.contains("0.75"), "metrics of a later step leaked in:\n{card}");
+
+    // Again, on a new branch into a subfolder, through two 503s on the commit: the LFS
+    // objects are already stored, so nothing is uploaded again.
+    hub.fail_next("/commit/", 2);
+    let puts_before = puts;
+    api.push_folder(&ck, "org/run", &push_options("dev", "checkpoint-2")).unwrap();
+    let log = hub.log();
+    assert_eq!(log.iter().filter(|l| l.starts_with("PUT /lfs/")).count(), puts_before);
+    assert_eq!(log.iter().filter(|l| l.contains("/commit/dev")).count(), 3);
+    assert!(hub.file("org/run", "dev", "checkpoint-2/adapter_model.safetensors").is_some());
+
+    // Downloaded back as a checkpoint folder: the same bytes.
+    let dir = api.folder(&HubFolder::parse("org/run@dev/checkpoint-2").unwrap()).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"] {
+        assert_eq!(read(&dir.join(f)), read(&ck.join(f)), "{f}");
+    }
+
+    // Without a token, or with one the Hub refuses: a clear error naming the repo.
+    let msg = client(&hub, cache.path())
+        .push_folder(&ck, "org/run", &push_options("main", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("org/run") && msg.contains("HF_TOKEN"), "{msg}");
+    let err = client(&hub, cache.path())
+        .with_token(Some("hf_wrong".into()))
+        .push_folder(&ck, "org/other", &push_options("main", ""))
+        .unwrap_err();
+    assert!(matches!(err, HubError::WriteRefused { status: 401, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("org/other") && msg.contains("token"), "{msg}");
+    // A folder that is not a checkpoint is refused before anything is sent.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("notes.txt"), "x").unwrap();
+    let msg = api.push_folder(empty.path(), "org/run", &push_options("main", "")).unwrap_err().to_string();
+    assert!(msg.contains("not an augur checkpoint"), "{msg}");
+}
