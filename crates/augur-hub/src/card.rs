@@ -50,16 +50,27 @@ pub fn model_card(folder: &Path, repo: &str) -> Result<String> {
     if let Some(id) = base.as_deref().and_then(|b| HubId::parse(b).ok()) {
         writeln!(card, "base_model: {}", id.repo).ok();
     }
-    writeln!(card, "tags:\n- augur\n- lora\n- {}\n---\n", method.to_lowercase()).ok();
+    writeln!(
+        card,
+        "tags:\n- augur\n- lora\n- {}\n---\n",
+        method.to_lowercase()
+    )
+    .ok();
     writeln!(card, "# {}\n", repo.rsplit('/').next().unwrap_or(repo)).ok();
     writeln!(
         card,
         "LoRA adapter trained with {method} by [augur](https://github.com/augur-rl/augur) {}{}.\n",
         env!("CARGO_PKG_VERSION"),
-        step.map(|s| format!(", checkpoint at step {s}")).unwrap_or_default()
+        step.map(|s| format!(", checkpoint at step {s}"))
+            .unwrap_or_default()
     )
     .ok();
-    writeln!(card, "- base model: `{}`", base.as_deref().unwrap_or("unknown")).ok();
+    writeln!(
+        card,
+        "- base model: `{}`",
+        base.as_deref().unwrap_or("unknown")
+    )
+    .ok();
     writeln!(card, "- method: {method}").ok();
     if let Some(a) = &adapter {
         writeln!(
@@ -70,7 +81,12 @@ pub fn model_card(folder: &Path, repo: &str) -> Result<String> {
         .ok();
     }
     if let Some(line) = metrics_at(folder, step)? {
-        writeln!(card, "\n## Metrics{}\n\n| metric | value |\n|---|---|", step.map(|s| format!(" at step {s}")).unwrap_or_default()).ok();
+        writeln!(
+            card,
+            "\n## Metrics{}\n\n| metric | value |\n|---|---|",
+            step.map(|s| format!(" at step {s}")).unwrap_or_default()
+        )
+        .ok();
         if let Value::Object(m) = line {
             for (k, v) in m.iter().filter(|(_, v)| v.is_number()) {
                 writeln!(card, "| {k} | {v} |").ok();
@@ -78,7 +94,11 @@ pub fn model_card(folder: &Path, repo: &str) -> Result<String> {
         }
     }
     writeln!(card, "\n## Use\n\n```sh\naugur grpo --resume hub:{repo} --set algorithm.steps=N   # continue training\n```\n").ok();
-    writeln!(card, "With Python `peft`: `PeftModel.from_pretrained(base_model, \"{repo}\")`.").ok();
+    writeln!(
+        card,
+        "With Python `peft`: `PeftModel.from_pretrained(base_model, \"{repo}\")`."
+    )
+    .ok();
     if let Some(text) = &config {
         writeln!(card, "\n## Config\n\n```toml\n{}\n```", text.trim_end()).ok();
     }
@@ -87,10 +107,12 @@ pub fn model_card(folder: &Path, repo: &str) -> Result<String> {
 
 fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| HubError::Repo {
-            repo: path.display().to_string(),
-            why: format!("not JSON: {e}"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| HubError::Repo {
+                repo: path.display().to_string(),
+                why: format!("not JSON: {e}"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }

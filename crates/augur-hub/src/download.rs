@@ -90,14 +90,21 @@ impl Hub {
                 "has no config.json at this revision: not a transformers model repo".into(),
             ));
         }
-        let mut wanted: Vec<&Sibling> = MODEL_FILES.iter().filter_map(|f| files.get(f).copied()).collect();
+        let mut wanted: Vec<&Sibling> = MODEL_FILES
+            .iter()
+            .filter_map(|f| files.get(f).copied())
+            .collect();
         let snapshot = self.snapshot_dir(&id.repo, &info.sha);
         if let Some(index) = files.get(INDEX) {
             self.fetch(id, &info.sha, &[index]).await?;
             for shard in shards(&snapshot.join(INDEX))? {
                 match files.get(shard.as_str()) {
                     Some(s) => wanted.push(s),
-                    None => return Err(bad(format!("{INDEX} names shard {shard}, which the repo does not have"))),
+                    None => {
+                        return Err(bad(format!(
+                            "{INDEX} names shard {shard}, which the repo does not have"
+                        )))
+                    }
                 }
             }
         } else if let Some(single) = files.get(SINGLE) {
@@ -118,7 +125,9 @@ impl Hub {
         let info = match self.online_info(id).await? {
             Some(info) => info,
             None => {
-                let dir = self.snapshot_dir(&id.repo, &self.cached_commit(id)?).join(&folder.subdir);
+                let dir = self
+                    .snapshot_dir(&id.repo, &self.cached_commit(id)?)
+                    .join(&folder.subdir);
                 return match dir.is_dir() {
                     true => Ok(dir),
                     false => Err(self.offline_miss(id, &folder.subdir)),
@@ -403,7 +412,10 @@ fn shards(index: &Path) -> Result<BTreeSet<String>> {
         why: format!("not a safetensors index: {e}"),
     })?;
     let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    if let Some(bad) = shards.iter().find(|s| s.contains("..") || s.starts_with('/')) {
+    if let Some(bad) = shards
+        .iter()
+        .find(|s| s.contains("..") || s.starts_with('/'))
+    {
         return Err(HubError::Repo {
             repo: index.display().to_string(),
             why: format!("shard name {bad:?} leaves the model folder"),

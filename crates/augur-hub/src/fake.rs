@@ -95,7 +95,9 @@ impl FakeHub {
                 .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
                 .expect("bind 127.0.0.1");
             self.ports[i] = listener.local_addr().expect("bound").port();
-            let app = Router::new().fallback(handle).with_state(self.state.clone());
+            let app = Router::new()
+                .fallback(handle)
+                .with_state(self.state.clone());
             self.tasks.push(self.runtime.spawn(async move {
                 axum::serve(listener, app).await.ok();
             }));
@@ -254,7 +256,10 @@ fn reply(status: StatusCode, headers: &[(&str, String)], body: impl Into<Body>) 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     reply(
         status,
-        &[("x-error-code", code.into()), ("content-type", "application/json".into())],
+        &[
+            ("x-error-code", code.into()),
+            ("content-type", "application/json".into()),
+        ],
         json!({ "error": message }).to_string(),
     )
 }
@@ -266,8 +271,16 @@ fn readable<'a>(s: &'a Inner, repo: &str, headers: &HeaderMap) -> Result<&'a Rep
     match (s.repos.get(repo), a) {
         (Some(r), _) if !r.private => Ok(r),
         (Some(r), Auth::Valid) => Ok(r),
-        (None, Auth::Valid) => Err(error(StatusCode::NOT_FOUND, "RepoNotFound", "Repository not found")),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "RepoNotFound", "Invalid username or password.")),
+        (None, Auth::Valid) => Err(error(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            "Repository not found",
+        )),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "RepoNotFound",
+            "Invalid username or password.",
+        )),
     }
 }
 
@@ -280,7 +293,9 @@ fn commit_of(r: &Repo, rev: &str) -> Option<String> {
 
 async fn handle(State(state): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 30).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 1 << 30)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let range = parts
         .headers
@@ -292,13 +307,27 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         "{} {}{}",
         parts.method,
         path,
-        range.as_deref().map(|r| format!(" {r}")).unwrap_or_default()
+        range
+            .as_deref()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default()
     ));
-    if let Some(f) = s.fail.iter_mut().find(|(p, n)| *n > 0 && path.contains(p.as_str())) {
+    if let Some(f) = s
+        .fail
+        .iter_mut()
+        .find(|(p, n)| *n > 0 && path.contains(p.as_str()))
+    {
         f.1 -= 1;
         return error(StatusCode::SERVICE_UNAVAILABLE, "", "try again");
     }
-    route(&mut s, &parts.method, &path, &parts.headers, range.as_deref(), body)
+    route(
+        &mut s,
+        &parts.method,
+        &path,
+        &parts.headers,
+        range.as_deref(),
+        body,
+    )
 }
 
 fn route(
@@ -312,20 +341,31 @@ fn route(
     let decoded = path.replace("%2F", "/");
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), seg.as_slice()) {
-        ("GET", ["api", "models", org, name, "revision", rev]) => {
-            revision_info(s, &format!("{org}/{name}"), &rev.replace("%2F", "/"), headers)
-        }
-        ("GET" | "HEAD", [org, name, "resolve", rev, file @ ..]) => {
-            resolve(s, &format!("{org}/{name}"), &rev.replace("%2F", "/"), &file.join("/"), headers, range)
-        }
+        ("GET", ["api", "models", org, name, "revision", rev]) => revision_info(
+            s,
+            &format!("{org}/{name}"),
+            &rev.replace("%2F", "/"),
+            headers,
+        ),
+        ("GET" | "HEAD", [org, name, "resolve", rev, file @ ..]) => resolve(
+            s,
+            &format!("{org}/{name}"),
+            &rev.replace("%2F", "/"),
+            &file.join("/"),
+            headers,
+            range,
+        ),
         ("GET", ["cdn", oid]) => match s.lfs.get(*oid).cloned() {
             Some(bytes) => serve_bytes(s, bytes, range, &[], true),
             None => error(StatusCode::NOT_FOUND, "", "no such object"),
         },
         ("POST", ["api", "repos", "create"]) => create_repo(s, headers, &body),
-        ("POST", ["api", "models", org, name, "branch", branch]) => {
-            create_branch(s, &format!("{org}/{name}"), &branch.replace("%2F", "/"), headers)
-        }
+        ("POST", ["api", "models", org, name, "branch", branch]) => create_branch(
+            s,
+            &format!("{org}/{name}"),
+            &branch.replace("%2F", "/"),
+            headers,
+        ),
         ("POST", ["api", "models", _, _, "preupload", _]) => preupload(&body),
         ("POST", [org, name, "info", "lfs", "objects", "batch"]) => {
             let repo = format!("{org}/{}", name.trim_end_matches(".git"));
@@ -339,10 +379,18 @@ fn route(
                 false => error(StatusCode::NOT_FOUND, "", "object not uploaded"),
             }
         }
-        ("POST", ["api", "models", org, name, "commit", rev]) => {
-            commit(s, &format!("{org}/{name}"), &rev.replace("%2F", "/"), headers, &body)
-        }
-        _ => error(StatusCode::NOT_FOUND, "", &format!("no route for {method} {decoded}")),
+        ("POST", ["api", "models", org, name, "commit", rev]) => commit(
+            s,
+            &format!("{org}/{name}"),
+            &rev.replace("%2F", "/"),
+            headers,
+            &body,
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "",
+            &format!("no route for {method} {decoded}"),
+        ),
     }
 }
 
@@ -357,15 +405,21 @@ fn revision_info(s: &Inner, repo: &str, rev: &str, headers: &HeaderMap) -> Respo
     let siblings: Vec<Value> = r.commits[&commit]
         .iter()
         .map(|(path, bytes)| {
-            let mut v = json!({"rfilename": path, "size": bytes.len(), "blobId": &sha256(bytes)[..40]});
+            let mut v =
+                json!({"rfilename": path, "size": bytes.len(), "blobId": &sha256(bytes)[..40]});
             if is_lfs(path, bytes.len()) {
-                v["lfs"] = json!({"sha256": sha256(bytes), "size": bytes.len(), "pointerSize": 134});
+                v["lfs"] =
+                    json!({"sha256": sha256(bytes), "size": bytes.len(), "pointerSize": 134});
             }
             v
         })
         .collect();
     let info = json!({"id": repo, "sha": commit, "private": r.private, "siblings": siblings});
-    reply(StatusCode::OK, &[("content-type", "application/json".into())], info.to_string())
+    reply(
+        StatusCode::OK,
+        &[("content-type", "application/json".into())],
+        info.to_string(),
+    )
 }
 
 fn resolve(
@@ -401,7 +455,10 @@ fn resolve(
             "",
         );
     }
-    let meta = [("x-repo-commit", commit), ("etag", format!("\"{}\"", &oid[..40]))];
+    let meta = [
+        ("x-repo-commit", commit),
+        ("etag", format!("\"{}\"", &oid[..40])),
+    ];
     serve_bytes(s, bytes, range, &meta, false)
 }
 
@@ -417,7 +474,10 @@ fn serve_bytes(
     let bounds = range.and_then(|r| {
         let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
         let a: usize = a.parse().ok()?;
-        let b: usize = b.parse().unwrap_or(len.saturating_sub(1)).min(len.saturating_sub(1));
+        let b: usize = b
+            .parse()
+            .unwrap_or(len.saturating_sub(1))
+            .min(len.saturating_sub(1));
         Some((a, b))
     });
     let (status, body, mut headers) = match bounds {
@@ -426,7 +486,13 @@ fn serve_bytes(
             bytes[a..=b].to_vec(),
             vec![("content-range", format!("bytes {a}-{b}/{len}"))],
         ),
-        Some(_) => return reply(StatusCode::RANGE_NOT_SATISFIABLE, &[("content-range", format!("bytes */{len}"))], ""),
+        Some(_) => {
+            return reply(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &[("content-range", format!("bytes */{len}"))],
+                "",
+            )
+        }
         None => (StatusCode::OK, bytes, vec![]),
     };
     headers.extend(meta.iter().cloned());
@@ -447,7 +513,10 @@ fn serve_bytes(
             let head = Bytes::from(body[..keep].to_vec());
             let stream = futures::stream::iter(vec![
                 Ok(head),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "cut",
+                )),
             ]);
             reply(status, &headers, Body::from_stream(stream))
         }
@@ -458,29 +527,63 @@ fn serve_bytes(
 
 fn create_repo(s: &mut Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     if !matches!(auth(s, headers), Auth::Valid) {
-        return error(StatusCode::UNAUTHORIZED, "", "Invalid username or password.");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "Invalid username or password.",
+        );
     }
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
     let (Some(org), Some(name)) = (v["organization"].as_str(), v["name"].as_str()) else {
-        return error(StatusCode::BAD_REQUEST, "", "name and organization are required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "",
+            "name and organization are required",
+        );
     };
     let repo = format!("{org}/{name}");
     if s.repos.contains_key(&repo) {
-        return error(StatusCode::CONFLICT, "", "You already created this model repo");
+        return error(
+            StatusCode::CONFLICT,
+            "",
+            "You already created this model repo",
+        );
     }
     let private = v["private"].as_bool().unwrap_or(false);
-    s.repos.insert(repo.clone(), Repo { private, ..Repo::default() });
-    commit_files(s, &repo, "main", &[(".gitattributes", b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n".to_vec())]);
+    s.repos.insert(
+        repo.clone(),
+        Repo {
+            private,
+            ..Repo::default()
+        },
+    );
+    commit_files(
+        s,
+        &repo,
+        "main",
+        &[(
+            ".gitattributes",
+            b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n".to_vec(),
+        )],
+    );
     let url = format!("{}/{repo}", s.url);
     reply(StatusCode::OK, &[], json!({ "url": url }).to_string())
 }
 
 fn create_branch(s: &mut Inner, repo: &str, branch: &str, headers: &HeaderMap) -> Response {
     if !matches!(auth(s, headers), Auth::Valid) {
-        return error(StatusCode::UNAUTHORIZED, "", "Invalid username or password.");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "Invalid username or password.",
+        );
     }
     let Some(r) = s.repos.get_mut(repo) else {
-        return error(StatusCode::NOT_FOUND, "RepoNotFound", "Repository not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            "Repository not found",
+        );
     };
     if r.refs.contains_key(branch) {
         return error(StatusCode::CONFLICT, "", "Reference already exists");
@@ -509,7 +612,11 @@ fn preupload(body: &[u8]) -> Response {
 
 fn lfs_batch(s: &Inner, repo: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     if !matches!(auth(s, headers), Auth::Valid) || !s.repos.contains_key(repo) {
-        return error(StatusCode::UNAUTHORIZED, "", "Invalid username or password.");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "",
+            "Invalid username or password.",
+        );
     }
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
     let objects: Vec<Value> = v["objects"]
@@ -527,16 +634,28 @@ fn lfs_batch(s: &Inner, repo: &str, headers: &HeaderMap, body: &[u8]) -> Respons
             }
         })
         .collect();
-    reply(StatusCode::OK, &[], json!({"transfer": "basic", "objects": objects}).to_string())
+    reply(
+        StatusCode::OK,
+        &[],
+        json!({"transfer": "basic", "objects": objects}).to_string(),
+    )
 }
 
 /// A pre-signed upload URL: refuses a token (S3 would) and checks the content's sha256.
 fn lfs_put(s: &mut Inner, oid: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     if headers.contains_key("authorization") || !headers.contains_key("x-signature") {
-        return error(StatusCode::BAD_REQUEST, "", "pre-signed URL: send the signature header and no token");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "",
+            "pre-signed URL: send the signature header and no token",
+        );
     }
     if sha256(body) != oid {
-        return error(StatusCode::BAD_REQUEST, "", "content does not match the oid");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "",
+            "content does not match the oid",
+        );
     }
     s.lfs.insert(oid.into(), body.to_vec());
     reply(StatusCode::OK, &[], "")
@@ -545,10 +664,20 @@ fn lfs_put(s: &mut Inner, oid: &str, headers: &HeaderMap, body: &[u8]) -> Respon
 fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     match auth(s, headers) {
         Auth::Valid => {}
-        _ => return error(StatusCode::UNAUTHORIZED, "", "Invalid username or password."),
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "",
+                "Invalid username or password.",
+            )
+        }
     }
     let Some(r) = s.repos.get(repo) else {
-        return error(StatusCode::NOT_FOUND, "RepoNotFound", "Repository not found");
+        return error(
+            StatusCode::NOT_FOUND,
+            "RepoNotFound",
+            "Repository not found",
+        );
     };
     if !r.refs.contains_key(rev) {
         return error(StatusCode::NOT_FOUND, "RevisionNotFound", "Invalid rev id");
@@ -568,7 +697,13 @@ fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]
             },
             Some("lfsFile") => match s.lfs.get(value["oid"].as_str().unwrap_or_default()) {
                 Some(bytes) => files.push((path, bytes.clone())),
-                None => return error(StatusCode::BAD_REQUEST, "", &format!("LFS object of {path} not uploaded")),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "",
+                        &format!("LFS object of {path} not uploaded"),
+                    )
+                }
             },
             _ => return error(StatusCode::BAD_REQUEST, "", "unknown NDJSON key"),
         }
@@ -576,5 +711,9 @@ fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]
     let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
     let oid = commit_files(s, repo, rev, &files);
     let url = format!("{}/{repo}/commit/{oid}", s.url);
-    reply(StatusCode::OK, &[], json!({"commitOid": oid, "commitUrl": url}).to_string())
+    reply(
+        StatusCode::OK,
+        &[],
+        json!({"commitOid": oid, "commitUrl": url}).to_string(),
+    )
 }

@@ -149,7 +149,10 @@ mod tests {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         let p = format!("/home/u/.cache/huggingface/hub/models--my-org--m.x/snapshots/{sha}");
         let id = HubId::from_cache_path(Path::new(&p)).unwrap();
-        assert_eq!((id.repo.as_str(), id.revision.as_str()), ("my-org/m.x", sha));
+        assert_eq!(
+            (id.repo.as_str(), id.revision.as_str()),
+            ("my-org/m.x", sha)
+        );
         assert_eq!(HubId::from_cache_path(Path::new("/models/m")), None);
     }
 }

@@ -18,9 +18,9 @@ mod push;
 
 use std::path::{Path, PathBuf};
 
+pub use card::model_card;
 pub use error::{HubError, Result};
 pub use hub::Hub;
-pub use card::model_card;
 pub use id::{HubFolder, HubId, HUB_PREFIX};
 pub use push::{PushOptions, PushSummary};
 
@@ -32,7 +32,10 @@ pub fn model_path(spec: &Path) -> Result<PathBuf> {
     if spec.exists() {
         return Ok(spec.to_path_buf());
     }
-    let id = match (spec.to_str().map(HubId::parse), HubId::from_cache_path(spec)) {
+    let id = match (
+        spec.to_str().map(HubId::parse),
+        HubId::from_cache_path(spec),
+    ) {
         (Some(Ok(id)), _) | (_, Some(id)) => id,
         _ => return Ok(spec.to_path_buf()),
     };

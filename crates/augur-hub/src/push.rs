@@ -53,7 +53,12 @@ const LFS_JSON: &str = "application/vnd.git-lfs+json";
 impl Hub {
     /// Pushes every file of `folder` (dotfiles and `*.tmp` left out) to `repo` in one commit,
     /// with a model card `README.md` written from the checkpoint unless the folder has one.
-    pub fn push_folder(&self, folder: &Path, repo: &str, opts: &PushOptions) -> Result<PushSummary> {
+    pub fn push_folder(
+        &self,
+        folder: &Path,
+        repo: &str,
+        opts: &PushOptions,
+    ) -> Result<PushSummary> {
         let id = HubId::parse(repo)?;
         if id.revision != "main" {
             return Err(HubError::BadId {
@@ -72,7 +77,10 @@ impl Hub {
         for path in files_in(folder)? {
             let rel = path.strip_prefix(folder).expect("listed under folder");
             let bytes = std::fs::read(&path).map_err(io(&path))?;
-            uploads.push(Upload::new(format!("{prefix}{}", rel.to_string_lossy()), bytes));
+            uploads.push(Upload::new(
+                format!("{prefix}{}", rel.to_string_lossy()),
+                bytes,
+            ));
         }
         if uploads.is_empty() {
             return Err(HubError::Io {
@@ -87,7 +95,12 @@ impl Hub {
         self.block_on(self.push_async(repo, opts, uploads))
     }
 
-    async fn push_async(&self, repo: &str, opts: &PushOptions, uploads: Vec<Upload>) -> Result<PushSummary> {
+    async fn push_async(
+        &self,
+        repo: &str,
+        opts: &PushOptions,
+        uploads: Vec<Upload>,
+    ) -> Result<PushSummary> {
         let client = self.client()?;
         let rev = opts.revision.as_str();
         let at = |what: &str| Target {
@@ -107,8 +120,10 @@ impl Hub {
             .await?;
         if rev != "main" {
             let url = format!("{api}/branch/{}", url_revision(rev));
-            self.send_allowing_conflict(&at("creating the branch"), || client.post(&url).json(&json!({})))
-                .await?;
+            self.send_allowing_conflict(&at("creating the branch"), || {
+                client.post(&url).json(&json!({}))
+            })
+            .await?;
         }
 
         // Which files the Hub wants in LFS.
@@ -139,7 +154,8 @@ impl Hub {
         }
 
         // One commit: small files inline (base64), LFS files by object id.
-        let mut lines = vec![json!({"key": "header", "value": {"summary": opts.message, "description": ""}})];
+        let mut lines =
+            vec![json!({"key": "header", "value": {"summary": opts.message, "description": ""}})];
         for u in &uploads {
             lines.push(match is_lfs(u) {
                 true => json!({"key": "lfsFile", "value": {"path": u.path_in_repo, "algo": "sha256", "oid": u.sha256}}),
@@ -170,7 +186,13 @@ impl Hub {
 
     /// git-LFS batch API, "basic" transfer: the Hub answers with an upload URL for each object
     /// it lacks (and a verify URL), nothing for objects it already has.
-    async fn upload_lfs(&self, client: &reqwest::Client, repo: &str, rev: &str, lfs: &[&Upload]) -> Result<()> {
+    async fn upload_lfs(
+        &self,
+        client: &reqwest::Client,
+        repo: &str,
+        rev: &str,
+        lfs: &[&Upload],
+    ) -> Result<()> {
         let objects: Vec<Value> = lfs
             .iter()
             .map(|u| json!({"oid": u.sha256, "size": u.bytes.len()}))
@@ -200,13 +222,13 @@ impl Hub {
         // Upload URLs are pre-signed: the token must not travel with them.
         let anonymous = self.clone().with_token(None).client()?;
         for object in batch.objects {
-            let upload = lfs
-                .iter()
-                .find(|u| u.sha256 == object.oid)
-                .ok_or_else(|| HubError::Repo {
-                    repo: repo.into(),
-                    why: format!("the LFS batch answered for unknown object {}", object.oid),
-                })?;
+            let upload =
+                lfs.iter()
+                    .find(|u| u.sha256 == object.oid)
+                    .ok_or_else(|| HubError::Repo {
+                        repo: repo.into(),
+                        why: format!("the LFS batch answered for unknown object {}", object.oid),
+                    })?;
             let file = upload.path_in_repo.as_str();
             if let Some(e) = object.error {
                 return Err(HubError::Repo {

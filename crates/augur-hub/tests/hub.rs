@@ -22,10 +22,19 @@ fn tiny_model() -> Vec<(&'static str, Vec<u8>)> {
     let llama = fixtures().join("parity/llama");
     vec![
         ("config.json", read(&llama.join("config.json"))),
-        ("generation_config.json", read(&llama.join("generation_config.json"))),
-        ("tokenizer.json", read(&fixtures().join("char-tokenizer/tokenizer.json"))),
+        (
+            "generation_config.json",
+            read(&llama.join("generation_config.json")),
+        ),
+        (
+            "tokenizer.json",
+            read(&fixtures().join("char-tokenizer/tokenizer.json")),
+        ),
         ("model.safetensors", read(&llama.join("model.safetensors"))),
-        ("expected.safetensors", read(&llama.join("expected.safetensors"))),
+        (
+            "expected.safetensors",
+            read(&llama.join("expected.safetensors")),
+        ),
         ("README.md", b"# tiny\n".to_vec()),
     ]
 }
@@ -53,13 +62,17 @@ fn sharded_model() -> Vec<(&'static str, Vec<u8>)> {
         shard("model-00001-of-00002.safetensors", first),
         shard("model-00002-of-00002.safetensors", second),
     ];
-    let index = serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": weight_map});
+    let index =
+        serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": weight_map});
     let mut files: Vec<(&str, Vec<u8>)> = tiny_model()
         .into_iter()
         .filter(|(f, _)| *f != "model.safetensors")
         .collect();
     files.extend(shards);
-    files.push(("model.safetensors.index.json", index.to_string().into_bytes()));
+    files.push((
+        "model.safetensors.index.json",
+        index.to_string().into_bytes(),
+    ));
     files.push(("model-old.safetensors", vec![7; 1000]));
     files
 }
@@ -92,10 +105,18 @@ fn downloads_the_needed_files_then_reuses_the_cache_offline() {
     // The Python cache layout: snapshots/<commit>/<file> → ../../blobs/<etag>, refs/main.
     let repo_dir = cache.path().join("models--org--tiny");
     assert_eq!(dir, repo_dir.join("snapshots").join(&commit));
-    assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(), commit);
+    assert_eq!(
+        std::fs::read_to_string(repo_dir.join("refs/main")).unwrap(),
+        commit
+    );
     assert_eq!(
         listing(&dir),
-        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]
+        [
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json"
+        ]
     );
     for (name, bytes) in tiny_model().iter().filter(|(n, _)| dir.join(n).exists()) {
         assert_eq!(&read(&dir.join(name)), bytes, "{name}");
@@ -115,7 +136,9 @@ fn downloads_the_needed_files_then_reuses_the_cache_offline() {
     let offline = client(&hub, cache.path()).with_offline(true);
     assert_eq!(offline.model_folder(&id("org/tiny")).unwrap(), dir);
     assert_eq!(
-        offline.model_folder(&id(&format!("org/tiny@{commit}"))).unwrap(),
+        offline
+            .model_folder(&id(&format!("org/tiny@{commit}")))
+            .unwrap(),
         dir
     );
     // Online but unreachable: falls back to the cache like huggingface_hub does.
@@ -124,10 +147,18 @@ fn downloads_the_needed_files_then_reuses_the_cache_offline() {
     let err = offline.model_folder(&id("org/tiny@v2")).unwrap_err();
     assert!(matches!(err, HubError::OfflineMiss { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("org/tiny@v2") && msg.contains("config.json") && msg.contains("HF_HUB_OFFLINE"), "{msg}");
+    assert!(
+        msg.contains("org/tiny@v2")
+            && msg.contains("config.json")
+            && msg.contains("HF_HUB_OFFLINE"),
+        "{msg}"
+    );
     // A cached snapshot missing its weights is a miss naming the weights file.
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
-    let msg = offline.model_folder(&id("org/tiny")).unwrap_err().to_string();
+    let msg = offline
+        .model_folder(&id("org/tiny"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("model.safetensors"), "{msg}");
 }
 
@@ -136,13 +167,24 @@ fn revisions_resolve_by_branch_tag_and_commit() {
     let hub = FakeHub::start();
     let v1 = hub.add_repo("org/tiny", false, &tiny_model());
     hub.tag("org/tiny", "v1.0", &v1);
-    let v2 = hub.commit("org/tiny", "main", &[("generation_config.json", b"{\"v\": 2}".to_vec())]);
-    let dev = hub.commit("org/tiny", "dev", &[("generation_config.json", b"{\"v\": 3}".to_vec())]);
+    let v2 = hub.commit(
+        "org/tiny",
+        "main",
+        &[("generation_config.json", b"{\"v\": 2}".to_vec())],
+    );
+    let dev = hub.commit(
+        "org/tiny",
+        "dev",
+        &[("generation_config.json", b"{\"v\": 3}".to_vec())],
+    );
     let cache = tempfile::tempdir().unwrap();
     let api = client(&hub, cache.path());
     let gen = |spec: &str| {
         let dir = api.model_folder(&id(spec)).unwrap();
-        (dir.file_name().unwrap().to_string_lossy().into_owned(), read(&dir.join("generation_config.json")))
+        (
+            dir.file_name().unwrap().to_string_lossy().into_owned(),
+            read(&dir.join("generation_config.json")),
+        )
     };
     let original = read(&fixtures().join("parity/llama/generation_config.json"));
     assert_eq!(gen("org/tiny@v1.0"), (v1.clone(), original.clone()));
@@ -163,7 +205,9 @@ fn sharded_weights_follow_the_index() {
     let hub = FakeHub::start();
     hub.add_repo("org/sharded", false, &sharded_model());
     let cache = tempfile::tempdir().unwrap();
-    let dir = client(&hub, cache.path()).model_folder(&id("org/sharded")).unwrap();
+    let dir = client(&hub, cache.path())
+        .model_folder(&id("org/sharded"))
+        .unwrap();
     assert_eq!(
         listing(&dir),
         [
@@ -182,14 +226,23 @@ fn sharded_weights_follow_the_index() {
     let offline = client(&hub, cache.path()).with_offline(true);
     assert_eq!(offline.model_folder(&id("org/sharded")).unwrap(), dir);
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
-    let msg = offline.model_folder(&id("org/sharded")).unwrap_err().to_string();
+    let msg = offline
+        .model_folder(&id("org/sharded"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("model-00002-of-00002.safetensors"), "{msg}");
     // An index that names a shard the repo lacks is an error naming both.
     let mut broken = sharded_model();
     broken.retain(|(n, _)| *n != "model-00001-of-00002.safetensors");
     hub.add_repo("org/broken", false, &broken);
-    let msg = client(&hub, cache.path()).model_folder(&id("org/broken")).unwrap_err().to_string();
-    assert!(msg.contains("org/broken") && msg.contains("model-00001-of-00002.safetensors"), "{msg}");
+    let msg = client(&hub, cache.path())
+        .model_folder(&id("org/broken"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("org/broken") && msg.contains("model-00001-of-00002.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -205,25 +258,41 @@ fn missing_private_and_unauthorized_repos_name_the_repo() {
         let err = anonymous.model_folder(&id(repo)).unwrap_err();
         assert!(matches!(err, HubError::Unauthorized { .. }), "{err}");
         let msg = err.to_string();
-        assert!(msg.contains(repo) && msg.contains("401") && msg.contains("HF_TOKEN"), "{msg}");
+        assert!(
+            msg.contains(repo) && msg.contains("401") && msg.contains("HF_TOKEN"),
+            "{msg}"
+        );
     }
     let bad = client(&hub, cache.path()).with_token(Some("hf_bad".into()));
     let msg = bad.model_folder(&id("org/secret")).unwrap_err().to_string();
     assert!(msg.contains("does not grant access"), "{msg}");
     // With the right token: the private repo downloads, a missing one is a 404.
     let good = client(&hub, cache.path()).with_token(Some("hf_good".into()));
-    assert!(good.model_folder(&id("org/secret")).unwrap().join("model.safetensors").exists());
+    assert!(good
+        .model_folder(&id("org/secret"))
+        .unwrap()
+        .join("model.safetensors")
+        .exists());
     let err = good.model_folder(&id("org/missing")).unwrap_err();
     assert!(matches!(err, HubError::RepoNotFound { .. }), "{err}");
     assert!(err.to_string().contains("org/missing"), "{err}");
-    let msg = good.model_folder(&id("org/nomodel")).unwrap_err().to_string();
-    assert!(msg.contains("org/nomodel") && msg.contains("config.json"), "{msg}");
+    let msg = good
+        .model_folder(&id("org/nomodel"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("org/nomodel") && msg.contains("config.json"),
+        "{msg}"
+    );
     // A checkpoint folder that does not exist names the folder.
     let msg = good
         .folder(&HubFolder::parse("org/secret/checkpoint-9").unwrap())
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("org/secret") && msg.contains("checkpoint-9/"), "{msg}");
+    assert!(
+        msg.contains("org/secret") && msg.contains("checkpoint-9/"),
+        "{msg}"
+    );
 }
 
 /// Bytes served for `needle`'s first Range request after log entry `from`.
@@ -246,17 +315,26 @@ fn a_transfer_cut_mid_file_resumes_from_the_finished_chunks() {
     let err = api.model_folder(&id("org/tiny")).unwrap_err();
     assert!(matches!(err, HubError::Transfer { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("org/tiny") && msg.contains("model.safetensors") && msg.contains("resumes"), "{msg}");
+    assert!(
+        msg.contains("org/tiny") && msg.contains("model.safetensors") && msg.contains("resumes"),
+        "{msg}"
+    );
     // The server is down now: the retry cannot start, and says why, naming the repo.
     hub.stop();
     let msg = api.model_folder(&id("org/tiny")).unwrap_err().to_string();
-    assert!(msg.contains("org/tiny") && msg.contains("cannot reach"), "{msg}");
+    assert!(
+        msg.contains("org/tiny") && msg.contains("cannot reach"),
+        "{msg}"
+    );
     // Back up: the retry asks only for the bytes after the two finished chunks.
     hub.restart();
     let before = hub.log().len();
     let dir = api.model_folder(&id("org/tiny")).unwrap();
     assert_eq!(read(&dir.join("model.safetensors")), weights);
-    assert_eq!(first_range_start(&hub.log()[before..], "/cdn/"), Some(2 * 64 * 1024));
+    assert_eq!(
+        first_range_start(&hub.log()[before..], "/cdn/"),
+        Some(2 * 64 * 1024)
+    );
 }
 
 #[test]
@@ -272,7 +350,10 @@ fn a_short_body_is_caught_by_the_checksum_and_removed() {
     let err = api.model_folder(&id("org/tiny")).unwrap_err();
     assert!(matches!(err, HubError::Damaged { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("org/tiny") && msg.contains("model.safetensors") && msg.contains("sha256"), "{msg}");
+    assert!(
+        msg.contains("org/tiny") && msg.contains("model.safetensors") && msg.contains("sha256"),
+        "{msg}"
+    );
     let dir = api.model_folder(&id("org/tiny")).unwrap();
     assert_eq!(read(&dir.join("model.safetensors")), weights);
 }
@@ -287,7 +368,11 @@ fn checkpoint(run: &Path) -> PathBuf {
     let weights: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(ck.join("adapter_model.safetensors"), &weights).unwrap();
     std::fs::write(ck.join("optimizer.safetensors"), &weights[..1000]).unwrap();
-    std::fs::write(ck.join("trainer_state.json"), "{\"step\": 2, \"data_cursor\": 6}").unwrap();
+    std::fs::write(
+        ck.join("trainer_state.json"),
+        "{\"step\": 2, \"data_cursor\": 6}",
+    )
+    .unwrap();
     std::fs::write(
         ck.join("config.toml"),
         "[model]\npath = \"/cache/x\"\nname = \"org/tiny\"\n[rollout]\ngroup_size = 8\n",
@@ -322,15 +407,31 @@ fn push_creates_the_repo_uploads_through_lfs_and_round_trips() {
         .with_token(Some("hf_write".into()))
         .with_retries(2, Duration::from_millis(10));
 
-    let summary = api.push_folder(&ck, "org/run", &push_options("main", "")).unwrap();
+    let summary = api
+        .push_folder(&ck, "org/run", &push_options("main", ""))
+        .unwrap();
     assert_eq!(hub.is_private("org/run"), Some(true));
     assert_eq!((summary.files, summary.lfs_files), (6, 2), "{summary:?}");
-    for f in ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"] {
-        assert_eq!(hub.file("org/run", "main", f), Some(read(&ck.join(f))), "{f}");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "config.toml",
+    ] {
+        assert_eq!(
+            hub.file("org/run", "main", f),
+            Some(read(&ck.join(f))),
+            "{f}"
+        );
     }
     assert_eq!(hub.file("org/run", "main", "config.toml.tmp"), None);
     // The weights went through LFS (pre-signed PUT, no token), the rest inline.
-    let puts = hub.log().iter().filter(|l| l.starts_with("PUT /lfs/")).count();
+    let puts = hub
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("PUT /lfs/"))
+        .count();
     assert_eq!(puts, 2);
     let card = String::from_utf8(hub.file("org/run", "main", "README.md").unwrap()).unwrap();
     for needle in [
@@ -346,21 +447,38 @@ fn push_creates_the_repo_uploads_through_lfs_and_round_trips() {
     ] {
         assert!(card.contains(needle), "{needle:?} missing from\n{card}");
     }
-    assert!(!card.contains("0.75"), "metrics of a later step leaked in:\n{card}");
+    assert!(
+        !card.contains("0.75"),
+        "metrics of a later step leaked in:\n{card}"
+    );
 
     // Again, on a new branch into a subfolder, through two 503s on the commit: the LFS
     // objects are already stored, so nothing is uploaded again.
     hub.fail_next("/commit/", 2);
     let puts_before = puts;
-    api.push_folder(&ck, "org/run", &push_options("dev", "checkpoint-2")).unwrap();
+    api.push_folder(&ck, "org/run", &push_options("dev", "checkpoint-2"))
+        .unwrap();
     let log = hub.log();
-    assert_eq!(log.iter().filter(|l| l.starts_with("PUT /lfs/")).count(), puts_before);
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("PUT /lfs/")).count(),
+        puts_before
+    );
     assert_eq!(log.iter().filter(|l| l.contains("/commit/dev")).count(), 3);
-    assert!(hub.file("org/run", "dev", "checkpoint-2/adapter_model.safetensors").is_some());
+    assert!(hub
+        .file("org/run", "dev", "checkpoint-2/adapter_model.safetensors")
+        .is_some());
 
     // Downloaded back as a checkpoint folder: the same bytes.
-    let dir = api.folder(&HubFolder::parse("org/run@dev/checkpoint-2").unwrap()).unwrap();
-    for f in ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.toml"] {
+    let dir = api
+        .folder(&HubFolder::parse("org/run@dev/checkpoint-2").unwrap())
+        .unwrap();
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "config.toml",
+    ] {
         assert_eq!(read(&dir.join(f)), read(&ck.join(f)), "{f}");
     }
 
@@ -374,12 +492,18 @@ fn push_creates_the_repo_uploads_through_lfs_and_round_trips() {
         .with_token(Some("hf_wrong".into()))
         .push_folder(&ck, "org/other", &push_options("main", ""))
         .unwrap_err();
-    assert!(matches!(err, HubError::WriteRefused { status: 401, .. }), "{err}");
+    assert!(
+        matches!(err, HubError::WriteRefused { status: 401, .. }),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("org/other") && msg.contains("token"), "{msg}");
     // A folder that is not a checkpoint is refused before anything is sent.
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("notes.txt"), "x").unwrap();
-    let msg = api.push_folder(empty.path(), "org/run", &push_options("main", "")).unwrap_err().to_string();
+    let msg = api
+        .push_folder(empty.path(), "org/run", &push_options("main", ""))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("not an augur checkpoint"), "{msg}");
 }
