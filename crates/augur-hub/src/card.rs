@@ -128,7 +128,7 @@ fn metrics_at(folder: &Path, step: Option<u64>) -> Result<Option<Value>> {
     };
     Ok(text
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| step.is_none() || v["step"].as_u64() == step)
-        .last())
+        .find(|v| step.is_none() || v["step"].as_u64() == step))
 }
