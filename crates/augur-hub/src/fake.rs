@@ -29,13 +29,28 @@ pub enum Cut {
     Short(usize),
 }
 
+/// A file's content and its sha256, hashed once when committed.
+#[derive(Clone)]
+struct Blob {
+    bytes: Bytes,
+    sha256: String,
+}
+
+impl Blob {
+    fn new(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        let sha256 = sha256(&bytes);
+        Self { bytes, sha256 }
+    }
+}
+
 #[derive(Default)]
 struct Repo {
     private: bool,
     /// Branch or tag → commit.
     refs: BTreeMap<String, String>,
     /// Commit → files.
-    commits: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    commits: HashMap<String, BTreeMap<String, Blob>>,
 }
 
 #[derive(Default)]
@@ -43,7 +58,7 @@ struct Inner {
     token: Option<String>,
     repos: BTreeMap<String, Repo>,
     /// LFS objects by sha256.
-    lfs: HashMap<String, Vec<u8>>,
+    lfs: HashMap<String, Bytes>,
     /// (CDN bodies still to serve whole, then the damage).
     cut: Option<(usize, Cut)>,
     /// (path substring, remaining 503 answers).
@@ -165,7 +180,7 @@ impl FakeHub {
         let s = self.lock();
         let r = s.repos.get(repo)?;
         let commit = r.refs.get(revision)?;
-        r.commits.get(commit)?.get(path).cloned()
+        Some(r.commits.get(commit)?.get(path)?.bytes.to_vec())
     }
 
     pub fn is_private(&self, repo: &str) -> Option<bool> {
@@ -208,24 +223,30 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn commit_files(s: &mut Inner, repo: &str, branch: &str, files: &[(&str, Vec<u8>)]) -> String {
+    let blobs = files
+        .iter()
+        .map(|(p, b)| (p.to_string(), Blob::new(b.clone())))
+        .collect();
+    commit_blobs(s, repo, branch, blobs)
+}
+
+fn commit_blobs(s: &mut Inner, repo: &str, branch: &str, files: Vec<(String, Blob)>) -> String {
     let r = s.repos.get_mut(repo).expect("repo exists");
     let parent = r.refs.get(branch).cloned().unwrap_or_default();
     let mut tree = r.commits.get(&parent).cloned().unwrap_or_default();
-    for (path, bytes) in files {
-        tree.insert(path.to_string(), bytes.clone());
-    }
+    tree.extend(files);
     let mut h = Sha256::new();
     h.update(parent.as_bytes());
-    for (path, bytes) in &tree {
+    for (path, blob) in &tree {
         h.update(path.as_bytes());
-        h.update(Sha256::digest(bytes));
+        h.update(blob.sha256.as_bytes());
     }
     let commit = hex(&h.finalize())[..40].to_string();
     r.commits.insert(commit.clone(), tree.clone());
     r.refs.insert(branch.into(), commit.clone());
-    for (path, bytes) in tree {
-        if is_lfs(&path, bytes.len()) {
-            s.lfs.insert(sha256(&bytes), bytes);
+    for (path, blob) in tree {
+        if is_lfs(&path, blob.bytes.len()) {
+            s.lfs.insert(blob.sha256, blob.bytes);
         }
     }
     commit
@@ -404,12 +425,11 @@ fn revision_info(s: &Inner, repo: &str, rev: &str, headers: &HeaderMap) -> Respo
     };
     let siblings: Vec<Value> = r.commits[&commit]
         .iter()
-        .map(|(path, bytes)| {
-            let mut v =
-                json!({"rfilename": path, "size": bytes.len(), "blobId": &sha256(bytes)[..40]});
-            if is_lfs(path, bytes.len()) {
-                v["lfs"] =
-                    json!({"sha256": sha256(bytes), "size": bytes.len(), "pointerSize": 134});
+        .map(|(path, blob)| {
+            let size = blob.bytes.len();
+            let mut v = json!({"rfilename": path, "size": size, "blobId": &blob.sha256[..40]});
+            if is_lfs(path, size) {
+                v["lfs"] = json!({"sha256": blob.sha256, "size": size, "pointerSize": 134});
             }
             v
         })
@@ -437,10 +457,9 @@ fn resolve(
     let Some(commit) = commit_of(r, rev) else {
         return error(StatusCode::NOT_FOUND, "RevisionNotFound", "Invalid rev id");
     };
-    let Some(bytes) = r.commits[&commit].get(file).cloned() else {
+    let Some(Blob { bytes, sha256: oid }) = r.commits[&commit].get(file).cloned() else {
         return error(StatusCode::NOT_FOUND, "EntryNotFound", "Entry not found");
     };
-    let oid = sha256(&bytes);
     if is_lfs(file, bytes.len()) {
         let location = format!("{}/cdn/{oid}", s.cdn_url);
         return reply(
@@ -465,7 +484,7 @@ fn resolve(
 /// A whole or ranged (`bytes=a-b`, `b` clamped) answer; CDN bodies may be cut.
 fn serve_bytes(
     s: &mut Inner,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     range: Option<&str>,
     meta: &[(&str, String)],
     cdn: bool,
@@ -483,7 +502,7 @@ fn serve_bytes(
     let (status, body, mut headers) = match bounds {
         Some((a, b)) if a < len => (
             StatusCode::PARTIAL_CONTENT,
-            bytes[a..=b].to_vec(),
+            bytes.slice(a..=b),
             vec![("content-range", format!("bytes {a}-{b}/{len}"))],
         ),
         Some(_) => {
@@ -510,7 +529,7 @@ fn serve_bytes(
     match cut {
         Some(Cut::Drop(keep)) if keep < n => {
             headers.push(("content-length", n.to_string()));
-            let head = Bytes::from(body[..keep].to_vec());
+            let head = body.slice(..keep);
             let stream = futures::stream::iter(vec![
                 Ok(head),
                 Err(std::io::Error::new(
@@ -520,7 +539,7 @@ fn serve_bytes(
             ]);
             reply(status, &headers, Body::from_stream(stream))
         }
-        Some(Cut::Short(keep)) if keep < n => reply(status, &headers, body[..keep].to_vec()),
+        Some(Cut::Short(keep)) if keep < n => reply(status, &headers, body.slice(..keep)),
         _ => reply(status, &headers, body),
     }
 }
@@ -657,7 +676,7 @@ fn lfs_put(s: &mut Inner, oid: &str, headers: &HeaderMap, body: &[u8]) -> Respon
             "content does not match the oid",
         );
     }
-    s.lfs.insert(oid.into(), body.to_vec());
+    s.lfs.insert(oid.into(), Bytes::copy_from_slice(body));
     reply(StatusCode::OK, &[], "")
 }
 
@@ -692,11 +711,17 @@ fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]
         match v["key"].as_str() {
             Some("header") => {}
             Some("file") => match B64.decode(value["content"].as_str().unwrap_or_default()) {
-                Ok(bytes) if value["encoding"] == "base64" => files.push((path, bytes)),
+                Ok(bytes) if value["encoding"] == "base64" => files.push((path, Blob::new(bytes))),
                 _ => return error(StatusCode::BAD_REQUEST, "", "bad base64 content"),
             },
-            Some("lfsFile") => match s.lfs.get(value["oid"].as_str().unwrap_or_default()) {
-                Some(bytes) => files.push((path, bytes.clone())),
+            Some("lfsFile") => match value["oid"].as_str().and_then(|o| Some((o, s.lfs.get(o)?))) {
+                Some((oid, bytes)) => files.push((
+                    path,
+                    Blob {
+                        bytes: bytes.clone(),
+                        sha256: oid.into(),
+                    },
+                )),
                 None => {
                     return error(
                         StatusCode::BAD_REQUEST,
@@ -708,8 +733,7 @@ fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]
             _ => return error(StatusCode::BAD_REQUEST, "", "unknown NDJSON key"),
         }
     }
-    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-    let oid = commit_files(s, repo, rev, &files);
+    let oid = commit_blobs(s, repo, rev, files);
     let url = format!("{}/{repo}/commit/{oid}", s.url);
     reply(
         StatusCode::OK,
