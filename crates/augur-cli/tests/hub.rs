@@ -136,15 +136,9 @@ fn metrics(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn push_then_resume_from_the_hub_matches_a_local_resume() {
-    let hub = FakeHub::start();
-    hub.set_token("hf_write");
-    hub.add_repo("org/tiny", false, &tiny_model());
-    let home = tempfile::tempdir().unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
-    // The run of crates/augur-train/tests/grpo_tiny.rs, with the model given as a Hub id.
+/// The run of crates/augur-train/tests/grpo_tiny.rs (3 steps, a checkpoint each), with the
+/// model given as a Hub id and `extra` TOML appended; returns the config file.
+fn tiny_run(root: &Path, extra: &str) -> PathBuf {
     let data: String = (0..6)
         .map(|i| format!("{{\"question\": \"{}\", \"answer\": \"{}\"}}\n", i, i % 3))
         .collect();
@@ -153,12 +147,23 @@ fn push_then_resume_from_the_hub_matches_a_local_resume() {
         "[model]\npath = \"org/tiny\"\n[lora]\nrank = 4\nalpha = 8.0\ntargets = [\"q\", \"v\", \"down\"]\n\
          [data]\ntrain = {train:?}\nraw = true\n[rollout]\nprompts_per_step = 3\ngroup_size = 8\nmax_new_tokens = 8\n\
          [algorithm]\nsteps = 3\nmicro_batch_size = 5\n[algorithm.loss]\nbeta = 0.04\n\
-         [optimizer.schedule]\nlr = 1e-2\nkind = \"constant\"\n[checkpoint]\ndir = {dir:?}\nevery = 1\n[logging]\nprint = false\n",
+         [optimizer.schedule]\nlr = 1e-2\nkind = \"constant\"\n[checkpoint]\ndir = {dir:?}\nevery = 1\n[logging]\nprint = false\n{extra}",
         train = root.join("train.jsonl"),
         dir = root.join("run"),
     );
     std::fs::write(root.join("run.toml"), config).unwrap();
-    let cfg = root.join("run.toml");
+    root.join("run.toml")
+}
+
+#[test]
+fn push_then_resume_from_the_hub_matches_a_local_resume() {
+    let hub = FakeHub::start();
+    hub.set_token("hf_write");
+    hub.add_repo("org/tiny", false, &tiny_model());
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let cfg = tiny_run(root, "");
     let out = augur(
         &hub,
         home.path(),
@@ -238,5 +243,54 @@ fn push_then_resume_from_the_hub_matches_a_local_resume() {
             assert_eq!(a[k], b[k], "{k} local");
             assert_eq!(a[k], c[k], "{k} from the Hub");
         }
+    }
+}
+
+#[test]
+fn hub_push_to_pushes_every_checkpoint_during_the_run() {
+    let hub = FakeHub::start();
+    hub.set_token("hf_write");
+    hub.add_repo("org/tiny", false, &tiny_model());
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let cfg = tiny_run(root, "[hub]\npush_to = \"org/live\"\n");
+    let args = ["grpo", "--config", cfg.to_str().unwrap()];
+
+    // Without a token the run stops before its first step, saying why.
+    let out = augur(&hub, home.path(), &args, &[]);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("hub.push_to") && stderr.contains("HF_TOKEN"),
+        "{stderr}"
+    );
+    assert!(!root.join("run/checkpoint-1").exists());
+
+    let out = augur(&hub, home.path(), &args, &[("HF_TOKEN", "hf_write")]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(hub.is_private("org/live"), Some(true));
+    for step in 1..=3 {
+        let ck = root.join(format!("run/checkpoint-{step}"));
+        for f in [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "optimizer.safetensors",
+            "trainer_state.json",
+            "config.toml",
+        ] {
+            let pushed = hub.file("org/live", "main", &format!("checkpoint-{step}/{f}"));
+            assert_eq!(
+                pushed,
+                Some(std::fs::read(ck.join(f)).unwrap()),
+                "checkpoint-{step}/{f}"
+            );
+        }
+        let card = hub
+            .file("org/live", "main", &format!("checkpoint-{step}/README.md"))
+            .unwrap();
+        assert!(String::from_utf8(card)
+            .unwrap()
+            .contains(&format!("step {step}")));
     }
 }

@@ -23,7 +23,9 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().expect("a number"));
     let shards = args.next().unwrap_or(4);
     let shard_mb = args.next().unwrap_or(64);
     let hub = FakeHub::start();
@@ -42,7 +44,9 @@ fn main() {
         ("tokenizer.json", vec![b' '; 2_000_000]),
         (
             "model.safetensors.index.json",
-            serde_json::json!({ "weight_map": weight_map }).to_string().into_bytes(),
+            serde_json::json!({ "weight_map": weight_map })
+                .to_string()
+                .into_bytes(),
         ),
     ];
     for (i, n) in names.iter().enumerate() {
@@ -67,7 +71,11 @@ fn main() {
     let mb = total as f64 / 1e6;
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!("model: {shards} shards x {shard_mb} MiB + config/tokenizer/index = {mb:.1} MB");
-    println!("  cold download:     {:>8.3} s  ({:.0} MB/s)", cold.as_secs_f64(), rate(cold));
+    println!(
+        "  cold download:     {:>8.3} s  ({:.0} MB/s)",
+        cold.as_secs_f64(),
+        rate(cold)
+    );
     println!("  warm (online):     {:>8.3} s", warm.as_secs_f64());
     println!("  warm (offline):    {:>8.3} s", warm_offline.as_secs_f64());
 

@@ -7,6 +7,7 @@
 //! reads them and passes them on. Push speaks the Hub's commit API directly, because that
 //! line has no upload support.
 
+mod background;
 mod card;
 mod download;
 mod error;
@@ -18,6 +19,7 @@ mod push;
 
 use std::path::{Path, PathBuf};
 
+pub use background::BackgroundPush;
 pub use card::model_card;
 pub use error::{HubError, Result};
 pub use hub::Hub;
