@@ -13,7 +13,7 @@ use crate::rss::peak_rss;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// HF model folder or GGUF file.
+    /// HF model folder, GGUF file, or Hub id `org/name[@revision]`.
     #[arg(long)]
     model: PathBuf,
     /// Folder with tokenizer.json to use instead of the model's own.

@@ -226,6 +226,32 @@ fn push_then_resume_from_the_hub_matches_a_local_resume() {
     );
     let out = resume("hub:org/run", "from-hub", &token);
     assert!(out.status.success(), "{}", text(&out).1);
+    // The pushed adapter from the Hub generates what the local one does (sampling, same seed).
+    let generate = |adapter: &str| {
+        let args = [
+            "generate",
+            "--model",
+            "org/tiny",
+            "--adapter",
+            adapter,
+            "--prompt",
+            "3",
+            "--raw",
+            "--n",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--seed",
+            "5",
+        ];
+        let out = augur(&hub, home.path(), &args, &token);
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).0
+    };
+    let from_hub = generate("hub:org/run");
+    assert_eq!(from_hub.lines().count(), 4);
+    assert_eq!(from_hub, generate(ck.to_str().unwrap()));
+
     let local = metrics(&root.join("local/metrics.jsonl"));
     let from_hub = metrics(&root.join("from-hub/metrics.jsonl"));
     assert_eq!(local.len(), 2);
