@@ -281,6 +281,10 @@ impl Hub {
                 return Err(damaged(format!("sha256 {digest}, the Hub lists {sha}")));
             }
         }
+        // hf-hub leaves `blobs/<etag>.lock` behind; Python keeps its locks in `.locks/`.
+        if let Ok(blob) = std::fs::canonicalize(&path) {
+            std::fs::remove_file(blob.with_extension("lock")).ok();
+        }
         Ok(())
     }
 

@@ -68,8 +68,8 @@ pub enum HubError {
     Repo { repo: String, why: String },
     #[error("pushing to {repo} needs a token with write access: set HF_TOKEN or write it to $HF_HOME/token (`huggingface-cli login` does)")]
     NoToken { repo: String },
-    #[error("{spec}: no such file or folder here, and as a Hub id: {source}")]
-    NotLocal { spec: String, source: Box<HubError> },
+    #[error("{spec}: no such file or folder here, and as a Hub id: {hub}")]
+    NotLocal { spec: String, hub: Box<HubError> },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -45,7 +45,7 @@ pub fn model_path(spec: &Path) -> Result<PathBuf> {
         .model_folder(&id)
         .map_err(|e| HubError::NotLocal {
             spec: spec.display().to_string(),
-            source: Box::new(e),
+            hub: Box::new(e),
         })
 }
 

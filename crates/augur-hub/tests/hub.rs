@@ -123,6 +123,10 @@ fn downloads_the_needed_files_then_reuses_the_cache_offline() {
     }
     let link = std::fs::read_link(dir.join("model.safetensors")).unwrap();
     assert!(link.starts_with("../../blobs"), "{}", link.display());
+    // Blobs are named by etag (the sha256 for LFS files), with nothing else beside them.
+    let blobs = listing(&repo_dir.join("blobs"));
+    assert_eq!(blobs.len(), 4, "{blobs:?}");
+    assert!(blobs.iter().all(|b| !b.contains('.')), "{blobs:?}");
 
     // A second resolve downloads nothing: one revision request, no file requests.
     let before = hub.log().len();
