@@ -8,10 +8,10 @@ use augur_model::{load_model, BuildOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base model: HF folder or GGUF file (GGUF weights are dequantized to f32).
+    /// Base model: HF folder, GGUF file (weights dequantized to f32) or Hub id `org/name[@revision]`.
     #[arg(long)]
     model: PathBuf,
-    /// PEFT adapter folder (e.g. runs/quickstart/checkpoint-12).
+    /// PEFT adapter folder (e.g. runs/quickstart/checkpoint-12) or `hub:org/name[@revision][/subdir]`.
     #[arg(long)]
     adapter: PathBuf,
     /// Merge the adapter into the base weights (the only export mode).
@@ -26,8 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.merge {
         bail!("pass --merge: augur exports merged models; the adapter folder itself is already PEFT format");
     }
-    let mut loaded = load_model(&args.model, None, &BuildOptions::default())?;
-    augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, &args.adapter)
+    let model = augur_hub::model_path(&args.model)?;
+    let adapter = augur_hub::checkpoint_path(&args.adapter)?;
+    let mut loaded = load_model(&model, None, &BuildOptions::default())?;
+    augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, &adapter)
         .with_context(|| format!("adapter {}", args.adapter.display()))?;
     loaded.model.export_hf(&loaded.tokenizer, &args.out)?;
     println!("wrote {}", args.out.display());

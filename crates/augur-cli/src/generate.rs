@@ -13,7 +13,7 @@ use crate::rss::peak_rss;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// HF model folder or GGUF file.
+    /// HF model folder, GGUF file, or Hub id `org/name[@revision]`.
     #[arg(long)]
     model: PathBuf,
     /// Folder with tokenizer.json to use instead of the model's own.
@@ -52,7 +52,8 @@ pub struct Args {
     /// Most rows decoded together.
     #[arg(long, default_value_t = 256)]
     max_batch_rows: usize,
-    /// PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply.
+    /// PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to apply,
+    /// or one on the Hub: `hub:org/name[@revision][/subdir]`.
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Keep GGUF weights quantized.
@@ -89,8 +90,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         keep_quantized: args.keep_quantized,
         ..Default::default()
     };
-    let mut loaded = load_model(&args.model, args.tokenizer.as_deref(), &opts)?;
+    let model = augur_hub::model_path(&args.model)?;
+    let mut loaded = load_model(&model, args.tokenizer.as_deref(), &opts)?;
     if let Some(dir) = &args.adapter {
+        let dir = &augur_hub::checkpoint_path(dir)?;
         augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, dir)
             .with_context(|| format!("adapter {}", dir.display()))?;
     }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
+use augur_hub::HubId;
+use augur_train::grpo::config::ModelSection;
 use augur_train::grpo::{run_with, summary_line, GrpoConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,24 +20,31 @@ pub struct Args {
     /// Override a config value, e.g. `--set rollout.group_size=4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`); add
-    /// `--set algorithm.steps=N` to train further than the original run.
+    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`, or one on the Hub:
+    /// `hub:org/name[@revision][/subdir]`); add `--set algorithm.steps=N` to train further
+    /// than the original run.
     #[arg(long)]
     resume: Option<PathBuf>,
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
-    let config = match (&args.config, &args.resume) {
+    let resume = args
+        .resume
+        .as_deref()
+        .map(augur_hub::checkpoint_path)
+        .transpose()?;
+    let config = match (&args.config, &resume) {
         (Some(c), _) => c.clone(),
         (None, Some(r)) => r.join("config.toml"),
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
-    let cfg = GrpoConfig::load(&config, &args.set)?;
+    let mut cfg = GrpoConfig::load(&config, &args.set)?;
+    hub_model(&mut cfg.model)?;
     let bar = ProgressBar::new(cfg.algorithm.steps);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
     )?);
-    let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
+    let summary = run_with(&cfg, resume.as_deref(), &mut |line| {
         if let Some(step) = line["step"].as_u64() {
             bar.set_position(step);
         }
@@ -57,5 +66,19 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         summary.final_checkpoint.display(),
         peak_rss()
     );
+    Ok(())
+}
+
+/// `[model] path` may name a Hub model (`org/name[@revision]`): it is fetched into the Hub
+/// cache and the run uses the local copy; the repo id becomes the adapter's base model name
+/// (PEFT's `base_model_name_or_path`) unless `[model] name` is set.
+fn hub_model(model: &mut ModelSection) -> anyhow::Result<()> {
+    let local = augur_hub::model_path(&model.path)?;
+    if local != model.path {
+        if let (None, Some(Ok(id))) = (&model.name, model.path.to_str().map(HubId::parse)) {
+            model.name = Some(id.repo);
+        }
+        model.path = local;
+    }
     Ok(())
 }

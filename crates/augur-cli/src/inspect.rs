@@ -6,7 +6,7 @@ use augur_model::{load_model, BuildOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// HF model folder or GGUF file.
+    /// HF model folder, GGUF file, or Hub id `org/name[@revision]`.
     model: PathBuf,
     /// Folder with tokenizer.json to use instead of the model's own.
     #[arg(long)]
@@ -14,11 +14,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = load_model(
-        &args.model,
-        args.tokenizer.as_deref(),
-        &BuildOptions::default(),
-    )?;
+    let model = augur_hub::model_path(&args.model)?;
+    let loaded = load_model(&model, args.tokenizer.as_deref(), &BuildOptions::default())?;
     let m = &loaded.model;
     let c = &m.cfg;
     let t = &loaded.tokenizer;

@@ -5,6 +5,7 @@ mod export;
 mod generate;
 mod grpo;
 mod inspect;
+mod push;
 mod rss;
 mod sampler;
 mod score;
@@ -35,6 +36,8 @@ enum Command {
     Export(export::Args),
     /// Compare samplers side by side: one GRPO run per sampler × seed (`--simulate`: a simulated learner).
     Ablate(ablate::Args),
+    /// Push a checkpoint folder to a Hugging Face Hub model repo, with a model card.
+    Push(push::Args),
 }
 
 fn main() {
@@ -48,6 +51,7 @@ fn main() {
         Command::Sampler(a) => sampler::run(a),
         Command::Ablate(a) => ablate::run(a),
         Command::Export(a) => export::run(a),
+        Command::Push(a) => push::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

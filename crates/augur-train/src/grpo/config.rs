@@ -29,6 +29,9 @@ pub struct GrpoConfig {
     /// `[eval]`: periodic evaluation on held-out prompts. Absent: no evaluation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalSection>,
+    /// `[hub]`: push each checkpoint to the Hugging Face Hub while training. Absent: no push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubSection>,
     pub checkpoint: CheckpointSection,
     pub logging: LoggingSection,
 }
@@ -380,6 +383,29 @@ impl Default for CheckpointSection {
             every: 0,
         }
     }
+}
+
+/// `[hub]`: where checkpoints go while the run goes on (a background thread pushes each
+/// one, so steps do not wait for the network).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// Model repo `org/name`, created if missing; checkpoint `N` goes to `checkpoint-N/`.
+    pub push_to: String,
+    /// Create the repo private. Default true.
+    #[serde(default = "private_by_default")]
+    pub private: bool,
+    /// Branch to commit to. Default `main`.
+    #[serde(default = "main_branch")]
+    pub revision: String,
+}
+
+fn private_by_default() -> bool {
+    true
+}
+
+fn main_branch() -> String {
+    "main".into()
 }
 
 /// `[logging]`.

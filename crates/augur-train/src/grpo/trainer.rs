@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use augur_hub::{BackgroundPush, Hub};
 use augur_model::{load_model, BuildOptions, LoraConfig, Target};
 use augur_reward::jsonl::{verifier_for, ScoreOptions, TaskKind};
 use augur_reward::MathOptions;
@@ -227,6 +228,13 @@ pub fn run_with(
     }
     let mut rewards_log = Vec::new();
     let mut last_ckpt = None;
+    let pusher = match &cfg.hub {
+        Some(h) => Some(
+            BackgroundPush::start(Hub::from_env(), &h.push_to, h.private, &h.revision)
+                .map_err(|e| Error::Config(format!("hub.push_to: {e}")))?,
+        ),
+        None => None,
+    };
     while state.step < cfg.algorithm.steps {
         let t_step = Instant::now();
         // Prompts → rollouts → rewards (→ the sampler observes the outcomes).
@@ -332,8 +340,18 @@ pub fn run_with(
                 sampler: sampler_json.as_deref(),
             };
             save_checkpoint(&dir, &parts)?;
+            if let Some(p) = &pusher {
+                p.push(&dir);
+            }
             last_ckpt = Some(dir);
         }
+    }
+    for (dir, e) in pusher.map(BackgroundPush::finish).unwrap_or_default() {
+        eprintln!(
+            "warning: {} was not pushed ({e}); `augur push {} --repo REPO` sends it later",
+            dir.display(),
+            dir.display()
+        );
     }
     let final_checkpoint =
         last_ckpt.unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default());
