@@ -157,7 +157,7 @@ fn a_reference_that_is_a_whole_solution_is_named_once() {
     // A named field that is missing is an error naming it.
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let input = dir.join(format!("nofield-{}.jsonl", std::process::id()));
-    std::fs::write(&input, &line).unwrap();
+    std::fs::write(&input, line).unwrap();
     let err = score_jsonl(
         TaskKind::Math,
         &input,

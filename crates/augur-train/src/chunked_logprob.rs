@@ -24,13 +24,19 @@ use rayon::prelude::*;
 
 use crate::{Error, Result};
 
+/// Final hidden states `[n, H]` → logits `[n, V]`.
+pub type HeadForward = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// The head's dense weight `[V, H]`.
+pub type HeadWeight = Arc<dyn Fn() -> candle_core::Result<Tensor> + Send + Sync>;
+
 /// The frozen LM head.
 #[derive(Clone)]
 pub struct FrozenHead {
-    /// Final hidden states `[n, H]` → logits `[n, V]` (the model's own, fast, matmul).
-    pub forward: Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>,
-    /// The dense weight `[V, H]`, fetched once per backward (a packed weight is unpacked then).
-    pub weight: Arc<dyn Fn() -> candle_core::Result<Tensor> + Send + Sync>,
+    /// The model's own (fast, possibly packed) matmul.
+    pub forward: HeadForward,
+    /// Fetched once per backward (a packed weight is unpacked then).
+    pub weight: HeadWeight,
 }
 
 /// `[N, 2]`: column 0 the log-probability of `targets[i]` under `head(hidden[i])`, column 1 the
