@@ -15,6 +15,10 @@ pub struct Args {
     /// Where to write the scored lines.
     #[arg(long)]
     output: PathBuf,
+    /// Math: the field holding the reference answer. Default: `final` if present, else
+    /// `answer` (a GSM8K-style `... #### x` solution yields `x`).
+    #[arg(long)]
+    answer_field: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -22,8 +26,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.task,
         &args.input,
         &args.output,
+        args.answer_field.as_deref(),
         &ScoreOptions::default(),
     )?;
-    println!("{summary:?}");
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{} of {} correct ({:.1}%), mean reward {:.4}; scored lines in {}",
+        summary.correct,
+        summary.total,
+        100.0 * summary.correct as f64 / summary.total.max(1) as f64,
+        summary.mean_reward,
+        args.output.display()
+    );
     Ok(())
 }

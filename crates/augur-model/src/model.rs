@@ -28,6 +28,9 @@ pub enum LogitsAt {
     Tail(usize),
     /// `[B, T, H]` final hidden states (after the final norm), for embeddings.
     Hidden,
+    /// `[B, n, H]` final hidden states of the last `n` positions: a training step that applies
+    /// the LM head itself, in chunks, so the whole batch's logits never exist at once.
+    HiddenTail(usize),
 }
 
 /// Per-call switches of a forward pass.
@@ -301,6 +304,11 @@ impl DecoderModel {
         })
     }
 
+    /// The LM head (never adapted: LoRA targets only the decoder blocks' projections).
+    pub fn lm_head(&self) -> &LoraLinear {
+        &self.lm_head
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -408,8 +416,8 @@ impl DecoderModel {
         }
         let x = match opts.logits {
             LogitsAt::Last => x.narrow(1, t - 1, 1)?,
-            LogitsAt::Tail(n) if n <= t => x.narrow(1, t - n, n)?,
-            LogitsAt::Tail(n) => {
+            LogitsAt::Tail(n) | LogitsAt::HiddenTail(n) if n <= t => x.narrow(1, t - n, n)?,
+            LogitsAt::Tail(n) | LogitsAt::HiddenTail(n) => {
                 return Err(ModelError::Input(format!(
                     "asked for logits of the last {n} positions of {t}"
                 )))
@@ -418,7 +426,7 @@ impl DecoderModel {
         };
         let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, opts.grad)?;
         Ok(match opts.logits {
-            LogitsAt::Hidden => x,
+            LogitsAt::Hidden | LogitsAt::HiddenTail(_) => x,
             LogitsAt::All | LogitsAt::Tail(_) => self.lm_head.forward(&x, opts.adapters)?,
             LogitsAt::Last => self.lm_head.forward(&x, opts.adapters)?.squeeze(1)?,
         })

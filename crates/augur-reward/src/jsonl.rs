@@ -1,7 +1,9 @@
 //! Scoring a JSONL file of completions: the library behind `augur score --task T --input IN --output OUT`.
 //!
 //! Every input line is a JSON object with a `completion` string and the reference fields of its task:
-//! * `math`: `answer` (LaTeX or plain; `final` is accepted too, as in the GSM8K files);
+//! * `math`: the field named by `answer_field` when given; otherwise `final` when present, else
+//!   `answer` (LaTeX or plain). A GSM8K-style worked solution ending in `#### x` yields `x`, so a
+//!   file whose `answer` is the whole solution still has the right reference;
 //! * `countdown`: `numbers` (array of integers) and `target` (integer);
 //! * `code`, one of: `test` + `entry_point` (+ optional `prompt`) for HumanEval; `test_list` (+ optional
 //!   `test_setup_code` or `test_imports`) or `asserts` for MBPP-style asserts; `cases` (array of
@@ -60,7 +62,7 @@ pub struct ScoreOptions {
 }
 
 /// Totals over a scored file.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoreSummary {
     /// Lines scored.
     pub total: usize,
@@ -68,6 +70,8 @@ pub struct ScoreSummary {
     pub correct: usize,
     /// Mean reward.
     pub mean_reward: f64,
+    /// At most one warning about references that look like whole solutions, naming the line.
+    pub warnings: Vec<String>,
 }
 
 /// Builds the verifier for a task (probing the sandbox for `code`).
@@ -80,14 +84,17 @@ pub fn verifier_for(task: TaskKind, opts: &ScoreOptions) -> Result<Box<dyn Verif
 }
 
 /// Scores every line of `input` and writes the annotated lines to `output` (see the module doc).
+/// `answer_field` names the math reference field (see [`reference_of`]).
 pub fn score_jsonl(
     task: TaskKind,
     input: &Path,
     output: &Path,
+    answer_field: Option<&str>,
     opts: &ScoreOptions,
 ) -> Result<ScoreSummary, RewardError> {
     let text = fs::read_to_string(input).map_err(|e| RewardError::io(input, e))?;
     let mut rows: Vec<(Map<String, Value>, String, Reference)> = Vec::new();
+    let mut warnings = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -104,7 +111,12 @@ pub fn score_jsonl(
             .and_then(Value::as_str)
             .ok_or_else(|| bad("missing string field 'completion'".into()))?
             .to_string();
-        let reference = reference_of(task, &obj).map_err(bad)?;
+        let reference = reference_of(task, &obj, answer_field).map_err(bad)?;
+        if warnings.is_empty() {
+            if let Some(why) = suspicious_reference(&reference) {
+                warnings.push(format!("{}:{}: {why}", input.display(), i + 1));
+            }
+        }
         rows.push((obj, completion, reference));
     }
     let verifier = verifier_for(task, opts)?;
@@ -138,11 +150,21 @@ pub fn score_jsonl(
         total,
         correct,
         mean_reward: if total > 0 { sum / total as f64 } else { 0.0 },
+        warnings,
     })
 }
 
 /// Reads the reference fields of one line for `task`.
-pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Reference, String> {
+///
+/// Math: `answer_field` names the reference field when given (a missing field is an error);
+/// otherwise `final` is preferred, then `answer`. Either way a GSM8K-style solution ending in
+/// `#### x` yields `x`: GSM8K's `answer` is the whole worked solution, and taking it as the
+/// reference made every completion wrong.
+pub fn reference_of(
+    task: TaskKind,
+    obj: &Map<String, Value>,
+    answer_field: Option<&str>,
+) -> Result<Reference, String> {
     let str_field = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let str_list = |k: &str| -> Option<Vec<String>> {
         obj.get(k)?
@@ -153,12 +175,22 @@ pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Referenc
     };
     match task {
         TaskKind::Math => {
-            let answer = match obj.get("answer").or_else(|| obj.get("final")) {
+            let (key, value) = match answer_field {
+                Some(k) => (k, obj.get(k)),
+                None => ["final", "answer"]
+                    .into_iter()
+                    .find_map(|k| obj.get(k).map(|v| (k, Some(v))))
+                    .unwrap_or(("final' or 'answer", None)),
+            };
+            let answer = match value {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
-                _ => return Err("missing field 'answer' (string or number)".into()),
+                Some(_) => return Err(format!("field '{key}' must be a string or a number")),
+                None => return Err(format!("missing field '{key}' (string or number)")),
             };
-            Ok(Reference::Math { answer })
+            Ok(Reference::Math {
+                answer: final_answer_of_solution(&answer).unwrap_or(answer),
+            })
         }
         TaskKind::Countdown => {
             let numbers = obj
@@ -210,4 +242,34 @@ pub fn reference_of(task: TaskKind, obj: &Map<String, Value>) -> Result<Referenc
             )
         }
     }
+}
+
+/// The `x` of a GSM8K-style worked solution that ends in `#### x`.
+fn final_answer_of_solution(text: &str) -> Option<String> {
+    let (_, tail) = text.rsplit_once("####")?;
+    let tail = tail.trim();
+    (!tail.is_empty()).then(|| tail.to_string())
+}
+
+/// Why a math reference looks like a whole worked solution rather than a final answer (long, or
+/// several lines, with several numbers), or `None`. Callers warn once per file with the line,
+/// since such a reference makes nearly every completion score 0.
+pub fn suspicious_reference(reference: &Reference) -> Option<String> {
+    let Reference::Math { answer } = reference else {
+        return None;
+    };
+    let numbers = answer
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .count();
+    let long = answer.chars().count() > 80 || answer.contains('\n');
+    (long && numbers >= 3).then(|| {
+        let head: String = answer.chars().take(60).collect();
+        format!(
+            "the reference answer looks like a whole solution ({numbers} numbers, {} chars: \"{head}…\"); \
+             name the final-answer field with `answer_field` (config `[reward] answer_field`, or \
+             `augur score --answer-field`)",
+            answer.chars().count()
+        )
+    })
 }

@@ -1,11 +1,13 @@
 //! Time the GRPO policy update (teacher-forced forward, loss, backward, AdamW) on a real model,
 //! without rollouts, so changes to the training path can be measured alone.
 //!
-//! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN] [COMPLETION_LEN] [REPS]`
+//! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN]
+//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS]`
 //!
 //! Defaults follow `scripts/bench_trl.py` and the quickstart: 32 completions (4 prompts x 8),
-//! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o, one
-//! optimizer step per batch. Token ids are fixed pseudo-random values and advantages alternate
+//! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o (`TARGETS`
+//! `all`: every projection), the default logits budget (256 MiB), one optimizer step per
+//! batch. `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
 //! sign, so every run does the same work. Prints one JSON line per timed repetition (after one
 //! warm-up) with the update's wall time, tokens/s and peak RSS.
 
@@ -40,11 +42,18 @@ fn main() -> anyhow::Result<()> {
         arg(&args, 4, 32)?,
         arg(&args, 5, 3)?,
     );
+    let (micro_batch, logits_memory_mb, rank) =
+        (arg(&args, 6, 8)?, arg(&args, 7, 256)?, arg(&args, 8, 8)?);
+    let targets = match args.get(9).map(String::as_str) {
+        None | Some("qkvo") => vec![Target::QProj, Target::KProj, Target::VProj, Target::OProj],
+        Some("all") => Target::ALL.to_vec(),
+        Some(other) => anyhow::bail!("TARGETS must be qkvo or all, got {other:?}"),
+    };
     let mut loaded = load_model(model_path.as_ref(), None, &BuildOptions::default())?;
     loaded.model.attach_lora(&LoraConfig {
-        rank: 8,
-        alpha: 16.0,
-        targets: vec![Target::QProj, Target::KProj, Target::VProj, Target::OProj],
+        rank,
+        alpha: 2.0 * rank as f64,
+        targets,
         seed: 0,
     })?;
     let model = &loaded.model;
@@ -66,16 +75,21 @@ fn main() -> anyhow::Result<()> {
         kind: ScheduleKind::Constant,
         ..Default::default()
     })?;
-    let cfg = AlgorithmSection::default();
+    let cfg = AlgorithmSection {
+        micro_batch_size: micro_batch,
+        logits_memory_mb,
+        ..Default::default()
+    };
     let pad = loaded.tokenizer.pad_id;
     for rep in 0..=reps {
         let t = Instant::now();
         let report = policy_update(model, &mut opt, &schedule, &rollouts, &cfg, pad)?;
         let secs = t.elapsed().as_secs_f64();
-        if rep > 0 {
+        if rep > 0 || reps == 0 {
             let record = json!({
                 "bench": "update", "rows": rows, "prompt_len": prompt_len,
                 "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
+                "logits_memory_mb": logits_memory_mb, "lora_rank": rank,
                 "threads": rayon::current_num_threads(), "seconds": secs,
                 "train_tokens_per_sec": report.train_tokens as f64 / secs,
                 "peak_rss_kb": augur_model::mem::peak_rss_kb(),

@@ -15,11 +15,13 @@
 //! together with the model, the rollout engine and the verifiers.
 
 pub mod advantage;
+pub mod chunked_logprob;
 pub mod error;
 pub mod grpo;
 pub mod logprob;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+pub mod template;
 
 pub use error::{Error, Result};

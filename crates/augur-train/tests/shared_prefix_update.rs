@@ -1,5 +1,6 @@
-//! The policy update with shared prompt prefixes equals the update that runs every row in
-//! full: same loss, same gradient norm, same adapter weights after the optimizer step.
+//! The policy update with shared prompt prefixes, and the one whose LM head runs in chunks
+//! (`logits_memory_mb`), equal the plain update that runs every row in full with whole logits:
+//! same loss, same gradient norm, same adapter weights after the optimizer step.
 
 use std::path::PathBuf;
 
@@ -75,7 +76,7 @@ fn rollouts() -> Vec<Rollout> {
         .collect()
 }
 
-fn update(shared_prefix: bool) -> (UpdateReport, Vec<Vec<f32>>) {
+fn update(cfg: AlgorithmSection) -> (UpdateReport, Vec<Vec<f32>>) {
     let model = model();
     let mut opt = FusedAdamW::new(model.lora_vars(), AdamWConfig::default()).unwrap();
     let schedule = LrSchedule::new(ScheduleConfig {
@@ -84,11 +85,6 @@ fn update(shared_prefix: bool) -> (UpdateReport, Vec<Vec<f32>>) {
         ..Default::default()
     })
     .unwrap();
-    let cfg = AlgorithmSection {
-        micro_batch_size: 4,
-        shared_prefix,
-        ..Default::default()
-    };
     let report = policy_update(&model, &mut opt, &schedule, &rollouts(), &cfg, 0).unwrap();
     let weights = model
         .lora_vars()
@@ -98,28 +94,56 @@ fn update(shared_prefix: bool) -> (UpdateReport, Vec<Vec<f32>>) {
     (report, weights)
 }
 
-#[test]
-fn shared_prefix_update_equals_full_rows() {
-    let (full, w_full) = update(false);
-    let (shared, w_shared) = update(true);
+/// Micro-batches of 4 rows, every row in full with whole logits unless `shared_prefix` or a
+/// zero logits budget (the LM head then runs one row at a time), with KL and entropy terms on.
+fn config(shared_prefix: bool, logits_memory_mb: usize) -> AlgorithmSection {
+    let mut cfg = AlgorithmSection {
+        micro_batch_size: 4,
+        shared_prefix,
+        logits_memory_mb,
+        ..Default::default()
+    };
+    cfg.loss.beta = 0.05;
+    cfg.loss.entropy_coef = 0.01;
+    cfg
+}
+
+fn assert_same_update(a: &(UpdateReport, Vec<Vec<f32>>), b: &(UpdateReport, Vec<Vec<f32>>)) {
+    let ((full, w_full), (other, w_other)) = (a, b);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + a.abs());
     assert!(
-        close(full.loss, shared.loss),
+        close(full.loss, other.loss),
         "loss {} vs {}",
         full.loss,
-        shared.loss
+        other.loss
     );
     assert!(full.loss.abs() > 1e-6, "the test batch must produce a loss");
-    let (g_full, g_shared) = (full.steps[0].grad_norm, shared.steps[0].grad_norm);
+    let (g_full, g_other) = (full.steps[0].grad_norm, other.steps[0].grad_norm);
     assert!(
-        g_full > 0.0 && close(g_full, g_shared),
-        "grad norm {g_full} vs {g_shared}"
+        g_full > 0.0 && close(g_full, g_other),
+        "grad norm {g_full} vs {g_other}"
     );
-    assert_eq!(full.train_tokens, shared.train_tokens);
+    let (e, k) = (full.stats.entropy.unwrap(), full.stats.kl.unwrap());
+    assert!(close(e, other.stats.entropy.unwrap()), "entropy");
+    assert!(k > 0.0 && close(k, other.stats.kl.unwrap()), "kl");
+    assert_eq!(full.train_tokens, other.train_tokens);
     // Adam's first step moves each weight by about lr; allow 1% of that.
-    for (a, b) in w_full.iter().zip(&w_shared) {
+    for (a, b) in w_full.iter().zip(w_other) {
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() < 1e-5, "adapter weight {x} vs {y}");
         }
     }
+}
+
+#[test]
+fn shared_prefix_update_equals_full_rows() {
+    let full = update(config(false, 256));
+    assert_same_update(&full, &update(config(true, 256)));
+}
+
+#[test]
+fn chunked_lm_head_update_equals_whole_logits() {
+    let full = update(config(false, 256));
+    assert_same_update(&full, &update(config(false, 0)));
+    assert_same_update(&full, &update(config(true, 0)));
 }

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::data::PromptSpec;
 use crate::advantage::AdvantageConfig;
 use crate::loss::PolicyLossConfig;
 use crate::optim::AdamWConfig;
 use crate::schedule::{ScheduleConfig, ScheduleKind};
+use crate::template::PromptTemplate;
 use crate::{Error, Result};
 
 /// A whole run. Every section has defaults except `model.path` and `data.train`.
@@ -116,8 +118,13 @@ impl Default for LoraSection {
 pub struct DataSection {
     /// JSONL file of training prompts (required).
     pub train: PathBuf,
-    /// Field holding the prompt text. Default `question`.
+    /// Field holding the prompt text. Default `question`. Unused when `template` is set.
     pub prompt_field: String,
+    /// Prompt template with `{field}` placeholders filled from each line, e.g.
+    /// `"{question}\nPut the final answer in \\boxed{}."` (see [`crate::template`]). Default:
+    /// the `prompt_field` text as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Feed the prompt as is instead of through the chat template. Default false.
     pub raw: bool,
     /// Seed of the prompt order. Default 0.
@@ -129,6 +136,7 @@ impl Default for DataSection {
         Self {
             train: PathBuf::new(),
             prompt_field: "question".into(),
+            template: None,
             raw: false,
             seed: 0,
         }
@@ -183,6 +191,10 @@ pub struct RewardSection {
     pub task: String,
     /// Math: fall back to the last number when no boxed answer. Default true.
     pub last_number_fallback: bool,
+    /// Math: the field holding the reference answer. Default: `final` when a line has it, else
+    /// `answer`; a GSM8K-style `... #### x` solution yields `x` either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_field: Option<String>,
 }
 
 impl Default for RewardSection {
@@ -190,6 +202,7 @@ impl Default for RewardSection {
         Self {
             task: "math".into(),
             last_number_fallback: true,
+            answer_field: None,
         }
     }
 }
@@ -211,6 +224,10 @@ pub struct AlgorithmSection {
     /// prompt + completion per row: same logits and gradients, and far fewer tokens when
     /// a group's G completions share a prompt. Default true; false is for comparisons.
     pub shared_prefix: bool,
+    /// Most memory (MiB) one micro-batch's f32 logits may take; above it the LM head runs in
+    /// chunks of this size with a recomputing backward, so the `[B, C, V]` logits and their
+    /// softmax never exist whole (large vocabularies: 150k for Qwen). Default 256.
+    pub logits_memory_mb: usize,
     /// `[algorithm.advantage]`.
     pub advantage: AdvantageConfig,
     /// `[algorithm.loss]`: clipping, aggregation, KL (`beta`), entropy, truncation masking.
@@ -225,6 +242,7 @@ impl Default for AlgorithmSection {
             mini_batch_size: 0,
             micro_batch_size: 8,
             shared_prefix: true,
+            logits_memory_mb: 256,
             advantage: AdvantageConfig::default(),
             loss: PolicyLossConfig::default(),
         }
@@ -488,6 +506,7 @@ impl GrpoConfig {
         if !matches!(self.reward.task.as_str(), "math" | "countdown") {
             return bad("reward.task", "must be `math` or `countdown`");
         }
+        self.prompt_spec()?;
         if let Some(e) = &self.eval {
             if e.file.as_os_str().is_empty() {
                 return bad("eval.file", "is required when [eval] is present");
@@ -528,6 +547,28 @@ impl GrpoConfig {
             s.total_steps = self.algorithm.steps * self.optimizer_steps_per_batch();
         }
         s
+    }
+
+    /// How dataset lines become prompts: `[data] prompt_field`/`template` and the reward's
+    /// reference fields. Errors name `data.template` or `reward.task`.
+    pub fn prompt_spec(&self) -> Result<PromptSpec> {
+        let template = match &self.data.template {
+            Some(t) => Some(
+                PromptTemplate::parse(t)
+                    .map_err(|e| Error::Config(format!("data.template: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(PromptSpec {
+            field: self.data.prompt_field.clone(),
+            template,
+            task: self
+                .reward
+                .task
+                .parse()
+                .map_err(|e: String| Error::Config(format!("reward.task: {e}")))?,
+            answer_field: self.reward.answer_field.clone(),
+        })
     }
 
     /// Where the metrics go.

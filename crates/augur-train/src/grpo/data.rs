@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use augur_reward::jsonl::{reference_of, TaskKind};
+use augur_reward::jsonl::{reference_of, suspicious_reference, TaskKind};
 use augur_reward::Reference;
 use serde_json::{Map, Value};
 
+use crate::template::PromptTemplate;
 use crate::{Error, Result};
 
 /// One training prompt: its text (before the chat template) and what a completion is checked against.
@@ -16,13 +17,44 @@ pub struct Prompt {
     pub reference: Reference,
 }
 
-/// Reads `path`: each non-empty line a JSON object with `prompt_field` and the task's reference fields.
-pub fn load_prompts(path: &Path, prompt_field: &str, task: TaskKind) -> Result<Vec<Prompt>> {
+/// How a dataset line becomes a prompt and its reference.
+#[derive(Clone, Debug)]
+pub struct PromptSpec {
+    /// Field holding the prompt text, used when there is no template.
+    pub field: String,
+    /// `[data] template`: builds the prompt from several fields, with instructions around them.
+    pub template: Option<PromptTemplate>,
+    /// Task of the verifier; decides which reference fields are read.
+    pub task: TaskKind,
+    /// `[reward] answer_field`: the math reference field (see [`reference_of`]).
+    pub answer_field: Option<String>,
+}
+
+impl PromptSpec {
+    /// The prompt text and reference of one parsed line.
+    pub fn prompt_of(&self, obj: &Map<String, Value>) -> std::result::Result<Prompt, String> {
+        let text = match &self.template {
+            Some(t) => t.render(obj)?,
+            None => obj
+                .get(&self.field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("missing string field `{}`", self.field))?
+                .to_string(),
+        };
+        let reference = reference_of(self.task, obj, self.answer_field.as_deref())?;
+        Ok(Prompt { text, reference })
+    }
+}
+
+/// Reads `path`: each non-empty line a JSON object with the prompt's and the task's reference
+/// fields. Warns once (naming the line) when a math reference looks like a whole solution.
+pub fn load_prompts(path: &Path, spec: &PromptSpec) -> Result<Vec<Prompt>> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.into(),
         source,
     })?;
     let mut out = Vec::new();
+    let mut warned = false;
     for (i, line) in text
         .lines()
         .enumerate()
@@ -30,13 +62,14 @@ pub fn load_prompts(path: &Path, prompt_field: &str, task: TaskKind) -> Result<V
     {
         let at = |m: String| Error::Config(format!("{}:{}: {m}", path.display(), i + 1));
         let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        let text = obj
-            .get(prompt_field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| at(format!("missing string field `{prompt_field}`")))?
-            .to_string();
-        let reference = reference_of(task, &obj).map_err(at)?;
-        out.push(Prompt { text, reference });
+        let prompt = spec.prompt_of(&obj).map_err(at)?;
+        if !warned {
+            if let Some(why) = suspicious_reference(&prompt.reference) {
+                eprintln!("warning: {}:{}: {why}", path.display(), i + 1);
+                warned = true;
+            }
+        }
+        out.push(prompt);
     }
     if out.is_empty() {
         return Err(Error::Config(format!("{}: no prompts", path.display())));

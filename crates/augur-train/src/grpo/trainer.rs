@@ -100,10 +100,11 @@ pub fn run_with(
             .unwrap_or_else(|| cfg.model.path.display().to_string()),
     );
 
-    let prompts = load_prompts(&cfg.data.train, &cfg.data.prompt_field, task)?;
+    let spec = cfg.prompt_spec()?;
+    let prompts = load_prompts(&cfg.data.train, &spec)?;
     let eval_prompts: Vec<Prompt> = match &cfg.eval {
         Some(e) => {
-            let mut p = load_prompts(&e.file, &cfg.data.prompt_field, task)?;
+            let mut p = load_prompts(&e.file, &spec)?;
             if e.max_prompts > 0 {
                 p.truncate(e.max_prompts);
             }

@@ -3,12 +3,14 @@
 //! and the policy loss's gradients are accumulated over the micro-batches of each mini-batch into
 //! one optimizer step (PPO-style: `ppo_epochs` passes × mini-batches optimizer steps per batch).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::AlgorithmSection;
+use crate::chunked_logprob::{head_logprob_entropy, FrozenHead};
 use crate::logprob::{token_entropy, token_logprobs};
 use crate::loss::{batch_counts, policy_loss, BatchCounts, LossInputs, LossStats};
 use crate::optim::{FusedAdamW, StepReport};
@@ -154,23 +156,59 @@ fn pack(
     })
 }
 
-/// Logits of the completion positions, `[B, C, V]`.
-fn completion_logits(
+/// Log-probabilities of the completion tokens `[B, C]`, and their entropies when `entropy`.
+///
+/// When the micro-batch's logits would take more than `logits_memory_mb` (CPU, f32), the LM
+/// head runs in chunks of that size inside one op (see [`crate::chunked_logprob`]), so the
+/// whole `[B, C, V]` logits never exist; below it, the plain logits and composite ops.
+fn completion_logprobs(
     model: &DecoderModel,
     mb: &MicroBatch,
     adapters: bool,
     grad: Grad,
-) -> Result<Tensor> {
+    entropy: bool,
+    logits_memory_mb: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, c) = mb.targets.dims2()?;
+    let vocab = model.lm_head().out_features;
+    let budget_rows = (logits_memory_mb << 20) / (vocab * 4).max(1);
+    let chunked = model.device().is_cpu() && model.dtype() == DType::F32 && b * c > budget_rows;
+    let at = match chunked {
+        true => LogitsAt::HiddenTail(mb.width),
+        false => LogitsAt::Tail(mb.width),
+    };
     let opts = ForwardOpts {
         adapters,
         grad,
-        logits: LogitsAt::Tail(mb.width),
+        logits: at,
     };
-    let logits = match &mb.prefixes {
+    let out = match &mb.prefixes {
         Some(p) => model.forward_with_prefixes(&p.input, &p.of_row, &mb.input, opts)?,
         None => model.forward(&mb.input, None, opts)?,
     };
-    Ok(logits.to_dtype(DType::F32)?)
+    if !chunked {
+        let logits = out.to_dtype(DType::F32)?;
+        let logp = token_logprobs(&logits, &mb.targets)?;
+        let ent = entropy.then(|| token_entropy(&logits)).transpose()?;
+        return Ok((logp, ent));
+    }
+    let hidden = out.flatten_to(1)?;
+    let targets = mb.targets.flatten_all()?.to_vec1::<u32>()?;
+    let both = head_logprob_entropy(&hidden, &targets, &frozen_head(model), budget_rows.max(1))?;
+    let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
+    let ent = entropy
+        .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
+        .transpose()?;
+    Ok((logp, ent))
+}
+
+/// The model's LM head as the chunked logprob op takes it.
+fn frozen_head(model: &DecoderModel) -> FrozenHead {
+    let (fwd, dense) = (model.lm_head().clone(), model.lm_head().clone());
+    FrozenHead {
+        forward: Arc::new(move |x: &Tensor| fwd.forward(x, false)),
+        weight: Arc::new(move || dense.dense_weight()),
+    }
 }
 
 /// What one update did, for the step's metrics.
@@ -232,8 +270,15 @@ pub fn policy_update(
                 mini.micro
                     .iter()
                     .map(|mb| {
-                        let logits = completion_logits(model, mb, false, Grad::Off)?;
-                        Ok(token_logprobs(&logits, &mb.targets)?.detach())
+                        let (logp, _) = completion_logprobs(
+                            model,
+                            mb,
+                            false,
+                            Grad::Off,
+                            false,
+                            cfg.logits_memory_mb,
+                        )?;
+                        Ok(logp.detach())
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -250,12 +295,14 @@ pub fn policy_update(
         let mut epoch_loss = 0.0;
         for (m, mini) in minis.iter().enumerate() {
             for (i, mb) in mini.micro.iter().enumerate() {
-                let logits = completion_logits(model, mb, true, Grad::Tracked)?;
-                let logp = token_logprobs(&logits, &mb.targets)?;
-                let entropy = match cfg.loss.entropy_coef != 0.0 {
-                    true => Some(token_entropy(&logits)?),
-                    false => None,
-                };
+                let (logp, entropy) = completion_logprobs(
+                    model,
+                    mb,
+                    true,
+                    Grad::Tracked,
+                    cfg.loss.entropy_coef != 0.0,
+                    cfg.logits_memory_mb,
+                )?;
                 let inputs = LossInputs {
                     logp: &logp,
                     old_logp: &mb.old_logp,
