@@ -10,7 +10,8 @@ model always solves, never solves, and sometimes solves. This script
    `pool.jsonl`, and writes a held-out `test.jsonl` of the same level mix, the per-prompt success
    rates (`base-success.csv`) and their histogram (`base-success.svg`).
 
-Usage: python3 scripts/make-mixed-pool.py AUGUR MODEL OUT_DIR [PER_LEVEL] [K] [PER_BAND]
+Usage: python3 scripts/make-mixed-pool.py AUGUR MODEL OUT_DIR [PER_LEVEL] [K] [PER_BAND] [TEMPERATURE]
+       [MAX_NEW_TOKENS]
 Deterministic for a given model and seeds (candidate seed 11, test seed 12, sampling seed 0).
 """
 
@@ -54,7 +55,7 @@ def write_jsonl(path, rows):
             f.write(json.dumps(r) + "\n")
 
 
-def svg_histogram(path, rates, k):
+def svg_histogram(path, rates, k, temperature):
     bins = [0] * (k + 1)
     for p in rates:
         bins[round(p * k)] += 1
@@ -69,7 +70,7 @@ def svg_histogram(path, rates, k):
         bars.append(f'<text x="{x + bw / 2:.1f}" y="{y - 3:.1f}" font-size="10" text-anchor="middle">{n}</text>')
         if i % 2 == 0:
             bars.append(f'<text x="{x + bw / 2:.1f}" y="{h - pad + 14}" font-size="10" text-anchor="middle">{i}/{k}</text>')
-    title = f"Base success of {len(rates)} candidate prompts ({k} samples each, T=1)"
+    title = f"Base success of {len(rates)} candidate prompts ({k} samples each, T={temperature})"
     with open(path, "w") as f:
         f.write(f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif">'
                 f'<rect width="{w}" height="{h}" fill="white"/>'
@@ -83,13 +84,15 @@ def main():
     per_level = int(sys.argv[4]) if len(sys.argv) > 4 else 30
     k = int(sys.argv[5]) if len(sys.argv) > 5 else 16
     per_band = int(sys.argv[6]) if len(sys.argv) > 6 else 40
+    temperature = sys.argv[7] if len(sys.argv) > 7 else "1.0"
+    max_new = sys.argv[8] if len(sys.argv) > 8 else "32"
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(11)
     cands = [problem(rng, lv, i, "cand") for lv in range(len(LEVELS)) for i in range(per_level)]
     write_jsonl(out / "candidates.jsonl", [{"id": c["id"], "prompt": c["question"]} for c in cands])
     gen, scored = out / "samples.jsonl", out / "scored.jsonl"
     subprocess.run([augur, "generate", "--model", model, "--prompts", str(out / "candidates.jsonl"),
-                    "--n", str(k), "--temperature", "1.0", "--max-new-tokens", "12", "--seed", "0",
+                    "--n", str(k), "--temperature", temperature, "--max-new-tokens", max_new, "--seed", "0",
                     "--output", str(gen)], check=True)
     by_id = {c["id"]: c for c in cands}
     rows = []
@@ -110,7 +113,7 @@ def main():
         w.writerow(["id", "level", "question", "answer", "successes", "samples", "rate"])
         for c in cands:
             w.writerow([c["id"], c["level"], c["question"], c["answer"], wins[c["id"]], n[c["id"]], f"{rate[c['id']]:.4f}"])
-    svg_histogram(out / "base-success.svg", list(rate.values()), k)
+    svg_histogram(out / "base-success.svg", list(rate.values()), k, temperature)
     lo, hi = 1 / 16 + 1e-9, 15 / 16 - 1e-9
     bands = {"zero": [], "mid": [], "one": []}
     for c in cands:
