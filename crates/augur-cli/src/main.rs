@@ -5,6 +5,7 @@ mod export;
 mod generate;
 mod grpo;
 mod inspect;
+mod output;
 mod rss;
 mod sampler;
 mod score;
@@ -50,7 +51,20 @@ fn main() {
         Command::Export(a) => export::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message already
+/// carries (most errors name their cause in their own message).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }

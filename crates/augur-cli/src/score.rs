@@ -18,12 +18,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::output::check_writable("--output", &args.output)?;
     let summary = score_jsonl(
         args.task,
         &args.input,
         &args.output,
         &ScoreOptions::default(),
     )?;
-    println!("{summary:?}");
+    let share = |n: usize| 100.0 * n as f64 / summary.total.max(1) as f64;
+    println!(
+        "scored {} lines: {} correct ({:.1}%), mean reward {:.3}; wrote {}",
+        summary.total,
+        summary.correct,
+        share(summary.correct),
+        summary.mean_reward,
+        args.output.display()
+    );
     Ok(())
 }
