@@ -118,6 +118,7 @@ prop_compose! {
         declared_kv in prop_oneof![0u64..14, Just(u64::MAX), Just(1 << 40)],
         kvs in proptest::collection::vec((0..KEYS.len(), gguf_value()), 0..14),
         llama in any::<bool>(),
+        sizes in proptest::collection::vec(prop_oneof![0u32..3, Just(64)], 4),
         tensors in proptest::collection::vec(
             (
                 0..TENSORS.len(),
@@ -146,6 +147,13 @@ prop_compose! {
             b.extend(gguf_string("general.architecture"));
             b.extend(8u32.to_le_bytes());
             b.extend(gguf_string("llama"));
+            // The sizes a config needs, well typed but possibly 0.
+            let keys = ["embedding_length", "attention.head_count", "feed_forward_length", "block_count"];
+            for (key, size) in keys.iter().zip(&sizes) {
+                b.extend(gguf_string(&format!("llama.{key}")));
+                b.extend(4u32.to_le_bytes());
+                b.extend(size.to_le_bytes());
+            }
         }
         for (k, (ty, v)) in kvs {
             b.extend(gguf_string(KEYS[k]));
