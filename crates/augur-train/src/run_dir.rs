@@ -116,7 +116,9 @@ impl RunDir {
                     ),
                 }));
             }
-            for p in &in_the_way {
+            // Latest checkpoint first, config last: a kill half-way leaves a consistent
+            // (shorter) run, never checkpoints without their metrics.
+            for p in in_the_way.iter().rev() {
                 remove(p)?;
             }
         }
@@ -205,7 +207,8 @@ impl RunDir {
             .collect()
     }
 
-    /// What makes the folder hold a run: its config, a non-empty metrics log, checkpoints.
+    /// What makes the folder hold a run: its config, a non-empty metrics log, checkpoints (in
+    /// this order).
     fn run_files(&self) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         let config = self.root.join(RUN_CONFIG);
