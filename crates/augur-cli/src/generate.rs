@@ -78,6 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     params.validate()?;
+    if let Some(out) = &args.output {
+        crate::output::check_writable("--output", out)?;
+    }
     let mut inputs = match &args.prompts {
         Some(p) => read_prompts(p)?,
         None => Vec::new(),

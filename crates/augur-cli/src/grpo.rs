@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use augur_hub::HubId;
 use augur_train::grpo::config::ModelSection;
-use augur_train::grpo::{run_with, summary_line, GrpoConfig};
+use augur_train::grpo::{run_with, summary_line, GrpoConfig, Launch};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::rss::peak_rss;
@@ -14,7 +14,8 @@ use crate::rss::peak_rss;
 #[derive(clap::Args)]
 pub struct Args {
     /// Run configuration (TOML; see configs/quickstart.toml). With --resume and no --config,
-    /// the checkpoint's own `config.toml` is used.
+    /// the checkpoint's own `config.toml` is used and the run continues in the checkpoint's
+    /// parent folder.
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Override a config value, e.g. `--set rollout.group_size=4` (repeatable).
@@ -25,6 +26,10 @@ pub struct Args {
     /// than the original run.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace what is in the run folder's way: another run (fresh start), or checkpoints
+    /// after the resumed step (resume). Without it such a folder is refused.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
@@ -33,18 +38,21 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(augur_hub::checkpoint_path)
         .transpose()?;
-    let config = match (&args.config, &resume) {
-        (Some(c), _) => c.clone(),
-        (None, Some(r)) => r.join("config.toml"),
+    let mut cfg = match (&args.config, &resume) {
+        (Some(c), _) => GrpoConfig::load(c, &args.set)?,
+        (None, Some(r)) => GrpoConfig::load_for_resume(r, &args.set)?,
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
-    let mut cfg = GrpoConfig::load(&config, &args.set)?;
     hub_model(&mut cfg.model)?;
+    let launch = Launch {
+        resume,
+        overwrite: args.overwrite,
+    };
     let bar = ProgressBar::new(cfg.algorithm.steps);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
     )?);
-    let summary = run_with(&cfg, resume.as_deref(), &mut |line| {
+    let summary = run_with(&cfg, &launch, &mut |line| {
         if let Some(step) = line["step"].as_u64() {
             bar.set_position(step);
         }

@@ -6,6 +6,7 @@ mod generate;
 mod grpo;
 mod inspect;
 mod push;
+mod output;
 mod rss;
 mod sampler;
 mod score;
@@ -54,7 +55,20 @@ fn main() {
         Command::Push(a) => push::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message already
+/// carries (most errors name their cause in their own message).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }

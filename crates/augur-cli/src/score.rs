@@ -22,6 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::output::check_writable("--output", &args.output)?;
     let summary = score_jsonl(
         args.task,
         &args.input,
@@ -32,11 +33,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
+    let share = |n: usize| 100.0 * n as f64 / summary.total.max(1) as f64;
     println!(
-        "{} of {} correct ({:.1}%), mean reward {:.4}; scored lines in {}",
-        summary.correct,
+        "scored {} lines: {} correct ({:.1}%), mean reward {:.3}; wrote {}",
         summary.total,
-        100.0 * summary.correct as f64 / summary.total.max(1) as f64,
+        summary.correct,
+        share(summary.correct),
         summary.mean_reward,
         args.output.display()
     );

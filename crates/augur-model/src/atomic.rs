@@ -35,6 +35,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Saves named tensors as safetensors at `path` atomically.
 pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let tmp = tmp_path(path);
-    candle_core::safetensors::save(tensors, &tmp)?;
+    // candle's error does not name the file (e.g. a full disk): say which one.
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| ModelError::Checkpoint {
+        path: tmp.clone(),
+        problem: e.to_string(),
+    })?;
     rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/adapter.safetensors");
+        let t = Tensor::zeros(2, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let err = save_tensors_atomic(&path, &[("a".to_string(), t)].into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing/adapter.safetensors.tmp"), "{err}");
+        let err = write_atomic(&dir.path().join("missing/x.json"), b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing/x.json.tmp"), "{err}");
+    }
 }

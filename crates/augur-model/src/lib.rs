@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 mod frozen;
 mod fused;
+pub mod gguf_header;
 pub mod input;
 pub mod kv_cache;
 pub mod linear;

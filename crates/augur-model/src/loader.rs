@@ -171,8 +171,24 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<ModelConfig> {
     };
     let hidden_size = get_usize("embedding_length")?;
     let num_heads = get_usize("attention.head_count")?;
+    if num_heads == 0 {
+        return Err(ModelError::field(
+            path,
+            &format!("{a}.attention.head_count"),
+            "must be at least 1",
+        ));
+    }
     let vocab_size = match content.tensor_infos.get("token_embd.weight") {
-        Some(info) => info.shape.dims()[0],
+        Some(info) => match info.shape.dims().first() {
+            Some(&n) => n,
+            None => {
+                return Err(ModelError::tensor(
+                    path,
+                    "token_embd.weight",
+                    "has no dimensions",
+                ))
+            }
+        },
         None => {
             return Err(ModelError::tensor(
                 path,
@@ -202,4 +218,52 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<ModelConfig> {
     };
     cfg.validate(path)?;
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file::{TensorInfo, Value, VersionedMagic};
+
+    fn content(heads: u32, embd_dims: Vec<usize>) -> Content {
+        let metadata = [
+            ("general.architecture", Value::String("llama".into())),
+            ("llama.embedding_length", Value::U32(64)),
+            ("llama.attention.head_count", Value::U32(heads)),
+            ("llama.feed_forward_length", Value::U32(128)),
+            ("llama.block_count", Value::U32(2)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let info = TensorInfo {
+            shape: embd_dims.into(),
+            offset: 0,
+            ggml_dtype: candle_core::quantized::GgmlDType::F32,
+        };
+        Content {
+            magic: VersionedMagic::GgufV3,
+            metadata,
+            tensor_infos: [("token_embd.weight".to_string(), info)].into(),
+            tensor_data_offset: 0,
+        }
+    }
+
+    #[test]
+    fn crafted_gguf_sizes_are_errors_not_panics() {
+        let path = Path::new("m.gguf");
+        assert_eq!(
+            config_from_gguf(&content(4, vec![256, 64]), path)
+                .unwrap()
+                .head_dim,
+            16
+        );
+        let err = config_from_gguf(&content(0, vec![256, 64]), path).unwrap_err();
+        assert!(
+            err.to_string().contains("llama.attention.head_count"),
+            "{err}"
+        );
+        let err = config_from_gguf(&content(4, vec![]), path).unwrap_err();
+        assert!(err.to_string().contains("token_embd.weight"), "{err}");
+    }
 }

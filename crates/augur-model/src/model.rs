@@ -196,7 +196,9 @@ impl DecoderModel {
             };
             Ok(LoraLinear::new(w, b)?)
         };
-        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        // Grown layer by layer: `num_layers` comes from the config file and is only trusted once
+        // the weights of each layer are found.
+        let mut blocks = Vec::new();
         for i in 0..cfg.num_layers {
             let p = format!("model.layers.{i}");
             let mut attn = Attention {

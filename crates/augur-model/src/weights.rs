@@ -152,10 +152,7 @@ impl GgufSource {
             path: path.into(),
             source,
         })?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Checkpoint {
-            path: path.into(),
-            problem: format!("not a readable GGUF file: {e}"),
-        })?;
+        let content = crate::gguf_header::read_content(&mut file, path)?;
         Ok(GgufSource {
             content,
             file,

@@ -254,3 +254,76 @@ fn plain_fallback_still_contains_fork_bomb_and_loops() {
         Outcome::Timeout
     );
 }
+
+/// A file the test owns, world-readable, in `dir`; removed on drop.
+struct Canary(std::path::PathBuf);
+
+impl Canary {
+    fn new(dir: &std::path::Path, content: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("augur-canary-{}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Canary(path)
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn host_files_are_not_readable() {
+    let sb = sandbox();
+    let secret = "augur-canary-secret-93a1";
+    let target = Canary::new(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), secret);
+    let tmp = Canary::new(std::path::Path::new("/tmp"), secret);
+    let home = std::env::var_os("HOME").map(|h| Canary::new(std::path::Path::new(&h), secret));
+    let mut paths = vec![target.0.clone(), tmp.0.clone(), "/etc/passwd".into()];
+    paths.extend(home.iter().map(|c| c.0.clone()));
+    let program = format!(
+        "for p in {:?}:\n    try:\n        print(p, open(p).read())\n    except OSError as e:\n        print('blocked', p, e)\n",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()
+    );
+    let out = sb.run(&program, "").unwrap();
+    println!("{}", out.stdout);
+    assert_eq!(out.outcome, Outcome::Exited(0), "{}", out.stderr);
+    if sb.isolation() != Isolation::Plain {
+        assert!(!out.stdout.contains(secret), "a host file was readable");
+        assert!(!out.stdout.contains("root:"), "/etc/passwd was readable");
+    }
+}
+
+#[test]
+fn home_and_root_cannot_be_listed() {
+    let sb = sandbox();
+    // Make sure each holds something to see, whatever the machine has.
+    let home = Canary::new(
+        std::path::Path::new(&std::env::var_os("HOME").unwrap()),
+        "x",
+    );
+    let in_home_dir = std::fs::create_dir_all("/home")
+        .ok()
+        .map(|_| Canary::new(std::path::Path::new("/home"), "x"));
+    let program = "import os\nfor d in ['/home', '/root', os.path.expanduser('~')]:\n    try:\n        print(d, sorted(os.listdir(d)))\n    except OSError as e:\n        print('blocked', d, e)\n";
+    let out = sb.run(program, "").unwrap();
+    println!("{}", out.stdout);
+    assert_eq!(out.outcome, Outcome::Exited(0), "{}", out.stderr);
+    if sb.isolation() != Isolation::Plain {
+        let name = home.0.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(!out.stdout.contains(&name), "{}", out.stdout);
+        for dir in ["/home", "/root"] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                assert!(
+                    !out.stdout.contains(&format!("'{name}'")),
+                    "{dir}/{name} listed: {}",
+                    out.stdout
+                );
+            }
+        }
+    }
+    drop(in_home_dir);
+}

@@ -122,7 +122,7 @@ impl<'a> Engine<'a> {
             if p.is_empty() {
                 return Err(RolloutError::Request(format!("prompt {i} is empty")));
             }
-            if p.len() + params.max_new_tokens > window {
+            if p.len().saturating_add(params.max_new_tokens) > window {
                 return Err(RolloutError::Request(format!(
                     "prompt {i} has {} tokens; with max_new_tokens {} it exceeds the context window of {window}",
                     p.len(),

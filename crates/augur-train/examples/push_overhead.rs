@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use augur_hub::fake::FakeHub;
-use augur_train::grpo::{run, GrpoConfig};
+use augur_train::grpo::{run, GrpoConfig, Launch};
 
 fn config(root: &Path, steps: u64, push: bool) -> GrpoConfig {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
@@ -68,7 +68,7 @@ fn main() {
         for (with_push, out) in [(false, &mut plain), (true, &mut push)] {
             let root = tempfile::tempdir().unwrap();
             let cfg = config(root.path(), steps, with_push);
-            run(&cfg, None).unwrap();
+            run(&cfg, &Launch::fresh()).unwrap();
             out.push(mean_step_secs(&cfg));
         }
     }

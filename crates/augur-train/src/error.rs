@@ -42,6 +42,23 @@ pub enum Error {
     #[error(transparent)]
     Sampler(#[from] augur_sampler::SamplerError),
 
+    /// A run folder holds something the run would replace or mix with; the message names it.
+    #[error("{0}")]
+    RunFolder(String),
+
+    /// A checkpoint folder is incomplete or does not fit the run; the message names the folder
+    /// and the file.
+    #[error("checkpoint {0}")]
+    Checkpoint(String),
+
+    /// A LoRA adapter file does not fit the model; the message names the file and the tensor.
+    #[error("adapter {0}")]
+    Adapter(String),
+
+    /// A dataset line is malformed or does not fit the model; the message names file, line and id.
+    #[error("dataset {0}")]
+    Data(String),
+
     /// Optimizer state being imported does not match the parameters; the message names the key.
     #[error("optimizer state: {0}")]
     State(String),

@@ -21,6 +21,7 @@ pub mod grpo;
 pub mod logprob;
 pub mod loss;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
 pub mod template;
 

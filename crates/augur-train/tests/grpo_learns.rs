@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use augur_train::grpo::{run, GrpoConfig};
+use augur_train::grpo::{run, GrpoConfig, Launch};
 use candle_core::{Device, Tensor};
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::wordlevel::WordLevel;
@@ -157,7 +157,7 @@ fn tiny_model_learns_a_digit_map_from_reward_alone() {
         run = dir.join("run"),
     );
     let cfg = GrpoConfig::from_toml_str(&toml, &[]).unwrap();
-    let rewards = run(&cfg, None).unwrap().rewards;
+    let rewards = run(&cfg, &Launch::fresh()).unwrap().rewards;
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
     let (first, last) = (rewards[0], mean(&rewards[rewards.len() - 10..]));
     eprintln!("rewards: {rewards:.2?}");

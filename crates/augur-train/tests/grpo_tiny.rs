@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use augur_train::grpo::{run, GrpoConfig};
+use augur_train::grpo::{run, GrpoConfig, Launch};
 use serde_json::Value;
 
 fn setup(root: &Path) -> GrpoConfig {
@@ -42,7 +42,7 @@ fn resume_and_compare(cfg: &GrpoConfig, dir: &Path, ck: &Path, full: &[Value], k
     let mut resumed_cfg = cfg.clone();
     resumed_cfg.checkpoint.dir = dir.to_path_buf();
     resumed_cfg.logging.metrics = None;
-    run(&resumed_cfg, Some(ck)).unwrap();
+    run(&resumed_cfg, &Launch::resume(ck)).unwrap();
     let resumed = metrics(&resumed_cfg.metrics_path());
     assert_eq!(resumed.len(), 2);
     for (a, b) in full[1..].iter().zip(&resumed) {
@@ -66,7 +66,7 @@ const SAME: [&str; 6] = [
 fn tiny_run_writes_metrics_checkpoints_and_resumes_exactly() {
     let root = tempfile::tempdir().unwrap();
     let cfg = setup(root.path());
-    let summary = run(&cfg, None).unwrap();
+    let summary = run(&cfg, &Launch::fresh()).unwrap();
     assert_eq!(summary.steps, 3);
     let full = metrics(&cfg.metrics_path());
     assert_eq!(full.len(), 3);
@@ -93,16 +93,25 @@ fn tiny_run_writes_metrics_checkpoints_and_resumes_exactly() {
     }
 
     resume_and_compare(&cfg, &root.path().join("resumed"), &ck, &full, &SAME);
-    // Resuming in the original run dir (after a crash) keeps the checkpoint's steps and
-    // replaces the later ones; a fresh run in the same dir starts a fresh log.
-    run(&cfg, Some(&ck)).unwrap();
+    // Resuming an earlier checkpoint in the original run dir would replace checkpoints 2 and 3:
+    // refused unless overwriting; then the checkpoint's steps are kept and the later ones
+    // replaced. A fresh run in the same dir is refused unless overwriting, then starts afresh.
     let steps = |v: Vec<Value>| {
         v.iter()
             .map(|m| m["step"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
+    let err = run(&cfg, &Launch::resume(&ck)).unwrap_err().to_string();
+    assert!(err.contains("checkpoint-3"), "{err}");
+    let overwrite = |resume: Option<&Path>| Launch {
+        resume: resume.map(Path::to_path_buf),
+        overwrite: true,
+    };
+    run(&cfg, &overwrite(Some(&ck))).unwrap();
     assert_eq!(steps(metrics(&cfg.metrics_path())), vec![1, 2, 3]);
-    run(&cfg, None).unwrap();
+    let err = run(&cfg, &Launch::fresh()).unwrap_err().to_string();
+    assert!(err.contains("holds another run"), "{err}");
+    run(&cfg, &overwrite(None)).unwrap();
     assert_eq!(steps(metrics(&cfg.metrics_path())), vec![1, 2, 3]);
 }
 
@@ -129,7 +138,7 @@ fn mopps_sampler_logs_telemetry_and_resumes_exactly() {
         root.path(),
         "method = \"mopps\"\ncandidate_ratio = 0\nseed = 5\n",
     );
-    assert_eq!(run(&cfg, None).unwrap().steps, 3);
+    assert_eq!(run(&cfg, &Launch::fresh()).unwrap().steps, 3);
     let full = metrics(&cfg.metrics_path());
     assert_eq!(full.len(), 3);
     for (i, m) in full.iter().enumerate() {
@@ -153,7 +162,7 @@ fn mopps_sampler_logs_telemetry_and_resumes_exactly() {
     // Resuming a sampler checkpoint without a [sampler] section is refused, naming the problem.
     let mut plain = setup(root.path());
     plain.checkpoint.dir = root.path().join("plain");
-    let err = run(&plain, Some(&ck)).unwrap_err();
+    let err = run(&plain, &Launch::resume(&ck)).unwrap_err();
     assert!(err.to_string().contains("sampler"), "{err}");
 }
 
@@ -166,7 +175,7 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
     );
     cfg.algorithm.steps = 1;
     cfg.checkpoint.every = 0;
-    run(&cfg, None).unwrap();
+    run(&cfg, &Launch::fresh()).unwrap();
     let m = &metrics(&cfg.metrics_path())[0];
     let rounds = m["ds_rounds"].as_u64().unwrap();
     assert!((1..=2).contains(&rounds), "{m}");
@@ -177,7 +186,7 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
     let mut cfg = with_sampler(root.path(), "method = \"gps\"\ncandidate_ratio = 0\n");
     cfg.algorithm.steps = 2;
     cfg.checkpoint.every = 0;
-    run(&cfg, None).unwrap();
+    run(&cfg, &Launch::fresh()).unwrap();
     let ms = metrics(&cfg.metrics_path());
     assert_eq!(ms.len(), 2);
     assert!(
@@ -188,7 +197,11 @@ fn ds_counts_every_round_and_gps_embeds_prompts() {
     // A rerun in the same folder reads the cached embeddings and chooses the same prompts.
     let cache = root.path().join("run/prompt_embeddings.safetensors");
     let written = std::fs::metadata(&cache).unwrap().modified().unwrap();
-    run(&cfg, None).unwrap();
+    let rerun = Launch {
+        overwrite: true,
+        ..Launch::fresh()
+    };
+    run(&cfg, &rerun).unwrap();
     assert_eq!(
         std::fs::metadata(&cache).unwrap().modified().unwrap(),
         written
@@ -271,7 +284,7 @@ fn mini_batches_are_separate_optimizer_steps() {
     cfg.algorithm.ppo_epochs = 2;
     cfg.algorithm.steps = 1;
     assert_eq!(cfg.optimizer_steps_per_batch(), 6);
-    run(&cfg, None).unwrap();
+    run(&cfg, &Launch::fresh()).unwrap();
     let m = &metrics(&cfg.metrics_path())[0];
     assert_eq!(m["optimizer_steps"], 6, "{m}");
     assert!(m["loss"].as_f64().unwrap().is_finite(), "{m}");

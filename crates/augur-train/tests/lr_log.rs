@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use augur_train::grpo::{run, GrpoConfig};
+use augur_train::grpo::{run, GrpoConfig, Launch};
 use serde_json::Value;
 
 /// A tiny-model run of 3 steps with 2 optimizer updates per step (16 completions, mini-batches
@@ -65,7 +65,7 @@ fn logged_lr_follows_the_schedule_at_every_step() {
     for (schedule, lr, warmup, total) in cases {
         let root = tempfile::tempdir().unwrap();
         let cfg = config(root.path(), schedule);
-        run(&cfg, None).unwrap();
+        run(&cfg, &Launch::fresh()).unwrap();
         let text = std::fs::read_to_string(cfg.metrics_path()).unwrap();
         let lines: Vec<Value> = text
             .lines()

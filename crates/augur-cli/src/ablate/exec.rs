@@ -106,8 +106,15 @@ pub fn execute(run: &RunPlan, config_path: &Path, state: &RunState) -> anyhow::R
     for o in &run.overrides {
         cmd.arg("--set").arg(o);
     }
-    if let RunState::Resume(ckpt) = state {
-        cmd.arg("--resume").arg(ckpt);
+    match state {
+        RunState::Resume(ckpt) => {
+            cmd.arg("--resume").arg(ckpt);
+        }
+        // Interrupted before its first checkpoint (same config, checked above): start over.
+        RunState::Fresh => {
+            cmd.arg("--overwrite");
+        }
+        RunState::Complete => {}
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(std::io::stderr()))

@@ -9,12 +9,11 @@
 //!
 //! On top of that, one of three isolation levels, probed once at [`Sandbox::new`] (first that runs a test
 //! program wins):
-//! * [`Isolation::RootNamespaces`] (running as root, the case on the development machines): `unshare --pid
-//!   --net --mount --mount-proc --fork --kill-child`, then fresh tmpfs over `/tmp`, `/dev/shm`, `/var/tmp`,
-//!   `/run/lock` (the run directory is bind-mounted back at `/tmp/w`), then `setpriv` drops to an unprivileged
-//!   uid/gid (one per worker slot, leased from `uid_base..uid_base+4096` with an `flock` on
-//!   `<tmp>/augur-sandbox-<euid>/uid-N.lock`, so concurrent sandboxes, in this process or another, never share one; no
-//!   supplementary groups, no capabilities, `no_new_privs`). Root ignores
+//! * [`Isolation::RootNamespaces`] (running as root, the case on the development machines and in CI): `unshare
+//!   --pid --net --mount --mount-proc --fork --kill-child`, then a minimal root file system (below), then
+//!   `setpriv` drops to an unprivileged uid/gid (one per worker slot, leased from `uid_base..uid_base+4096` with
+//!   an `flock` on `<tmp>/augur-sandbox-<euid>/uid-N.lock`, so concurrent sandboxes, in this process or another,
+//!   never share one; no supplementary groups, no capabilities, `no_new_privs`). Root ignores
 //!   `RLIMIT_NPROC`; the dropped uid does not, and each worker slot has its own uid so one fork bomb cannot
 //!   starve the other workers. The program is pid 1 of its own pid namespace: when it exits or is killed,
 //!   the kernel kills every process it left behind, even ones that escaped the process group.
@@ -22,16 +21,22 @@
 //!   `unshare --user --map-root-user`; `RLIMIT_NPROC` applies because the real uid is not root (counted per
 //!   user namespace on current kernels). Exercised on the development machine by running the hostile suite
 //!   as uid 65534; there is no uid drop, so no kill-by-uid cleanup either (the pid namespace does it).
-//! * [`Isolation::Plain`] (fallback when `unshare` is missing or refused): only rlimits, the process group and
-//!   (when root) the uid drop in the child before `exec`. **No network isolation** and no private `/tmp` at this
-//!   level; children that call `setsid` can outlive the run until their CPU limit ends them.
+//! * [`Isolation::Plain`] (fallback when `unshare` is missing or refused, or the minimal root cannot be built):
+//!   only rlimits, the process group and (when root) the uid drop in the child before `exec`. **No network
+//!   isolation, no private `/tmp` and the host's file system** at this level (read-only only by permissions);
+//!   children that call `setsid` can outlive the run until their CPU limit ends them. Falling back to it
+//!   prints a warning naming why the namespace levels failed.
 //!
-//! Not isolated at any level: the file system is the host's, read-only only by permissions (the sandbox uid can
-//! read world-readable files such as `/etc/passwd` or the Python stdlib, but not `/root`, and can write nothing
-//! it does not own outside the tmpfs mounts); `/proc` shows only the sandbox's own pid namespace but `/sys`
-//! is the host's; there is no seccomp filter (any syscall allowed by the uid can be made); CPU time is limited
-//! per process, not for the whole tree (the process cap bounds the product); no cgroup memory accounting, so
-//! `RLIMIT_AS` (per process) is the memory bound.
+//! The minimal root file system (both namespace levels): a tmpfs made the root with `pivot_root`, the host's
+//! tree unmounted, holding read-only binds of `/usr` (the interpreter, its standard library and the shared
+//! libraries it loads; `/bin`, `/lib`... as the host has them) and of the interpreter's install prefix when it
+//! is outside `/usr`, `/dev/{null,zero,random,urandom}`, a fresh `/proc` of the sandbox's pid namespace, a
+//! 16 MiB tmpfs `/tmp`, and the run directory at `/tmp/w`. `/etc`, `/home`, `/root`, `/sys` and every other
+//! host path do not exist for the program.
+//!
+//! Not isolated at any level: there is no seccomp filter (any syscall allowed by the uid can be made); CPU time
+//! is limited per process, not for the whole tree (the process cap bounds the product); no cgroup memory
+//! accounting, so `RLIMIT_AS` (per process) is the memory bound.
 
 use std::fs;
 use std::io::Read;
@@ -167,7 +172,17 @@ impl Sandbox {
                     _leases: leases.clone(),
                 };
                 match sb.run("print(6 * 7)", "") {
-                    Ok(out) if out.stdout.trim() == "42" => return Ok(sb),
+                    Ok(out) if out.stdout.trim() == "42" => {
+                        if mode == Isolation::Plain && !cfg.force_plain {
+                            eprintln!(
+                                "warning: code sandbox: no namespace isolation on this machine ({}); \
+                                 untrusted programs run with rlimits only and can read the host's \
+                                 world-readable files and reach the network",
+                                errors.join("; ")
+                            );
+                        }
+                        return Ok(sb);
+                    }
                     Ok(out) => {
                         errors.push(format!("{mode:?} {}: {}", py.display(), out.stderr.trim()))
                     }
@@ -269,10 +284,6 @@ impl Sandbox {
     }
 
     fn command(&self, uid: u32) -> Command {
-        const MOUNTS: &str = "set -e; mount -t tmpfs -o size=16m,mode=1777 tmpfs /tmp; mkdir /tmp/w; \
-             mount --bind /proc/self/cwd /tmp/w; cd /tmp/w; \
-             for d in /dev/shm /var/tmp /run/lock; do if [ -d $d ]; then mount -t tmpfs -o size=1m,mode=1777 tmpfs $d; fi; done; \
-             unset OLDPWD; ";
         let ns = [
             "--pid",
             "--net",
@@ -282,33 +293,34 @@ impl Sandbox {
             "--kill-child",
             "--",
         ];
-        match self.isolation {
-            Isolation::RootNamespaces => {
-                let mut c = Command::new("unshare");
-                let script = format!(
-                    "{MOUNTS}exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs \
+        // `$0` is the interpreter, `$1` its install prefix when outside /usr (else empty).
+        let prefix = install_prefix(&self.python)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let (program, exec) = match self.isolation {
+            Isolation::RootNamespaces => (
+                "unshare",
+                format!(
+                    "exec setpriv --reuid={uid} --regid={uid} --clear-groups --no-new-privs \
                      --inh-caps=-all --bounding-set=-all -- \"$0\" -I -B prog.py"
-                );
-                c.args(ns)
-                    .args(["/bin/sh", "-c", &script])
-                    .arg(&self.python);
-                c
-            }
-            Isolation::UserNamespaces => {
-                let mut c = Command::new("unshare");
-                let script = format!("{MOUNTS}exec \"$0\" -I -B prog.py");
-                c.args(["--user", "--map-root-user"])
-                    .args(ns)
-                    .args(["/bin/sh", "-c", &script])
-                    .arg(&self.python);
-                c
-            }
+                ),
+            ),
+            Isolation::UserNamespaces => ("unshare", "exec \"$0\" -I -B prog.py".to_string()),
             Isolation::Plain => {
                 let mut c = Command::new(&self.python);
                 c.args(["-I", "-B", "prog.py"]);
-                c
+                return c;
             }
+        };
+        let mut c = Command::new(program);
+        if self.isolation == Isolation::UserNamespaces {
+            c.args(["--user", "--map-root-user"]);
         }
+        c.args(ns)
+            .args(["/bin/sh", "-c", &format!("{MINIMAL_ROOT}{exec}")])
+            .arg(&self.python)
+            .arg(prefix);
+        c
     }
 
     /// Waits for the child under the wall-clock limit and output caps, then kills its process group.
@@ -363,6 +375,35 @@ impl Sandbox {
             elapsed,
         })
     }
+}
+
+/// The shell steps (run as root of the new mount namespace, the run directory as working
+/// directory) that give the program a root file system of its own: a tmpfs holding read-only
+/// binds of `/usr` (interpreter, standard library, shared libraries; `/bin`, `/lib`... as the
+/// host has them, links or binds) and of the interpreter's prefix `$1` when it is elsewhere,
+/// `/dev/{null,zero,random,urandom}`, a fresh `/proc`, a tmpfs `/tmp` and the run directory at
+/// `/tmp/w`. `pivot_root` makes it the root and the host's tree is unmounted, so `/etc`, `/home`,
+/// `/root` and every other host file are simply absent.
+const MINIMAL_ROOT: &str = "set -e; R=/tmp; mount -t tmpfs -o size=16m,mode=755 tmpfs $R; \
+    ro() { mount --bind \"$1\" \"$R$1\"; mount -o remount,bind,ro \"$R$1\"; }; \
+    mkdir -p $R/usr $R/dev $R/proc $R/tmp $R/.old ${1:+\"$R$1\"}; \
+    for d in /bin /lib /lib32 /lib64 /libx32 /sbin; do \
+      if [ -L $d ]; then ln -s \"$(readlink $d)\" $R$d; elif [ -d $d ]; then mkdir $R$d; ro $d; fi; done; \
+    ro /usr; if [ -n \"$1\" ]; then ro \"$1\"; fi; \
+    touch $R/dev/null $R/dev/zero $R/dev/random $R/dev/urandom; \
+    for n in null zero random urandom; do mount --bind /dev/$n $R/dev/$n; done; \
+    mount -t proc proc $R/proc; mount -t tmpfs -o size=16m,mode=1777 tmpfs $R/tmp; \
+    mkdir $R/tmp/w; mount --bind /proc/self/cwd $R/tmp/w; \
+    P=/usr/sbin/pivot_root; [ -x $P ] || P=/sbin/pivot_root; \
+    cd $R; $P . .old; umount -l /.old; rmdir /.old; cd /tmp/w; \
+    unset OLDPWD; ";
+
+/// The install prefix of `python` (`<prefix>/bin/python3`) when it is not under `/usr`, which
+/// the minimal root binds anyway.
+fn install_prefix(python: &Path) -> Option<PathBuf> {
+    let real = python.canonicalize().ok()?;
+    let prefix = real.parent()?.parent()?;
+    (!prefix.starts_with("/usr") && prefix != Path::new("/")).then(|| prefix.to_path_buf())
 }
 
 /// Reads a pipe to the end (or until `cap` bytes, then flags overflow and stops reading).

@@ -1,6 +1,9 @@
 //! Checkpoints: a PEFT LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`, loadable by
 //! Python `peft`), the optimizer state, the trainer state (step, data cursor, seeds) and the resolved
-//! config. Every file is written to a temporary name and renamed into place.
+//! config. The run folder ([`crate::run_dir::RunDir`]) writes a checkpoint into a partial folder and
+//! renames it into place, so a checkpoint is complete or absent; [`check_complete`] names the
+//! missing file of a folder that is not a whole checkpoint (e.g. one saved by an older version
+//! that was killed while saving).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,7 +80,7 @@ pub use augur_model::atomic::{save_tensors_atomic, write_atomic};
 /// Writes the PEFT adapter: `vars` are `(PEFT name, variable)` as from `DecoderModel::lora_vars`.
 pub fn save_adapter(dir: &Path, cfg: &PeftConfig, vars: &[(String, Var)]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let json = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Adapter(e.to_string()))?;
     write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
     let tensors = vars
         .iter()
@@ -103,26 +106,38 @@ pub fn load_adapter(dir: &Path, vars: &[(String, Var)]) -> Result<PeftConfig> {
 pub fn read_peft_config(dir: &Path) -> Result<PeftConfig> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&text).map_err(|e| Error::Adapter(format!("{}: {e}", path.display())))
+}
+
+/// Reads a safetensors file, naming it in any error.
+fn load_tensors(path: &Path) -> Result<HashMap<String, candle_core::Tensor>> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(io(path)(e));
+    }
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Io {
+        path: path.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })
 }
 
 /// Loads `adapter_model.safetensors` into `vars` (names and shapes must match exactly).
 fn load_adapter_weights(dir: &Path, vars: &[(String, Var)]) -> Result<()> {
     let path = dir.join(ADAPTER_WEIGHTS);
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
+    let tensors = load_tensors(&path)?;
     if let Some(extra) = tensors.keys().find(|k| !vars.iter().any(|(n, _)| n == *k)) {
-        return Err(Error::State(format!(
+        return Err(Error::Adapter(format!(
             "{}: unexpected tensor {extra:?}",
             path.display()
         )));
     }
     for (name, var) in vars {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| Error::State(format!("{}: missing tensor {name:?}", path.display())))?;
+        let t = tensors.get(name).ok_or_else(|| {
+            Error::Adapter(format!("{}: missing tensor {name:?}", path.display()))
+        })?;
         if t.shape() != var.shape() {
-            return Err(Error::State(format!(
-                "{name}: file has {:?}, model has {:?}",
+            return Err(Error::Adapter(format!(
+                "{}: {name}: file has {:?}, model has {:?}",
+                path.display(),
                 t.dims(),
                 var.dims()
             )));
@@ -147,7 +162,8 @@ pub struct CheckpointParts<'a> {
 pub fn save_checkpoint(dir: &Path, parts: &CheckpointParts) -> Result<()> {
     save_adapter(dir, parts.peft, parts.vars)?;
     save_tensors_atomic(&dir.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
-    let state = serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Config(e.to_string()))?;
+    let state =
+        serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Checkpoint(e.to_string()))?;
     write_atomic(&dir.join(TRAINER_STATE), &state)?;
     if let Some(bytes) = parts.sampler {
         write_atomic(&dir.join(SAMPLER), bytes)?;
@@ -168,18 +184,54 @@ pub fn load_sampler_state(dir: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Files every checkpoint holds (`sampler.json` only with a `[sampler]`).
+const REQUIRED: [&str; 5] = [
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    OPTIMIZER,
+    TRAINER_STATE,
+    CONFIG,
+];
+
+/// Checks that `dir` is a whole checkpoint, naming the first missing file.
+pub fn check_complete(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::Checkpoint(format!(
+            "{}: no such folder",
+            dir.display()
+        )));
+    }
+    match REQUIRED.iter().find(|f| !dir.join(f).is_file()) {
+        None => Ok(()),
+        Some(f) => Err(Error::Checkpoint(format!(
+            "{} is incomplete: {f} is missing (was the run killed while saving it?); resume from \
+             an earlier checkpoint",
+            dir.display()
+        ))),
+    }
+}
+
+/// The trainer state saved in `dir`.
+pub fn read_trainer_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join(TRAINER_STATE);
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))
+}
+
 /// Restores adapter weights and optimizer state from `dir`; returns the trainer state.
 pub fn load_checkpoint(
     dir: &Path,
     vars: &[(String, Var)],
     optimizer: &mut FusedAdamW,
 ) -> Result<TrainerState> {
+    check_complete(dir)?;
+    let state = read_trainer_state(dir)?;
     load_adapter(dir, vars)?;
-    let state = candle_core::safetensors::load(dir.join(OPTIMIZER), &Device::Cpu)?;
-    optimizer.import_state(&state)?;
-    let path = dir.join(TRAINER_STATE);
-    let text = std::fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    let path = dir.join(OPTIMIZER);
+    optimizer
+        .import_state(&load_tensors(&path)?)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+    Ok(state)
 }
 
 /// Reads a PEFT adapter folder, attaches adapters of its rank/alpha/targets to `model`
@@ -196,7 +248,7 @@ pub fn attach_peft_adapter(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| {
             let path = dir.join(ADAPTER_CONFIG);
-            Error::Config(format!("{}: target_modules: {e}", path.display()))
+            Error::Adapter(format!("{}: target_modules: {e}", path.display()))
         })?;
     let lora = augur_model::LoraConfig {
         rank: cfg.r,

@@ -129,6 +129,9 @@ pub struct DataSection {
     pub raw: bool,
     /// Seed of the prompt order. Default 0.
     pub seed: u64,
+    /// A prompt too long for the model's context with `rollout.max_new_tokens`: `fail` (default,
+    /// the error names file, line and id) or `skip` (left out, and counted on stderr).
+    pub too_long: super::data::TooLong,
 }
 
 impl Default for DataSection {
@@ -139,6 +142,7 @@ impl Default for DataSection {
             template: None,
             raw: false,
             seed: 0,
+            too_long: Default::default(),
         }
     }
 }
@@ -458,16 +462,65 @@ impl GrpoConfig {
         })
     }
 
-    /// Parses TOML text, applies `overrides`, deserialises and validates.
+    /// The config of a run resumed from `checkpoint` without a config file: the checkpoint's
+    /// own `config.toml`, with the run folder moved to the checkpoint's parent folder (and a
+    /// metrics log inside the old run folder moved along), then `overrides`. So resuming a
+    /// copied run folder writes into the copy, never into the folder it was copied from.
+    pub fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
+        super::checkpoint::check_complete(checkpoint)?;
+        let path = checkpoint.join(super::checkpoint::CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let in_file = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            e => e,
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let parent = match checkpoint.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let old: Self = Self::from_table(&text, table.clone(), &[]).map_err(in_file)?;
+        let as_toml = |p: &Path| -> Result<String> {
+            let s = p.to_str().ok_or_else(|| {
+                Error::Config(format!("{}: path is not valid UTF-8", p.display()))
+            })?;
+            Ok(toml::Value::String(s.into()).to_string())
+        };
+        let mut moved = vec![format!("checkpoint.dir={}", as_toml(&parent)?)];
+        if let Some(rest) =
+            (old.logging.metrics.as_deref()).and_then(|m| m.strip_prefix(&old.checkpoint.dir).ok())
+        {
+            moved.push(format!("logging.metrics={}", as_toml(&parent.join(rest))?));
+        }
+        for o in moved.iter().chain(overrides) {
+            apply_override(&mut table, o)?;
+        }
+        Self::from_table(&text, table, overrides).map_err(in_file)
+    }
+
+    /// Parses TOML text, applies `overrides`, deserialises and validates. An error names the key
+    /// and, when it is in `text`, its line.
     pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
         let mut value: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let mut cfg: GrpoConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
+        Self::from_table(text, value, overrides)
+    }
+
+    /// Deserialises and validates `table` (parsed from `text`, then `overrides` applied).
+    fn from_table(text: &str, table: toml::Table, overrides: &[String]) -> Result<Self> {
+        let mut cfg: GrpoConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let at = locate(text, overrides, &key);
+                Error::Config(format!("{key}{at}: {}", e.into_inner().message()))
+            })?;
         cfg.model.path = expand_home(&cfg.model.path);
         cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
         cfg.validate()?;
@@ -488,9 +541,44 @@ impl GrpoConfig {
         if self.data.train.as_os_str().is_empty() {
             return bad("data.train", "is required");
         }
+        if self.algorithm.steps == 0 {
+            return bad("algorithm.steps", "must be at least 1");
+        }
+        if self.checkpoint.dir.as_os_str().is_empty() {
+            return bad("checkpoint.dir", "must name a folder");
+        }
         if self.rollout.prompts_per_step == 0 {
             return bad("rollout.prompts_per_step", "must be at least 1");
         }
+        if self.rollout.max_batch_rows == 0 {
+            return bad("rollout.max_batch_rows", "must be at least 1");
+        }
+        if self.lora.rank == 0 {
+            return bad("lora.rank", "must be at least 1");
+        }
+        if !self.lora.alpha.is_finite() {
+            return bad("lora.alpha", "must be a finite number");
+        }
+        let batch = self
+            .rollout
+            .prompts_per_step
+            .checked_mul(self.rollout.group_size)
+            .filter(|b| self.algorithm.ppo_epochs.checked_mul(*b).is_some());
+        if batch.is_none() {
+            return bad(
+                "rollout.prompts_per_step",
+                "× group_size × algorithm.ppo_epochs overflows",
+            );
+        }
+        super::rollout::train_params(self)
+            .validate()
+            .map_err(|e| match e {
+                augur_rollout::RolloutError::Param { field, problem } => {
+                    let key = if field == "n" { "group_size" } else { field };
+                    Error::Config(format!("rollout.{key}: {problem}"))
+                }
+                e => Error::Config(format!("[rollout]: {e}")),
+            })?;
         if self.rollout.group_size < 2 {
             return bad(
                 "rollout.group_size",
@@ -516,6 +604,9 @@ impl GrpoConfig {
             }
             if e.temperature < 0.0 || !e.temperature.is_finite() {
                 return bad("eval.temperature", "must be a finite number >= 0");
+            }
+            if e.max_new_tokens == Some(0) {
+                return bad("eval.max_new_tokens", "must be at least 1");
             }
         }
         self.algorithm.loss.validate()?;
@@ -577,6 +668,40 @@ impl GrpoConfig {
             .metrics
             .clone()
             .unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
+    }
+}
+
+/// Where `key` (a dotted path) was set: ` (line N)` in `text`, ` (--set)` when an override set
+/// it, or nothing.
+fn locate(text: &str, overrides: &[String], key: &str) -> String {
+    let from_set = overrides.iter().any(|o| {
+        o.split_once('=')
+            .is_some_and(|(k, _)| key == k.trim() || key.starts_with(&format!("{}.", k.trim())))
+    });
+    if from_set {
+        return " (--set)".into();
+    }
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return String::new();
+    };
+    let mut table = doc.get_ref();
+    let mut span = None;
+    for seg in key.split('.') {
+        let Some((_, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == seg) else {
+            break;
+        };
+        span = Some(v.span());
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    match span {
+        Some(s) => {
+            let before = text.get(..s.start).unwrap_or(text);
+            format!(" (line {})", before.matches('\n').count() + 1)
+        }
+        None => String::new(),
     }
 }
 

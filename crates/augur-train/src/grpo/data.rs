@@ -5,16 +5,32 @@ use std::path::Path;
 
 use augur_reward::jsonl::{reference_of, suspicious_reference, TaskKind};
 use augur_reward::Reference;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::template::PromptTemplate;
 use crate::{Error, Result};
 
-/// One training prompt: its text (before the chat template) and what a completion is checked against.
+/// One training prompt: its text (before the chat template), what a completion is checked
+/// against, and where it came from (for error messages).
 #[derive(Clone, Debug)]
 pub struct Prompt {
     pub text: String,
     pub reference: Reference,
+    /// 1-based line in the dataset file.
+    pub line: usize,
+    /// The line's `id` field, if any.
+    pub id: Option<String>,
+}
+
+impl Prompt {
+    /// `line N (id X)`, for messages.
+    pub fn origin(&self) -> String {
+        match &self.id {
+            Some(id) => format!("line {} (id {id})", self.line),
+            None => format!("line {}", self.line),
+        }
+    }
 }
 
 /// How a dataset line becomes a prompt and its reference.
@@ -31,8 +47,12 @@ pub struct PromptSpec {
 }
 
 impl PromptSpec {
-    /// The prompt text and reference of one parsed line.
-    pub fn prompt_of(&self, obj: &Map<String, Value>) -> std::result::Result<Prompt, String> {
+    /// The prompt text and reference of one parsed line (`line` is its 1-based number).
+    pub fn prompt_of(
+        &self,
+        obj: &Map<String, Value>,
+        line: usize,
+    ) -> std::result::Result<Prompt, String> {
         let text = match &self.template {
             Some(t) => t.render(obj)?,
             None => obj
@@ -42,27 +62,36 @@ impl PromptSpec {
                 .to_string(),
         };
         let reference = reference_of(self.task, obj, self.answer_field.as_deref())?;
-        Ok(Prompt { text, reference })
+        let id = obj.get("id").map(|v| match v {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        });
+        Ok(Prompt {
+            text,
+            reference,
+            line,
+            id,
+        })
     }
 }
 
 /// Reads `path`: each non-empty line a JSON object with the prompt's and the task's reference
 /// fields. Warns once (naming the line) when a math reference looks like a whole solution.
 pub fn load_prompts(path: &Path, spec: &PromptSpec) -> Result<Vec<Prompt>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
         source,
     })?;
     let mut out = Vec::new();
     let mut warned = false;
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let at = |m: String| Error::Config(format!("{}:{}: {m}", path.display(), i + 1));
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = |m: String| Error::Data(format!("{}:{}: {m}", path.display(), i + 1));
+        let line = std::str::from_utf8(line).map_err(|e| at(format!("not UTF-8 ({e})")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        let prompt = spec.prompt_of(&obj).map_err(at)?;
+        let prompt = spec.prompt_of(&obj, i + 1).map_err(at)?;
         if !warned {
             if let Some(why) = suspicious_reference(&prompt.reference) {
                 eprintln!("warning: {}:{}: {why}", path.display(), i + 1);
@@ -72,9 +101,60 @@ pub fn load_prompts(path: &Path, spec: &PromptSpec) -> Result<Vec<Prompt>> {
         out.push(prompt);
     }
     if out.is_empty() {
-        return Err(Error::Config(format!("{}: no prompts", path.display())));
+        return Err(Error::Data(format!("{}: no prompts", path.display())));
     }
     Ok(out)
+}
+
+/// What to do with a prompt that leaves no room for `max_new_tokens` in the model's context:
+/// `[data] too_long = "fail"` (the default) or `"skip"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TooLong {
+    #[default]
+    Fail,
+    Skip,
+}
+
+/// The prompts of `path` that fit: `len(prompt) + max_new_tokens <= context`, with `tokens`
+/// giving a prompt's length after templating. Under [`TooLong::Fail`] the first misfit is an
+/// error naming file, line and id; under [`TooLong::Skip`] misfits are dropped and returned
+/// beside the kept prompts (an error if nothing is left).
+pub fn fitting_prompts(
+    path: &Path,
+    prompts: Vec<Prompt>,
+    tokens: impl Fn(&Prompt) -> Result<usize>,
+    context: usize,
+    max_new_tokens: usize,
+    policy: TooLong,
+) -> Result<(Vec<Prompt>, Vec<Prompt>)> {
+    let total = prompts.len();
+    let (mut kept, mut skipped) = (Vec::with_capacity(total), Vec::new());
+    for p in prompts {
+        let n = tokens(&p)?;
+        if n.saturating_add(max_new_tokens) <= context {
+            kept.push(p);
+            continue;
+        }
+        if policy == TooLong::Fail {
+            return Err(Error::Data(format!(
+                "{}: {}: the prompt has {n} tokens; with max_new_tokens {max_new_tokens} it \
+                 exceeds the model's context of {context} (set `[data] too_long = \"skip\"` to \
+                 leave such prompts out)",
+                path.display(),
+                p.origin()
+            )));
+        }
+        skipped.push(p);
+    }
+    if kept.is_empty() {
+        return Err(Error::Data(format!(
+            "{}: all {total} prompts are too long for the model's context of {context} with \
+             max_new_tokens {max_new_tokens}",
+            path.display()
+        )));
+    }
+    Ok((kept, skipped))
 }
 
 /// SplitMix64: tiny, seedable, and its state is one `u64`.
@@ -142,6 +222,84 @@ impl PromptSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn prompt(line: usize, id: Option<&str>, text: &str) -> Prompt {
+        Prompt {
+            text: text.into(),
+            reference: Reference::Math { answer: "1".into() },
+            line,
+            id: id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn over_long_prompts_fail_naming_line_and_id_or_are_skipped() {
+        let path = Path::new("data/train.jsonl");
+        let make = || {
+            vec![
+                prompt(1, Some("a"), "xx"),
+                prompt(3, Some("b"), "xxxxxxxxx"),
+                prompt(4, None, "xxx"),
+            ]
+        };
+        let chars = |p: &Prompt| Ok(p.text.len());
+        let err = fitting_prompts(path, make(), chars, 12, 4, TooLong::Fail)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data/train.jsonl: line 3 (id b)") && err.contains("9 tokens"),
+            "{err}"
+        );
+        let (kept, skipped) = fitting_prompts(path, make(), chars, 12, 4, TooLong::Skip).unwrap();
+        assert_eq!(kept.iter().map(|p| p.line).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(skipped.len(), 1);
+        // Exactly filling the context fits; nothing fitting is an error; no overflow.
+        assert_eq!(
+            fitting_prompts(path, make(), chars, 13, 4, TooLong::Fail)
+                .unwrap()
+                .0
+                .len(),
+            3
+        );
+        assert!(fitting_prompts(path, make(), chars, 5, 4, TooLong::Skip).is_err());
+        assert!(fitting_prompts(path, make(), chars, 12, usize::MAX, TooLong::Skip).is_err());
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let spec = PromptSpec {
+            field: "question".into(),
+            template: None,
+            task: TaskKind::Math,
+            answer_field: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(
+            &path,
+            b"{\"question\": \"q\", \"answer\": \"1\", \"id\": 7}\n\n{\"question\": \"\xff\"}\n",
+        )
+        .unwrap();
+        let err = load_prompts(&path, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("dataset ") && err.contains("t.jsonl:3: not UTF-8"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "{\"question\": \"q\", \"answer\": \"1\", \"id\": 7}\n\n{\"answer\": \"2\"}\n",
+        )
+        .unwrap();
+        let err = load_prompts(&path, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.jsonl:3: missing string field `question`"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sampler_is_a_permutation_per_epoch_and_resumable() {

@@ -14,5 +14,6 @@ pub mod selection;
 pub mod trainer;
 pub mod update;
 
+pub use crate::run_dir::Launch;
 pub use config::GrpoConfig;
 pub use trainer::{run, run_with, summary_line, RunSummary};

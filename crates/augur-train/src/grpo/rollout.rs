@@ -96,15 +96,24 @@ pub fn train_params(cfg: &GrpoConfig) -> SamplingParams {
     }
 }
 
+/// `p`'s token ids as the policy sees them (through the chat template unless `data.raw`).
+pub fn encode_prompt(
+    cfg: &GrpoConfig,
+    template: &ChatTemplate,
+    tok: &TokenizerBundle,
+    p: &Prompt,
+) -> Result<Vec<u32>> {
+    let text = match cfg.data.raw {
+        true => p.text.clone(),
+        false => template.render(&[Message::user(&p.text)], true)?,
+    };
+    Ok(tok.encode(&text)?)
+}
+
 impl Roller<'_> {
     /// The prompt's token ids (through the chat template unless `data.raw`).
     pub fn encode(&self, i: usize) -> Result<Vec<u32>> {
-        let p = &self.prompts[i];
-        let text = match self.cfg.data.raw {
-            true => p.text.clone(),
-            false => self.template.render(&[Message::user(&p.text)], true)?,
-        };
-        Ok(self.tok.encode(&text)?)
+        encode_prompt(self.cfg, self.template, self.tok, &self.prompts[i])
     }
 
     /// Rolls out `params.n` completions of each prompt in `idx` with sampling seed `seed`, and

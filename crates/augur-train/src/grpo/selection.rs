@@ -36,6 +36,13 @@ enum SourceState {
 impl PromptSource {
     /// Builds the source of `cfg`; `cursor` restores the uniform order.
     pub fn new(cfg: &GrpoConfig, n_prompts: usize, cursor: u64) -> Result<Self> {
+        if n_prompts < cfg.rollout.prompts_per_step {
+            return Err(Error::Config(format!(
+                "rollout.prompts_per_step = {} is more than the {n_prompts} prompts of {}",
+                cfg.rollout.prompts_per_step,
+                cfg.data.train.display()
+            )));
+        }
         let Some(s) = &cfg.sampler else {
             return Ok(Self::Uniform(PromptSampler::new(
                 n_prompts,
@@ -43,12 +50,6 @@ impl PromptSource {
                 cursor,
             )));
         };
-        if n_prompts < cfg.rollout.prompts_per_step {
-            return Err(Error::Config(format!(
-                "sampler: the dataset has {n_prompts} prompts, fewer than rollout.prompts_per_step = {}",
-                cfg.rollout.prompts_per_step
-            )));
-        }
         let mut sc = s.sampler.clone();
         sc.group_size = cfg.rollout.group_size as u32;
         let cerr = |e: augur_sampler::SamplerError| Error::Config(format!("sampler: {e}"));
@@ -82,20 +83,20 @@ impl PromptSource {
         };
         serde_json::to_vec(&st)
             .map(Some)
-            .map_err(|e| Error::State(format!("sampler state: {e}")))
+            .map_err(|e| Error::Checkpoint(format!("sampler state: {e}")))
     }
 
     /// Restores what [`PromptSource::state_json`] wrote.
     pub fn load_state_json(&mut self, bytes: &[u8]) -> Result<()> {
         let st: SourceState = serde_json::from_slice(bytes)
-            .map_err(|e| Error::State(format!("sampler.json: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("sampler.json: {e}")))?;
         match (self, st) {
             (Self::Predictive { sampler, .. }, SourceState::Sampler(st)) => {
                 sampler.load_state(*st)?
             }
             (Self::Dynamic { ds, .. }, SourceState::Ds(st)) => *ds = st,
             _ => {
-                return Err(Error::State(
+                return Err(Error::Checkpoint(
                     "sampler.json is for a different sampler method".into(),
                 ))
             }

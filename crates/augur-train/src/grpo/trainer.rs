@@ -15,17 +15,19 @@ use augur_sampler::{SamplerError, StepTelemetry};
 use serde_json::{json, Value};
 
 use super::checkpoint::{
-    load_checkpoint, load_sampler_state, save_checkpoint, CheckpointParts, PeftConfig, TrainerState,
+    check_complete, load_checkpoint, load_sampler_state, save_checkpoint, CheckpointParts,
+    PeftConfig, TrainerState,
 };
 use super::config::GrpoConfig;
-use super::data::{load_prompts, Prompt};
+use super::data::{fitting_prompts, load_prompts, Prompt};
 use super::embed::cached_mean_pooled_hidden;
 use super::eval::{eval_params, evaluate};
-use super::rollout::{train_params, Batch, Roller};
+use super::rollout::{encode_prompt, train_params, Batch, Roller};
 use super::selection::{candidate_pool, telemetry_json, PromptSource};
 use super::update::{policy_update, Rollout};
 use crate::advantage::{group_advantages, zero_variance_fraction};
 use crate::optim::FusedAdamW;
+use crate::run_dir::{Launch, RunDir};
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
 
@@ -46,10 +48,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Runs (or, with `resume`, continues) the training described by `cfg`; with `logging.print`
-/// each metrics line is also printed to stderr as [`summary_line`].
-pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
-    run_with(cfg, resume, &mut |line| {
+/// Runs (or, with `launch.resume`, continues) the training described by `cfg` in the run folder
+/// `checkpoint.dir` (see [`RunDir`] for what it refuses and keeps); with `logging.print` each
+/// metrics line is also printed to stderr as [`summary_line`].
+pub fn run(cfg: &GrpoConfig, launch: &Launch) -> Result<RunSummary> {
+    run_with(cfg, launch, &mut |line| {
         if cfg.logging.print {
             eprintln!("{}", summary_line(line));
         }
@@ -60,9 +63,13 @@ pub fn run(cfg: &GrpoConfig, resume: Option<&Path>) -> Result<RunSummary> {
 /// itself), so a front end can draw progress its own way.
 pub fn run_with(
     cfg: &GrpoConfig,
-    resume: Option<&Path>,
+    launch: &Launch,
     on_line: &mut dyn FnMut(&Value),
 ) -> Result<RunSummary> {
+    let resume = launch.resume.as_deref();
+    if let Some(dir) = resume {
+        check_complete(dir)?;
+    }
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
     let opts = BuildOptions {
         keep_quantized: cfg.model.keep_quantized,
@@ -101,17 +108,6 @@ pub fn run_with(
     );
 
     let spec = cfg.prompt_spec()?;
-    let prompts = load_prompts(&cfg.data.train, &spec)?;
-    let eval_prompts: Vec<Prompt> = match &cfg.eval {
-        Some(e) => {
-            let mut p = load_prompts(&e.file, &spec)?;
-            if e.max_prompts > 0 {
-                p.truncate(e.max_prompts);
-            }
-            p
-        }
-        None => Vec::new(),
-    };
     let score_opts = ScoreOptions {
         math: MathOptions {
             last_number_fallback: cfg.reward.last_number_fallback,
@@ -124,6 +120,43 @@ pub fn run_with(
         tok.bos_token.as_deref(),
         tok.eos_token.as_deref(),
     )?;
+    // Prompts that leave no room for their completions are found here, not when drawn.
+    let load = |path: &Path, max_new_tokens: usize, keep: usize| -> Result<Vec<Prompt>> {
+        let mut all = load_prompts(path, &spec)?;
+        if keep > 0 {
+            all.truncate(keep);
+        }
+        let total = all.len();
+        let tokens = |p: &Prompt| Ok(encode_prompt(cfg, &template, tok, p)?.len());
+        let context = model.max_positions();
+        let (kept, skipped) = fitting_prompts(
+            path,
+            all,
+            tokens,
+            context,
+            max_new_tokens,
+            cfg.data.too_long,
+        )?;
+        if let (Some(first), true) = (skipped.first(), cfg.logging.print) {
+            eprintln!(
+                "data: {}: skipped {} of {total} prompts too long for the context of {context} \
+                 with max_new_tokens {max_new_tokens} (first: {})",
+                path.display(),
+                skipped.len(),
+                first.origin()
+            );
+        }
+        Ok(kept)
+    };
+    let prompts = load(&cfg.data.train, cfg.rollout.max_new_tokens, 0)?;
+    let eval_prompts: Vec<Prompt> = match &cfg.eval {
+        Some(e) => load(
+            &e.file,
+            e.max_new_tokens.unwrap_or(cfg.rollout.max_new_tokens),
+            e.max_prompts,
+        )?,
+        None => Vec::new(),
+    };
 
     let mut state = TrainerState {
         step: 0,
@@ -141,13 +174,13 @@ pub fn run_with(
             (Some(bytes), true) => source.load_state_json(&bytes)?,
             (None, false) => {}
             (Some(_), false) => {
-                return Err(Error::Config(format!(
+                return Err(Error::Checkpoint(format!(
                     "{}: the checkpoint has a sampler state but the config has no [sampler]",
                     dir.display()
                 )))
             }
             (None, true) => {
-                return Err(Error::Config(format!(
+                return Err(Error::Checkpoint(format!(
                     "{}: the config has a [sampler] but the checkpoint has no sampler.json",
                     dir.display()
                 )))
@@ -155,12 +188,17 @@ pub fn run_with(
         }
     }
 
+    let folder = RunDir::open(
+        &cfg.checkpoint.dir,
+        &cfg.metrics_path(),
+        resume.map(|dir| (state.step, dir)),
+        launch.overwrite,
+    )?;
     let run_dir = cfg.checkpoint.dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
     let config_toml = cfg.to_toml()?;
-    super::checkpoint::write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
+    folder.write_config(&config_toml)?;
     let metrics_path = cfg.metrics_path();
-    let mut metrics = open_metrics(&metrics_path, resume.map(|_| state.step))?;
+    let mut metrics = folder.append_metrics()?;
     let mut emit = |line: Value| -> Result<()> {
         writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
         on_line(&line);
@@ -330,7 +368,6 @@ pub fn run_with(
 
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.algorithm.steps {
-            let dir = run_dir.join(format!("checkpoint-{}", state.step));
             let sampler_json = source.state_json()?;
             let parts = CheckpointParts {
                 peft: &peft,
@@ -340,7 +377,7 @@ pub fn run_with(
                 config_toml: &config_toml,
                 sampler: sampler_json.as_deref(),
             };
-            save_checkpoint(&dir, &parts)?;
+            let dir = folder.save_checkpoint(state.step, |dir| save_checkpoint(dir, &parts))?;
             if let Some(p) = &pusher {
                 p.push(&dir);
             }
@@ -461,31 +498,6 @@ fn select_and_roll(
             })
         }
     }
-}
-
-/// Opens the metrics log for appending. A fresh run (`kept_steps` None) starts a fresh log; a
-/// resumed one keeps only the lines of the steps its checkpoint covers, so steps logged after
-/// the checkpoint by a crashed run are not duplicated.
-fn open_metrics(path: &Path, kept_steps: Option<u64>) -> Result<std::fs::File> {
-    let kept: String = match kept_steps {
-        None => String::new(),
-        Some(last) => std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|s| s <= last)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect(),
-    };
-    super::checkpoint::write_atomic(path, kept.as_bytes())?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io(path))
 }
 
 /// Adds the fields of the object `extra` to the object `line`.
