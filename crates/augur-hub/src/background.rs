@@ -32,6 +32,12 @@ impl BackgroundPush {
         if hub.token.is_none() {
             return Err(HubError::NoToken { repo: repo.into() });
         }
+        if hub.offline {
+            return Err(HubError::Repo {
+                repo: repo.into(),
+                why: "HF_HUB_OFFLINE=1 forbids pushing".into(),
+            });
+        }
         let (queue, jobs) = channel::<PathBuf>();
         let (repo, revision) = (repo.to_string(), revision.to_string());
         let thread = std::thread::spawn(move || {

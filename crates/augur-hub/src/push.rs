@@ -69,6 +69,12 @@ impl Hub {
         if self.token.is_none() {
             return Err(HubError::NoToken { repo: repo.into() });
         }
+        if self.offline {
+            return Err(HubError::Repo {
+                repo: repo.into(),
+                why: "HF_HUB_OFFLINE=1 forbids pushing".into(),
+            });
+        }
         let prefix = match opts.path_in_repo.trim_matches('/') {
             "" => String::new(),
             p => format!("{p}/"),

@@ -502,6 +502,16 @@ fn push_creates_the_repo_uploads_through_lfs_and_round_trips() {
     );
     let msg = err.to_string();
     assert!(msg.contains("org/other") && msg.contains("token"), "{msg}");
+    let msg = api
+        .clone()
+        .with_offline(true)
+        .push_folder(&ck, "org/run", &push_options("main", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("org/run") && msg.contains("HF_HUB_OFFLINE"),
+        "{msg}"
+    );
     // A folder that is not a checkpoint is refused before anything is sent.
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("notes.txt"), "x").unwrap();
