@@ -21,6 +21,8 @@ use crate::{Error, Result};
 pub const RUN_CONFIG: &str = "config.toml";
 const CHECKPOINT_PREFIX: &str = "checkpoint-";
 const PARTIAL_PREFIX: &str = ".partial-checkpoint-";
+/// A checkpoint being deleted is first renamed to this prefix, so it vanishes at once.
+const REMOVED_PREFIX: &str = ".removed-";
 
 /// How a run starts: fresh or from a checkpoint, and whether it may replace what is in its way.
 #[derive(Clone, Debug, Default)]
@@ -250,7 +252,7 @@ impl RunDir {
     fn remove_partials(&self) -> Result<()> {
         for p in self.entries()? {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with(PARTIAL_PREFIX) {
+            if name.starts_with(PARTIAL_PREFIX) || name.starts_with(REMOVED_PREFIX) {
                 remove(&p)?;
             }
         }
@@ -295,12 +297,24 @@ fn same_folder(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Removes a file, or a folder by renaming it to a hidden `.removed-` name first, so a kill
+/// half-way never leaves a folder (a checkpoint) with only some of its files.
 fn remove(p: &Path) -> Result<()> {
-    let r = match p.is_dir() {
-        true => std::fs::remove_dir_all(p),
-        false => std::fs::remove_file(p),
+    if !p.is_dir() {
+        return std::fs::remove_file(p).map_err(io(p));
+    }
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    let hidden = match name.starts_with('.') {
+        true => p.to_path_buf(),
+        false => p.with_file_name(format!("{REMOVED_PREFIX}{name}")),
     };
-    r.map_err(io(p))
+    if hidden != p {
+        if hidden.exists() {
+            std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
+        }
+        std::fs::rename(p, &hidden).map_err(io(p))?;
+    }
+    std::fs::remove_dir_all(&hidden).map_err(io(&hidden))
 }
 
 #[cfg(test)]
