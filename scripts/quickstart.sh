@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-assets.sh >/dev/null
 cargo build --release -p augur-cli
-./target/release/augur grpo --config configs/quickstart.toml --set checkpoint.dir=runs/quickstart "$@"
+# --overwrite: each quickstart replaces the previous one in runs/quickstart.
+./target/release/augur grpo --config configs/quickstart.toml --set checkpoint.dir=runs/quickstart --overwrite "$@"
 python3 - <<'PY'
 import json
 rows = [json.loads(l) for l in open("runs/quickstart/metrics.jsonl")]

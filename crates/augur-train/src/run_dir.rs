@@ -21,6 +21,8 @@ use crate::{Error, Result};
 pub const RUN_CONFIG: &str = "config.toml";
 const CHECKPOINT_PREFIX: &str = "checkpoint-";
 const PARTIAL_PREFIX: &str = ".partial-checkpoint-";
+/// A checkpoint being deleted is first renamed to this prefix, so it vanishes at once.
+const REMOVED_PREFIX: &str = ".removed-";
 
 /// How a run starts: fresh or from a checkpoint, and whether it may replace what is in its way.
 #[derive(Clone, Debug, Default)]
@@ -67,25 +69,24 @@ fn checkpoint_step(name: &str) -> Option<u64> {
 }
 
 impl RunDir {
-    /// Opens `root` (created if missing) for a run that logs metrics to `metrics`, resuming at
-    /// `resumed` = (step, checkpoint folder) or fresh. Removes partial checkpoints, enforces the
-    /// contract above and leaves the metrics log holding exactly the lines the run continues.
-    pub fn open(
+    /// Checks, changing nothing, that a run logging metrics to `metrics` may open `root`,
+    /// resuming at `resumed` = (step, checkpoint folder) or fresh: errors when the folder holds
+    /// another run, or checkpoints after the resumed step, unless `overwrite`. Returns what
+    /// [`RunDir::open`] would remove. Cheap, so a trainer calls it before loading a model.
+    pub fn check(
         root: &Path,
         metrics: &Path,
         resumed: Option<(u64, &Path)>,
         overwrite: bool,
-    ) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(io(root))?;
+    ) -> Result<Vec<PathBuf>> {
+        if !root.exists() {
+            return Ok(Vec::new());
+        }
         let dir = Self {
             root: root.to_path_buf(),
             metrics: metrics.to_path_buf(),
         };
-        dir.remove_partials()?;
-        let own_folder = match resumed {
-            Some((_, ckpt)) => same_folder(ckpt.parent().unwrap_or(Path::new(".")), root),
-            None => false,
-        };
+        let own_folder = resumed.is_some_and(|(_, ckpt)| dir.holds(ckpt));
         let in_the_way: Vec<PathBuf> = match resumed {
             Some((step, _)) if own_folder => dir
                 .checkpoints()?
@@ -95,39 +96,65 @@ impl RunDir {
                 .collect(),
             _ => dir.run_files()?,
         };
-        if !in_the_way.is_empty() {
-            let names = in_the_way
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if !overwrite {
-                return Err(Error::RunFolder(match resumed {
-                    Some((step, _)) if own_folder => format!(
-                        "{}: resuming at step {step} would replace the later checkpoints {names}; \
-                         pass --overwrite to replace them, or resume into another folder \
-                         (--set checkpoint.dir=...)",
-                        root.display()
-                    ),
-                    _ => format!(
-                        "{} holds another run ({names}); pass --overwrite to replace it, or choose \
-                         another checkpoint.dir",
-                        root.display()
-                    ),
-                }));
-            }
-            // Latest checkpoint first, config last: a kill half-way leaves a consistent
-            // (shorter) run, never checkpoints without their metrics.
-            for p in in_the_way.iter().rev() {
-                remove(p)?;
-            }
+        if in_the_way.is_empty() || overwrite {
+            return Ok(in_the_way);
+        }
+        let names = in_the_way
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::RunFolder(match resumed {
+            Some((step, _)) if own_folder => format!(
+                "{}: resuming at step {step} would replace the later checkpoints {names}; pass \
+                 --overwrite to replace them, or resume into another folder \
+                 (--set checkpoint.dir=...)",
+                root.display()
+            ),
+            _ => format!(
+                "{} holds another run ({names}); pass --overwrite to replace it, or choose \
+                 another checkpoint.dir",
+                root.display()
+            ),
+        }))
+    }
+
+    /// Opens `root` (created if missing) as [`RunDir::check`] allows: removes partial
+    /// checkpoints and, with `overwrite`, what is in the way, and leaves the metrics log holding
+    /// exactly the lines the run continues from.
+    pub fn open(
+        root: &Path,
+        metrics: &Path,
+        resumed: Option<(u64, &Path)>,
+        overwrite: bool,
+    ) -> Result<Self> {
+        let in_the_way = Self::check(root, metrics, resumed, overwrite)?;
+        std::fs::create_dir_all(root).map_err(io(root))?;
+        let dir = Self {
+            root: root.to_path_buf(),
+            metrics: metrics.to_path_buf(),
+        };
+        dir.remove_partials()?;
+        // Latest checkpoint first, config last: a kill half-way leaves a consistent (shorter)
+        // run, never checkpoints without their metrics.
+        for p in in_the_way.iter().rev() {
+            remove(p)?;
         }
         let kept_to = match resumed {
-            Some((step, _)) if own_folder => Some(step),
+            Some((step, ckpt)) if dir.holds(ckpt) => Some(step),
             _ => None,
         };
         dir.keep_metrics_up_to(kept_to)?;
         Ok(dir)
+    }
+
+    /// Whether `checkpoint` is one of this folder's own.
+    fn holds(&self, checkpoint: &Path) -> bool {
+        let parent = match checkpoint.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        same_folder(parent, &self.root)
     }
 
     /// The folder itself.
@@ -225,7 +252,7 @@ impl RunDir {
     fn remove_partials(&self) -> Result<()> {
         for p in self.entries()? {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with(PARTIAL_PREFIX) {
+            if name.starts_with(PARTIAL_PREFIX) || name.starts_with(REMOVED_PREFIX) {
                 remove(&p)?;
             }
         }
@@ -270,12 +297,24 @@ fn same_folder(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Removes a file, or a folder by renaming it to a hidden `.removed-` name first, so a kill
+/// half-way never leaves a folder (a checkpoint) with only some of its files.
 fn remove(p: &Path) -> Result<()> {
-    let r = match p.is_dir() {
-        true => std::fs::remove_dir_all(p),
-        false => std::fs::remove_file(p),
+    if !p.is_dir() {
+        return std::fs::remove_file(p).map_err(io(p));
+    }
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    let hidden = match name.starts_with('.') {
+        true => p.to_path_buf(),
+        false => p.with_file_name(format!("{REMOVED_PREFIX}{name}")),
     };
-    r.map_err(io(p))
+    if hidden != p {
+        if hidden.exists() {
+            std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
+        }
+        std::fs::rename(p, &hidden).map_err(io(p))?;
+    }
+    std::fs::remove_dir_all(&hidden).map_err(io(&hidden))
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use augur_sampler::{SamplerError, StepTelemetry};
 use serde_json::{json, Value};
 
 use super::checkpoint::{
-    check_complete, load_checkpoint, load_sampler_state, save_checkpoint, CheckpointParts,
-    PeftConfig, TrainerState,
+    check_complete, load_checkpoint, load_sampler_state, read_trainer_state, save_checkpoint,
+    CheckpointParts, PeftConfig, TrainerState,
 };
 use super::config::GrpoConfig;
 use super::data::{fitting_prompts, load_prompts, Prompt};
@@ -67,9 +67,20 @@ pub fn run_with(
     on_line: &mut dyn FnMut(&Value),
 ) -> Result<RunSummary> {
     let resume = launch.resume.as_deref();
-    if let Some(dir) = resume {
-        check_complete(dir)?;
-    }
+    // The checkpoint and the run folder are checked before the (slow) model load.
+    let resumed_step = match resume {
+        Some(dir) => {
+            check_complete(dir)?;
+            Some(read_trainer_state(dir)?.step)
+        }
+        None => None,
+    };
+    RunDir::check(
+        &cfg.checkpoint.dir,
+        &cfg.metrics_path(),
+        resumed_step.zip(resume),
+        launch.overwrite,
+    )?;
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
     let opts = BuildOptions {
         keep_quantized: cfg.model.keep_quantized,
