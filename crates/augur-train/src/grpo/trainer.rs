@@ -81,6 +81,14 @@ pub fn run_with(
         resumed_step.zip(resume),
         launch.overwrite,
     )?;
+    // A push target that cannot be written to stops the run before its folder is touched.
+    let pusher = match &cfg.hub {
+        Some(h) => Some(
+            BackgroundPush::start(Hub::from_env(), &h.push_to, h.private, &h.revision)
+                .map_err(|e| Error::Config(format!("hub.push_to: {e}")))?,
+        ),
+        None => None,
+    };
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
     let opts = BuildOptions {
         keep_quantized: cfg.model.keep_quantized,
@@ -278,13 +286,6 @@ pub fn run_with(
     }
     let mut rewards_log = Vec::new();
     let mut last_ckpt = None;
-    let pusher = match &cfg.hub {
-        Some(h) => Some(
-            BackgroundPush::start(Hub::from_env(), &h.push_to, h.private, &h.revision)
-                .map_err(|e| Error::Config(format!("hub.push_to: {e}")))?,
-        ),
-        None => None,
-    };
     while state.step < cfg.algorithm.steps {
         let t_step = Instant::now();
         // Prompts → rollouts → rewards (→ the sampler observes the outcomes).
