@@ -20,6 +20,8 @@ pub mod grpo;
 pub mod logprob;
 pub mod loss;
 pub mod optim;
+pub mod policy;
 pub mod schedule;
+pub mod sft;
 
 pub use error::{Error, Result};
