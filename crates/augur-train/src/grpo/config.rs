@@ -49,7 +49,8 @@ pub struct ModelSection {
     pub device: String,
     /// A PEFT adapter folder (e.g. an `augur sft` checkpoint) whose weights the `[lora]`
     /// adapters start from instead of their fresh init: a warm start. Its rank, alpha and
-    /// targets must equal `[lora]`'s. Default none.
+    /// targets must equal `[lora]`'s. Default none (`""` also means none, so `--set
+    /// model.adapter=""` turns a config's warm start off).
     pub adapter: Option<PathBuf>,
 }
 
@@ -431,7 +432,12 @@ impl GrpoConfig {
             .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
         cfg.model.path = expand_home(&cfg.model.path);
         cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
-        cfg.model.adapter = cfg.model.adapter.as_deref().map(expand_home);
+        cfg.model.adapter = cfg
+            .model
+            .adapter
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(expand_home);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -230,7 +230,12 @@ impl SftConfig {
             .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
         cfg.model.path = expand_home(&cfg.model.path);
         cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
-        cfg.model.adapter = cfg.model.adapter.as_deref().map(expand_home);
+        cfg.model.adapter = cfg
+            .model
+            .adapter
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(expand_home);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -273,6 +278,8 @@ impl SftConfig {
                 return bad("eval.file", "is required when [eval] is present");
             }
         }
+        crate::schedule::LrSchedule::new(self.schedule())
+            .map_err(|e| Error::Config(format!("optimizer.schedule: {e}")))?;
         self.optimizer.adamw.validate()
     }
 
