@@ -51,7 +51,7 @@ fn bad_data_is_named_by_file_line_and_field() {
             ":3: missing string field `answer`",
         ),
         (
-            format!("{{\"question\": 4, \"answer\": \"2\"}}\n"),
+            "{\"question\": 4, \"answer\": \"2\"}\n".to_string(),
             ":1: missing string field `question`",
         ),
         (String::new(), "no examples (the file is empty)"),

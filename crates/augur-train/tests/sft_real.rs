@@ -14,7 +14,10 @@ fn smollm2_gguf() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} missing; run scripts/fetch-assets.sh", p.display());
+        eprintln!(
+            "SKIPPED: {} missing; run scripts/fetch-assets.sh",
+            p.display()
+        );
         None
     }
 }
@@ -53,5 +56,8 @@ fn sft_lowers_held_out_loss_on_smollm2() {
         assert_eq!(l["samples"], 2);
         assert!(l["uds_intra_mean"].as_f64().unwrap() > 0.0, "{l}");
     }
-    assert!(summary.final_checkpoint.join("adapter_model.safetensors").exists());
+    assert!(summary
+        .final_checkpoint
+        .join("adapter_model.safetensors")
+        .exists());
 }
