@@ -196,6 +196,132 @@ fn cut(mut ids: Vec<u32>, mut trainable: Vec<bool>, max_len: usize) -> Example {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+    const VOCAB: [&str; 12] = [
+        "<unk>",
+        "<eos>",
+        "user",
+        "assistant",
+        ":",
+        "|",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+    ];
+    const TEMPLATE: &str = "{% for m in messages %}{{ m.role }}: {{ m.content }} | {% endfor %}\
+        {% if add_generation_prompt %}assistant: {% endif %}";
+
+    /// One id per word of `VOCAB`; EOS is id 1.
+    fn tokenizer() -> TokenizerBundle {
+        let vocab = VOCAB
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
+        let wl = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<unk>".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = tokenizers::Tokenizer::new(wl);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        TokenizerBundle {
+            tokenizer,
+            chat_template: Some(TEMPLATE.into()),
+            bos_token: None,
+            eos_token: Some("<eos>".into()),
+            eos_ids: vec![1],
+            pad_id: 0,
+        }
+    }
+
+    fn encode(line: &str, cfg: SftDataSection) -> std::result::Result<Example, String> {
+        let tok = tokenizer();
+        let template = ChatTemplate::new(Some(TEMPLATE), None, Some("<eos>")).unwrap();
+        let enc = Encoder {
+            tok: &tok,
+            template: &template,
+            cfg: &cfg,
+        };
+        enc.example(&serde_json::from_str(line).unwrap())
+    }
+
+    fn ids(words: &str) -> Vec<u32> {
+        words
+            .split(' ')
+            .map(|w| VOCAB.iter().position(|v| *v == w).unwrap() as u32)
+            .collect()
+    }
+
+    #[test]
+    fn prompt_completion_trains_on_the_completion_and_eos_only() {
+        let line = r#"{"question": "a b", "answer": "c d"}"#;
+        let ex = encode(line, SftDataSection::default()).unwrap();
+        // "user: a b | assistant: " (template, no loss) + "c d" + EOS (loss).
+        assert_eq!(ex.ids, ids("user : a b | assistant : c d <eos>"));
+        let flags: Vec<bool> = (0..10).map(|i| i >= 7).collect();
+        assert_eq!(ex.trainable, flags);
+        assert_eq!(ex.target_count(), 3);
+        // Raw prompts skip the template; other field names come from the config.
+        let raw = SftDataSection {
+            raw: true,
+            prompt_field: "p".into(),
+            completion_field: "c".into(),
+            ..Default::default()
+        };
+        let ex = encode(r#"{"p": "a", "c": "b"}"#, raw.clone()).unwrap();
+        assert_eq!(
+            (ex.ids, ex.trainable),
+            (ids("a b <eos>"), vec![false, true, true])
+        );
+        let err = encode(r#"{"p": "a"}"#, raw).unwrap_err();
+        assert!(err.contains("`c`"), "{err}");
+    }
+
+    #[test]
+    fn chats_train_on_every_assistant_turn_only() {
+        let cfg = SftDataSection {
+            format: DataFormat::Messages,
+            ..Default::default()
+        };
+        let line = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b c"},
+                      {"role": "user", "content": "d"}, {"role": "assistant", "content": "e"}]}"#;
+        let ex = encode(line, cfg.clone()).unwrap();
+        let want: Vec<(&str, bool)> = vec![
+            ("user : a | assistant :", false),
+            ("b c |", true),
+            ("user : d | assistant :", false),
+            ("e |", true),
+        ];
+        let (mut w_ids, mut w_flags) = (Vec::new(), Vec::new());
+        for (words, train) in want {
+            let seg = ids(words);
+            w_flags.extend(std::iter::repeat_n(train, seg.len()));
+            w_ids.extend(seg);
+        }
+        assert_eq!(ex.ids, w_ids);
+        assert_eq!(ex.trainable, w_flags);
+        for (bad, field) in [
+            (
+                r#"{"messages": [{"role": "user", "content": "a"}]}"#,
+                "no assistant message",
+            ),
+            (r#"{"messages": "a"}"#, "field `messages`"),
+            (r#"{"chat": []}"#, "missing field `messages`"),
+            (
+                r#"{"messages": [{"role": "assistant", "content": "a"}]}"#,
+                "`messages`[0]",
+            ),
+        ] {
+            let err = encode(bad, cfg.clone()).unwrap_err();
+            assert!(err.contains(field), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn cut_counts_and_keeps_the_head() {
