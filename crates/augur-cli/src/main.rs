@@ -5,11 +5,12 @@ mod export;
 mod generate;
 mod grpo;
 mod inspect;
-mod push;
 mod output;
+mod push;
 mod rss;
 mod sampler;
 mod score;
+mod sft;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     Score(score::Args),
     /// Train LoRA adapters with GRPO from a TOML config.
     Grpo(grpo::Args),
+    /// Fine-tune LoRA adapters on worked examples (SFT), with online batch selection.
+    Sft(sft::Args),
     /// Serve a prompt sampler over JSON Lines on stdin/stdout.
     Sampler(sampler::Args),
     /// Merge a LoRA adapter into its base model and write an HF folder.
@@ -49,6 +52,7 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Score(a) => score::run(a),
         Command::Grpo(a) => grpo::run_cmd(a),
+        Command::Sft(a) => sft::run_cmd(a),
         Command::Sampler(a) => sampler::run(a),
         Command::Ablate(a) => ablate::run(a),
         Command::Export(a) => export::run(a),

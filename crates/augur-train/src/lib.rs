@@ -21,8 +21,10 @@ pub mod grpo;
 pub mod logprob;
 pub mod loss;
 pub mod optim;
+pub mod policy;
 pub mod run_dir;
 pub mod schedule;
+pub mod sft;
 pub mod template;
 
 pub use error::{Error, Result};

@@ -4,8 +4,8 @@
 
 use augur_reward::jsonl::TaskKind;
 use augur_train::grpo::data::{load_prompts, PromptSpec};
-use augur_train::template::PromptTemplate;
 use augur_train::grpo::GrpoConfig;
+use augur_train::template::PromptTemplate;
 use proptest::prelude::*;
 
 const CASES: u32 = 10_000;

@@ -52,6 +52,11 @@ pub struct ModelSection {
     pub keep_quantized: bool,
     /// `cpu`, `cuda` or `cuda:N` (needs a build with `--features cuda`). Default `cpu`.
     pub device: String,
+    /// A PEFT adapter folder (e.g. an `augur sft` checkpoint) whose weights the `[lora]`
+    /// adapters start from instead of their fresh init: a warm start. Its rank, alpha and
+    /// targets must equal `[lora]`'s. Default none (`""` also means none, so `--set
+    /// model.adapter=""` turns a config's warm start off).
+    pub adapter: Option<PathBuf>,
 }
 
 impl Default for ModelSection {
@@ -62,6 +67,7 @@ impl Default for ModelSection {
             name: None,
             keep_quantized: false,
             device: "cpu".into(),
+            adapter: None,
         }
     }
 }
@@ -523,6 +529,12 @@ impl GrpoConfig {
             })?;
         cfg.model.path = expand_home(&cfg.model.path);
         cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
+        cfg.model.adapter = cfg
+            .model
+            .adapter
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(expand_home);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -706,7 +718,7 @@ fn locate(text: &str, overrides: &[String], key: &str) -> String {
 }
 
 /// `~/x` → `$HOME/x`.
-fn expand_home(p: &Path) -> PathBuf {
+pub(crate) fn expand_home(p: &Path) -> PathBuf {
     match (p.strip_prefix("~"), std::env::var_os("HOME")) {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => p.to_path_buf(),
@@ -715,7 +727,7 @@ fn expand_home(p: &Path) -> PathBuf {
 
 /// Sets `a.b.c = value` in `table`, creating intermediate tables; the key's validity is checked
 /// later by deserialisation (unknown keys error there, naming the key).
-fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
+pub(crate) fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
     let (key, raw) = o
         .split_once('=')
         .ok_or_else(|| Error::Config(format!("override `{o}` is not key=value")))?;
@@ -821,8 +833,11 @@ mod tests {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "toml") {
                     let text = std::fs::read_to_string(&path).unwrap();
-                    // Ablation and simulation configs are not GRPO configs.
-                    if text.contains("[model]") {
+                    // Ablation, simulation and SFT configs are not GRPO configs.
+                    let sft = path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("sft-"));
+                    if text.contains("[model]") && !sft {
                         GrpoConfig::from_toml_str(&text, &[])
                             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                         n += 1;

@@ -280,9 +280,7 @@ mod tests {
             b"{\"question\": \"q\", \"answer\": \"1\", \"id\": 7}\n\n{\"question\": \"\xff\"}\n",
         )
         .unwrap();
-        let err = load_prompts(&path, &spec)
-            .unwrap_err()
-            .to_string();
+        let err = load_prompts(&path, &spec).unwrap_err().to_string();
         assert!(
             err.starts_with("dataset ") && err.contains("t.jsonl:3: not UTF-8"),
             "{err}"
@@ -292,9 +290,7 @@ mod tests {
             "{\"question\": \"q\", \"answer\": \"1\", \"id\": 7}\n\n{\"answer\": \"2\"}\n",
         )
         .unwrap();
-        let err = load_prompts(&path, &spec)
-            .unwrap_err()
-            .to_string();
+        let err = load_prompts(&path, &spec).unwrap_err().to_string();
         assert!(
             err.contains("t.jsonl:3: missing string field `question`"),
             "{err}"

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use augur_hub::{BackgroundPush, Hub};
-use augur_model::{load_model, BuildOptions, LoraConfig, Target};
 use augur_reward::jsonl::{verifier_for, ScoreOptions, TaskKind};
 use augur_reward::MathOptions;
 use augur_rollout::{ChatTemplate, Engine, FinishReason};
@@ -16,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::checkpoint::{
     check_complete, load_checkpoint, load_sampler_state, read_trainer_state, save_checkpoint,
-    CheckpointParts, PeftConfig, TrainerState,
+    CheckpointParts, TrainerState,
 };
 use super::config::GrpoConfig;
 use super::data::{fitting_prompts, load_prompts, Prompt};
@@ -27,6 +26,7 @@ use super::selection::{candidate_pool, telemetry_json, PromptSource};
 use super::update::{policy_update, Rollout};
 use crate::advantage::{group_advantages, zero_variance_fraction};
 use crate::optim::FusedAdamW;
+use crate::policy::{load_policy, Policy};
 use crate::run_dir::{Launch, RunDir};
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
@@ -90,41 +90,11 @@ pub fn run_with(
         None => None,
     };
     let task: TaskKind = cfg.reward.task.parse().map_err(Error::Config)?;
-    let opts = BuildOptions {
-        keep_quantized: cfg.model.keep_quantized,
-        device: cfg.model.device()?,
-        ..Default::default()
-    };
-    let mut loaded = load_model(&cfg.model.path, cfg.model.tokenizer.as_deref(), &opts)?;
-    let targets = cfg
-        .lora
-        .targets
-        .iter()
-        .map(|t| Target::parse(t))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let lora = LoraConfig {
-        rank: cfg.lora.rank,
-        alpha: cfg.lora.alpha,
-        targets: targets.clone(),
-        seed: cfg.lora.seed,
-    };
-    loaded.model.attach_lora(&lora)?;
+    let Policy { loaded, peft } = load_policy(&cfg.model, &cfg.lora)?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     let vars = model.lora_vars();
     let mut opt = FusedAdamW::new(vars.clone(), cfg.optimizer.adamw.clone())?;
     let schedule = LrSchedule::new(cfg.schedule())?;
-    let peft = PeftConfig::new(
-        cfg.lora.rank,
-        cfg.lora.alpha,
-        targets
-            .iter()
-            .map(|t| t.module_name().to_string())
-            .collect(),
-        cfg.model
-            .name
-            .clone()
-            .unwrap_or_else(|| cfg.model.path.display().to_string()),
-    );
 
     let spec = cfg.prompt_spec()?;
     let score_opts = ScoreOptions {
@@ -512,8 +482,33 @@ fn select_and_roll(
     }
 }
 
+/// Opens the metrics log for appending. A fresh run (`kept_steps` None) starts a fresh log; a
+/// resumed one keeps only the lines of the steps its checkpoint covers, so steps logged after
+/// the checkpoint by a crashed run are not duplicated.
+pub(crate) fn open_metrics(path: &Path, kept_steps: Option<u64>) -> Result<std::fs::File> {
+    let kept: String = match kept_steps {
+        None => String::new(),
+        Some(last) => std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+                    .is_some_and(|s| s <= last)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    super::checkpoint::write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
 /// Adds the fields of the object `extra` to the object `line`.
-fn merge(line: &mut Value, extra: Value) {
+pub(crate) fn merge(line: &mut Value, extra: Value) {
     if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), extra) {
         obj.extend(extra);
     }

@@ -1,0 +1,61 @@
+//! `augur sft`: supervised fine-tuning of LoRA adapters from a TOML config, with online batch
+//! selection, and a progress bar on terminals (one summary line per step either way).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use augur_train::sft::{run_with, summary_line, SftConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::rss::peak_rss;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run configuration (TOML; see configs/sft-gsm8k-smollm2.toml). With --resume and no
+    /// --config, the checkpoint's own `config.toml` is used.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. `--set selection.method=uds` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`); add
+    /// `--set train.steps=N` to train further than the original run.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+pub fn run_cmd(args: Args) -> anyhow::Result<()> {
+    let config = match (&args.config, &args.resume) {
+        (Some(c), _) => c.clone(),
+        (None, Some(r)) => r.join("config.toml"),
+        (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
+    };
+    let cfg = SftConfig::load(&config, &args.set)?;
+    let bar = ProgressBar::new(cfg.train.steps);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
+    )?);
+    let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
+        if let Some(step) = line["step"].as_u64() {
+            bar.set_position(step);
+        }
+        if let Some(l) = line["loss"].as_f64() {
+            bar.set_message(format!("loss {l:.4}"));
+        }
+        if cfg.logging.print {
+            match bar.is_hidden() {
+                true => eprintln!("{}", summary_line(line)),
+                false => bar.println(summary_line(line)),
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} steps; metrics in {}; adapter in {}; peak RSS {}",
+        summary.steps,
+        cfg.metrics_path().display(),
+        summary.final_checkpoint.display(),
+        peak_rss()
+    );
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `augur sft` through the binary: bad data gets an error naming the file, the line and the
+//! field; a good file trains, checkpoints and resumes from the checkpoint's own config.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn augur() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_augur"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// Writes a config training on `train` (raw prompt/completion on the tiny fixture) and runs
+/// `augur sft` on it.
+fn sft(dir: &Path, train: &Path, extra: &[&str]) -> Output {
+    let config = dir.join("sft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = {:?}\ntokenizer = {:?}\n[data]\ntrain = {train:?}\nraw = true\n\
+             [train]\nsteps = 2\nmicro_batch_size = 1\n[selection]\ncandidates = 2\nkeep = 1\n\
+             [checkpoint]\ndir = {:?}\nevery = 1\n",
+            fixtures().join("parity/llama"),
+            fixtures().join("char-tokenizer"),
+            dir.join("run"),
+        ),
+    )
+    .unwrap();
+    augur()
+        .args(["sft", "--config"])
+        .arg(&config)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_data_is_named_by_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let good = "{\"question\": \"1\", \"answer\": \"2\"}\n";
+    for (body, want) in [
+        (
+            format!("{good}{{\"question\": \"1\", \n"),
+            ":2: not a JSON object",
+        ),
+        (
+            format!("{good}\n{{\"question\": \"3\"}}\n"),
+            ":3: missing string field `answer`",
+        ),
+        (
+            "{\"question\": 4, \"answer\": \"2\"}\n".to_string(),
+            ":1: missing string field `question`",
+        ),
+        (String::new(), "no examples (the file is empty)"),
+    ] {
+        std::fs::write(&train, &body).unwrap();
+        let out = sft(dir.path(), &train, &[]);
+        assert!(!out.status.success(), "{body:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let path = train.display().to_string();
+        assert!(err.contains(&path) && err.contains(want), "{body:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A field the format does not know is named too.
+    std::fs::write(&train, good).unwrap();
+    let out = sft(dir.path(), &train, &["--set", "data.format=messages"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":1: missing field `messages`"), "{err}");
+}
+
+#[test]
+fn sft_trains_and_resumes_from_the_checkpoint_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    std::fs::write(
+        &train,
+        "{\"question\": \"1\", \"answer\": \"2\"}\n{\"question\": \"3\", \"answer\": \"4\"}\n",
+    )
+    .unwrap();
+    let out = sft(dir.path(), &train, &["--set", "selection.method=maxloss"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("step    2") && err.contains("loss"), "{err}");
+    assert!(err.contains("peak RSS"), "{err}");
+    let run = dir.path().join("run");
+    let out = augur()
+        .args(["sft", "--set", "train.steps=3", "--resume"])
+        .arg(run.join("checkpoint-2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    assert!(run.join("checkpoint-3/adapter_model.safetensors").exists());
+    // A second fresh run into the same folder is refused, not mixed in.
+    let out = sft(dir.path(), &train, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
+}

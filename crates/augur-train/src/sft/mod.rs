@@ -1,0 +1,15 @@
+//! Supervised fine-tuning with online batch selection: the config ([`config`]), examples with
+//! their loss masks ([`data`]), the completion-only loss ([`loss`]), which candidates a step
+//! trains on ([`selection`], with UDS's scores in [`uds`]), checkpoints ([`checkpoint`]) and
+//! the loop that ties them together ([`trainer`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod loss;
+pub mod selection;
+pub mod trainer;
+pub mod uds;
+
+pub use config::SftConfig;
+pub use trainer::{run_with, summary_line, SftSummary};

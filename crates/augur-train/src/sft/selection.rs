@@ -1,0 +1,202 @@
+//! Online batch selection: of a step's N candidates, which K it trains on.
+//!
+//! - `uniform`: K at random (seeded by `selection.seed` and the step); nothing is scored.
+//! - `maxloss`: the K with the highest mean token loss under the policy.
+//! - `rho`: RHO-lite, the K with the highest policy loss minus reference loss (adapters
+//!   off): what the policy has not learnt yet but is learnable.
+//! - `uds`: the K with the highest `s_intra + α·s_inter` ([`super::uds`]); the chosen
+//!   examples' sketches then enter the diversity buffer.
+//!
+//! Scoring forwards run without gradients, in micro-batches of `train.micro_batch_size`.
+
+use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt};
+use candle_core::{DType, IndexOp};
+use serde_json::{json, Value};
+
+use super::config::{SelectionMethod, SelectionSection};
+use super::data::Example;
+use super::loss::{example_losses, pack};
+use super::uds::{nuclear_norm, DiversityBuffer, Projector};
+use crate::grpo::data::SplitMix64;
+use crate::Result;
+
+/// The selection method with its state (UDS: the sketch and the buffer).
+pub struct Selector {
+    cfg: SelectionSection,
+    projector: Option<Projector>,
+    pub buffer: DiversityBuffer,
+}
+
+/// A step's choice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// Dataset indices of the examples to train on, in candidate order.
+    pub chosen: Vec<usize>,
+    /// Metrics fields (score means of the chosen and of all candidates, UDS terms).
+    pub telemetry: Value,
+}
+
+/// Per-candidate UDS terms.
+struct UdsTerms {
+    intra: Vec<f64>,
+    inter: Vec<f64>,
+    sketches: Vec<Vec<f32>>,
+}
+
+impl Selector {
+    /// `vocab`: the model's logits width; `max_len`: `data.max_seq_len`.
+    pub fn new(cfg: &SelectionSection, vocab: usize, max_len: usize) -> Self {
+        Self {
+            projector: (cfg.method == SelectionMethod::Uds)
+                .then(|| Projector::new(vocab, max_len, cfg.seed)),
+            buffer: DiversityBuffer::new(cfg.buffer),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// Chooses `selection.keep` of `candidates` (dataset indices into `examples`).
+    pub fn choose(
+        &mut self,
+        model: &DecoderModel,
+        examples: &[Example],
+        candidates: &[usize],
+        step: u64,
+        micro: usize,
+        pad_id: u32,
+    ) -> Result<Choice> {
+        let k = self.cfg.keep.min(candidates.len());
+        let rows: Vec<&Example> = candidates.iter().map(|&i| &examples[i]).collect();
+        let (scores, uds) = match self.cfg.method {
+            SelectionMethod::Uniform => {
+                let mut rng = SplitMix64(self.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.below(i + 1));
+                }
+                let mut picked = order[..k].to_vec();
+                picked.sort_unstable();
+                return Ok(Choice {
+                    chosen: picked.iter().map(|&p| candidates[p]).collect(),
+                    telemetry: json!({}),
+                });
+            }
+            SelectionMethod::Maxloss => (losses(model, &rows, micro, pad_id, true)?, None),
+            SelectionMethod::Rho => {
+                let policy = losses(model, &rows, micro, pad_id, true)?;
+                let reference = losses(model, &rows, micro, pad_id, false)?;
+                let s = policy.iter().zip(&reference).map(|(p, r)| p - r).collect();
+                (s, None)
+            }
+            SelectionMethod::Uds => {
+                let terms = self.uds_terms(model, &rows, micro, pad_id)?;
+                let s = terms
+                    .intra
+                    .iter()
+                    .zip(&terms.inter)
+                    .map(|(a, b)| a + self.cfg.alpha * b)
+                    .collect();
+                (s, Some(terms))
+            }
+        };
+        let picked = top_k(&scores, k);
+        let mean =
+            |v: &[f64], at: &[usize]| at.iter().map(|&i| v[i]).sum::<f64>() / at.len() as f64;
+        let all: Vec<usize> = (0..scores.len()).collect();
+        let mut telemetry = json!({
+            "select_score_mean": mean(&scores, &picked),
+            "candidate_score_mean": mean(&scores, &all),
+        });
+        if let Some(mut t) = uds {
+            let extra = json!({
+                "uds_intra_mean": mean(&t.intra, &picked),
+                "uds_inter_mean": mean(&t.inter, &picked),
+            });
+            crate::grpo::trainer::merge(&mut telemetry, extra);
+            for &p in &picked {
+                self.buffer.push(std::mem::take(&mut t.sketches[p]));
+            }
+            crate::grpo::trainer::merge(&mut telemetry, json!({ "uds_buffer": self.buffer.len() }));
+        }
+        Ok(Choice {
+            chosen: picked.iter().map(|&p| candidates[p]).collect(),
+            telemetry,
+        })
+    }
+
+    /// Nuclear norm, buffer distance and sketch of each row's full logits matrix.
+    fn uds_terms(
+        &self,
+        model: &DecoderModel,
+        rows: &[&Example],
+        micro: usize,
+        pad_id: u32,
+    ) -> Result<UdsTerms> {
+        let projector = self.projector.as_ref().expect("UDS has a projector");
+        let mut terms = UdsTerms {
+            intra: Vec::new(),
+            inter: Vec::new(),
+            sketches: Vec::new(),
+        };
+        for chunk in rows.chunks(micro) {
+            let p = pack(chunk, pad_id, model.device())?;
+            let opts = ForwardOpts {
+                adapters: true,
+                grad: Grad::Off,
+                logits: LogitsAt::All,
+            };
+            let logits = model.forward(&p.input, None, opts)?.to_dtype(DType::F32)?;
+            let t_max = p.input.len;
+            for (r, e) in chunk.iter().enumerate() {
+                // The row's real (right-aligned) positions.
+                let n = e.ids.len() - 1;
+                let l = logits.i(r)?.narrow(0, t_max - n, n)?.contiguous()?;
+                terms.intra.push(nuclear_norm(&l)?);
+                let z = projector.project(&l.flatten_all()?.to_vec1::<f32>()?, n)?;
+                terms.inter.push(self.buffer.mean_distance(&z));
+                terms.sketches.push(z);
+            }
+        }
+        Ok(terms)
+    }
+}
+
+/// Mean token loss of each row (policy: adapters on; reference: off).
+fn losses(
+    model: &DecoderModel,
+    rows: &[&Example],
+    micro: usize,
+    pad_id: u32,
+    adapters: bool,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(micro) {
+        out.extend(example_losses(
+            model,
+            &pack(chunk, pad_id, model.device())?,
+            adapters,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Positions of the `k` highest scores (ties: the earlier candidate), in ascending order.
+pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut picked = order[..k.min(order.len())].to_vec();
+    picked.sort_unstable();
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_k_highest_with_stable_ties() {
+        assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0], 2), [1, 3]);
+        assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0], 3), [1, 3, 4]);
+        assert_eq!(top_k(&[1.0, 1.0, 1.0], 2), [0, 1]);
+        assert_eq!(top_k(&[1.0], 4), [0]);
+    }
+}

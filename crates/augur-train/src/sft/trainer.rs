@@ -1,0 +1,284 @@
+//! The SFT loop, top to bottom: draw N candidates in the seeded epoch order → score them and
+//! keep K ([`super::selection`]) → forward/backward the K in micro-batches, loss on completion
+//! tokens only → one AdamW step → (held-out loss) → metrics line → checkpoint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use augur_rollout::ChatTemplate;
+use candle_core::DType;
+use serde_json::{json, Value};
+
+use super::checkpoint::{self, Parts, SftState};
+use super::config::SftConfig;
+use super::data::{DataStats, Encoder, Example};
+use super::loss::{masked_nll, pack, per_example_mean, target_logits};
+use super::selection::Selector;
+use crate::grpo::checkpoint::write_atomic;
+use crate::grpo::data::PromptSampler;
+use crate::grpo::trainer::{merge, open_metrics};
+use crate::optim::FusedAdamW;
+use crate::policy::{load_policy, Policy};
+use crate::schedule::LrSchedule;
+use crate::{Error, Result};
+use augur_model::DecoderModel;
+use augur_model::Grad;
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct SftSummary {
+    pub steps: u64,
+    pub run_dir: PathBuf,
+    pub final_checkpoint: PathBuf,
+    /// The training file's line counts (truncated / dropped by `data.max_seq_len`).
+    pub data: DataStats,
+    /// Held-out loss of each evaluation this call ran, as `(step, loss)`.
+    pub eval_losses: Vec<(u64, f64)>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Runs (or, with `resume`, continues) the SFT run described by `cfg`, handing each metrics
+/// line to `on_line` as it is written.
+pub fn run_with(
+    cfg: &SftConfig,
+    resume: Option<&Path>,
+    on_line: &mut dyn FnMut(&Value),
+) -> Result<SftSummary> {
+    // Model, adapters, optimizer.
+    let Policy { loaded, peft } = load_policy(&cfg.model, &cfg.lora)?;
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let vars = model.lora_vars();
+    let mut opt = FusedAdamW::new(vars.clone(), cfg.optimizer.adamw.clone())?;
+    let schedule = LrSchedule::new(cfg.schedule())?;
+
+    // Data.
+    let template = ChatTemplate::new(
+        tok.chat_template.as_deref(),
+        tok.bos_token.as_deref(),
+        tok.eos_token.as_deref(),
+    )?;
+    let encoder = Encoder {
+        tok,
+        template: &template,
+        cfg: &cfg.data,
+    };
+    let (examples, data_stats) = encoder.load(&cfg.data.train)?;
+    let eval_examples: Vec<Example> = match &cfg.eval {
+        Some(e) => {
+            let (mut x, _) = encoder.load(&e.file)?;
+            if e.max_examples > 0 {
+                x.truncate(e.max_examples);
+            }
+            x
+        }
+        None => Vec::new(),
+    };
+    if cfg.logging.print {
+        eprintln!(
+            "data: {} examples from {} ({} truncated at {} tokens, {} dropped with no completion left)",
+            examples.len(),
+            cfg.data.train.display(),
+            data_stats.truncated,
+            cfg.data.max_seq_len,
+            data_stats.dropped
+        );
+    }
+
+    // State: fresh, or from a checkpoint.
+    let mut selector = Selector::new(&cfg.selection, model.cfg.vocab_size, cfg.data.max_seq_len);
+    let mut state = SftState::default();
+    let run_dir = cfg.checkpoint.dir.clone();
+    match resume {
+        Some(dir) => state = checkpoint::load(dir, &vars, &mut opt, &mut selector.buffer)?,
+        None => refuse_used_run_dir(&run_dir, &cfg.metrics_path())?,
+    }
+    let mut order = PromptSampler::new(examples.len(), cfg.data.seed, state.data_cursor);
+
+    std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+    let config_toml = cfg.to_toml()?;
+    write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
+    let metrics_path = cfg.metrics_path();
+    let mut metrics = open_metrics(&metrics_path, resume.map(|_| state.step))?;
+    let mut emit = |line: Value| -> Result<()> {
+        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+        on_line(&line);
+        Ok(())
+    };
+
+    let (micro, pad) = (cfg.train.micro_batch_size, tok.pad_id);
+    let mut eval_losses = Vec::new();
+    let mut run_eval = |step: u64| -> Result<Option<Value>> {
+        match &cfg.eval {
+            Some(e) if e.due(step, cfg.train.steps) => {
+                let t0 = Instant::now();
+                let loss = held_out_loss(model, &eval_examples, micro, pad)?;
+                eval_losses.push((step, loss));
+                Ok(Some(json!({
+                    "eval_loss": loss,
+                    "eval_examples": eval_examples.len(),
+                    "time_eval_s": t0.elapsed().as_secs_f64(),
+                })))
+            }
+            _ => Ok(None),
+        }
+    };
+    if resume.is_none() {
+        if let Some(fields) = run_eval(0)? {
+            let mut line = json!({"step": 0, "samples_trained": 0});
+            merge(&mut line, fields);
+            emit(line)?;
+        }
+    }
+
+    let mut last_ckpt = None;
+    while state.step < cfg.train.steps {
+        let t_step = Instant::now();
+        // Candidates → the K to train on.
+        let candidates = order.next_batch(cfg.selection.candidates);
+        let choice = selector.choose(model, &examples, &candidates, state.step, micro, pad)?;
+        let score_secs = t_step.elapsed().as_secs_f64();
+
+        // Forward/backward in micro-batches; the loss is the mean over the step's targets.
+        let t_train = Instant::now();
+        let rows: Vec<&Example> = choice.chosen.iter().map(|&i| &examples[i]).collect();
+        let targets: usize = rows.iter().map(|e| e.target_count()).sum();
+        let (mut loss, mut input_tokens) = (0.0, 0);
+        for chunk in rows.chunks(micro) {
+            let p = pack(chunk, pad, model.device())?;
+            let logits = target_logits(model, &p, true, Grad::Tracked)?;
+            let part = (masked_nll(&logits, &p.targets)?.sum_all()? / targets as f64)?;
+            loss += part.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            opt.accumulate(&part.backward()?)?;
+            input_tokens += p.tokens;
+        }
+        let lr = schedule.lr_at(opt.steps());
+        let report = opt.step(lr)?;
+        let train_secs = t_train.elapsed().as_secs_f64();
+
+        state.step += 1;
+        state.data_cursor = order.cursor;
+        state.samples_trained += rows.len() as u64;
+        state.tokens_trained += targets as u64;
+        let step_secs = t_step.elapsed().as_secs_f64();
+        let mut line = json!({
+            "step": state.step,
+            "loss": loss,
+            "lr": lr,
+            "grad_norm": report.grad_norm,
+            "skipped": report.skipped,
+            "samples": rows.len(),
+            "candidates": candidates.len(),
+            "selected": choice.chosen,
+            "target_tokens": targets,
+            "truncated": rows.iter().filter(|e| e.truncated).count(),
+            "train_tokens_per_s": input_tokens as f64 / train_secs.max(1e-9),
+            "time_score_s": score_secs,
+            "time_train_s": train_secs,
+            "time_step_s": step_secs,
+            "score_share": score_secs / step_secs.max(1e-9),
+            "samples_trained": state.samples_trained,
+            "tokens_trained": state.tokens_trained,
+        });
+        merge(&mut line, choice.telemetry);
+        if let Some(fields) = run_eval(state.step)? {
+            merge(&mut line, fields);
+        }
+        emit(line)?;
+
+        let every = cfg.checkpoint.every;
+        if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.train.steps {
+            let dir = run_dir.join(format!("checkpoint-{}", state.step));
+            let parts = Parts {
+                peft: &peft,
+                vars: &vars,
+                optimizer: &opt,
+                state: &state,
+                config_toml: &config_toml,
+                buffer: &selector.buffer,
+            };
+            checkpoint::save(&dir, &parts)?;
+            last_ckpt = Some(dir);
+        }
+    }
+    Ok(SftSummary {
+        steps: state.step,
+        final_checkpoint: last_ckpt
+            .unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default()),
+        run_dir,
+        data: data_stats,
+        eval_losses,
+    })
+}
+
+/// A fresh run must not write into a folder that holds another run's metrics or checkpoints.
+fn refuse_used_run_dir(dir: &Path, metrics: &Path) -> Result<()> {
+    let has_checkpoint = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+    });
+    if has_checkpoint || metrics.exists() {
+        return Err(Error::Config(format!(
+            "checkpoint.dir = {}: already holds a run; pick another folder or --resume one of its checkpoints",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Mean token loss over `examples` (adapters on, no gradients).
+pub fn held_out_loss(
+    model: &DecoderModel,
+    examples: &[Example],
+    micro: usize,
+    pad_id: u32,
+) -> Result<f64> {
+    let (mut sum, mut count) = (0.0, 0usize);
+    let rows: Vec<&Example> = examples.iter().collect();
+    for chunk in rows.chunks(micro) {
+        let p = pack(chunk, pad_id, model.device())?;
+        let logits = target_logits(model, &p, true, Grad::Off)?;
+        let sums = masked_nll(&logits, &p.targets)?;
+        let per = per_example_mean(&sums, &p.counts)?;
+        sum += per
+            .iter()
+            .zip(&p.counts)
+            .map(|(m, &c)| m * c as f64)
+            .sum::<f64>();
+        count += p.counts.iter().sum::<usize>();
+    }
+    Ok(sum / count.max(1) as f64)
+}
+
+/// One human-readable line for a metrics line (what `logging.print` shows per step).
+pub fn summary_line(line: &Value) -> String {
+    let f = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
+    let step = line["step"].as_u64().unwrap_or(0);
+    let mut out = match line.get("loss") {
+        None => format!("step {step:>4}"),
+        Some(_) => format!(
+            "step {step:>4}  loss {:.4}  grad {:.3}  lr {:.2e}  {:.0} tok/s  score {:.2}s  train {:.2}s",
+            f("loss"),
+            f("grad_norm"),
+            f("lr"),
+            f("train_tokens_per_s"),
+            f("time_score_s"),
+            f("time_train_s"),
+        ),
+    };
+    if line.get("eval_loss").is_some() {
+        out += &format!(
+            "  eval loss {:.4} ({:.1}s)",
+            f("eval_loss"),
+            f("time_eval_s")
+        );
+    }
+    out
+}
