@@ -223,7 +223,7 @@ fn grpo_warm_starts_from_an_sft_adapter() {
             "[model]\npath = {model:?}\ntokenizer = {tok:?}\nadapter = {adapter:?}\n\
              [lora]\nrank = 4\nalpha = {extra}\ntargets = [\"v\", \"q\", \"down\"]\n\
              [data]\ntrain = {train:?}\nraw = true\n[rollout]\nprompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 2\n\
-             [algorithm]\nsteps = 0\n[checkpoint]\ndir = {dir:?}\n[logging]\nprint = false\n",
+             [algorithm]\nsteps = 1\n[checkpoint]\ndir = {dir:?}\n[logging]\nprint = false\n",
             model = cfg.model.path,
             tok = root.path().join("tok"),
             train = root.path().join("train.jsonl"),
