@@ -73,6 +73,18 @@ impl Default for ModelSection {
 }
 
 impl ModelSection {
+    /// Expands `~/` in the model, tokenizer and adapter paths; an empty adapter path means none
+    /// (so `--set 'model.adapter=""'` turns a configured warm start off).
+    pub(crate) fn expand_paths(&mut self) {
+        self.path = expand_home(&self.path);
+        self.tokenizer = self.tokenizer.as_deref().map(expand_home);
+        self.adapter = self
+            .adapter
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(expand_home);
+    }
+
     /// The device named by `device`; an error names the value and why it cannot be used.
     pub fn device(&self) -> Result<candle_core::Device> {
         let bad = |why: String| Error::Config(format!("model.device = {:?}: {why}", self.device));
@@ -521,20 +533,8 @@ impl GrpoConfig {
 
     /// Deserialises and validates `table` (parsed from `text`, then `overrides` applied).
     fn from_table(text: &str, table: toml::Table, overrides: &[String]) -> Result<Self> {
-        let mut cfg: GrpoConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let at = locate(text, overrides, &key);
-                Error::Config(format!("{key}{at}: {}", e.into_inner().message()))
-            })?;
-        cfg.model.path = expand_home(&cfg.model.path);
-        cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
-        cfg.model.adapter = cfg
-            .model
-            .adapter
-            .as_deref()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(expand_home);
+        let mut cfg: GrpoConfig = deserialize_named(text, table, overrides)?;
+        cfg.model.expand_paths();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -685,6 +685,20 @@ impl GrpoConfig {
 
 /// Where `key` (a dotted path) was set: ` (line N)` in `text`, ` (--set)` when an override set
 /// it, or nothing.
+/// Deserialises a config `table` (parsed from `text`, then `overrides` applied); an error names
+/// the key and, when it is in `text`, its line, or `(--set)` when an override set it.
+pub(crate) fn deserialize_named<T: serde::de::DeserializeOwned>(
+    text: &str,
+    table: toml::Table,
+    overrides: &[String],
+) -> Result<T> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        let at = locate(text, overrides, &key);
+        Error::Config(format!("{key}{at}: {}", e.into_inner().message()))
+    })
+}
+
 fn locate(text: &str, overrides: &[String], key: &str) -> String {
     let from_set = overrides.iter().any(|o| {
         o.split_once('=')

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::grpo::config::{
-    apply_override, expand_home, CheckpointSection, LoggingSection, LoraSection, ModelSection,
-    OptimizerSection,
+    apply_override, deserialize_named, CheckpointSection, LoggingSection, LoraSection,
+    ModelSection, OptimizerSection,
 };
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
@@ -218,24 +218,16 @@ impl SftConfig {
         })
     }
 
-    /// Parses TOML text, applies `overrides`, deserialises and validates.
+    /// Parses TOML text, applies `overrides`, deserialises and validates. An error names the key
+    /// and, when it is in `text`, its line.
     pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
         let mut value: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let mut cfg: SftConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(e.to_string()))?;
-        cfg.model.path = expand_home(&cfg.model.path);
-        cfg.model.tokenizer = cfg.model.tokenizer.as_deref().map(expand_home);
-        cfg.model.adapter = cfg
-            .model
-            .adapter
-            .as_deref()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(expand_home);
+        let mut cfg: SftConfig = deserialize_named(text, value, overrides)?;
+        cfg.model.expand_paths();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -306,6 +298,19 @@ mod tests {
     use super::*;
 
     const BASE: &str = "[model]\npath = \"m.gguf\"\n[data]\ntrain = \"t.jsonl\"\n";
+
+    #[test]
+    fn type_errors_name_the_key_and_line() {
+        let text = format!("{BASE}[train]\nsteps = \"ten\"\n");
+        let err = SftConfig::from_toml_str(&text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.steps (line 6)"), "{err}");
+        let err = SftConfig::from_toml_str(BASE, &["selection.keep=\"all\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("selection.keep (--set)"), "{err}");
+    }
 
     #[test]
     fn defaults_overrides_and_unknown_keys() {
