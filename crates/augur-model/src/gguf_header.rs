@@ -27,8 +27,10 @@ pub fn read_content<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<Conte
         pos: 0,
         end,
     };
-    if let Ok(Some(0)) = walker.declared_alignment() {
-        return Err(bad("GGUF metadata `general.alignment` is 0".into()));
+    match walker.declared_alignment() {
+        Ok(Some(0)) => return Err(bad("GGUF metadata `general.alignment` is 0".into())),
+        Ok(_) => {}
+        Err(e) => return Err(bad(format!("GGUF metadata cannot be read: {e}"))),
     }
     reader
         .seek(SeekFrom::Start(0))
@@ -44,8 +46,9 @@ struct Walker<R> {
 }
 
 impl<R: Read> Walker<R> {
-    /// The integer value of `general.alignment`, if the metadata has one. Errors (short or odd
-    /// files) are left for candle's reader to report.
+    /// The integer value of `general.alignment`, if the metadata has one: the last one, as
+    /// candle's map keeps the last of repeated keys. Errors (short or odd files) make the caller
+    /// refuse the file.
     fn declared_alignment(&mut self) -> std::io::Result<Option<u64>> {
         let mut word = [0u8; 4];
         self.read(&mut word)?;
@@ -56,6 +59,7 @@ impl<R: Read> Walker<R> {
         let wide = u32::from_le_bytes(word) >= 2;
         let _tensors = self.len(wide)?;
         let kvs = self.len(wide)?;
+        let mut alignment = None;
         for _ in 0..kvs {
             let key_len = self.len(wide)?;
             let is_alignment = key_len == ALIGNMENT_KEY.len() as u64 && {
@@ -67,12 +71,16 @@ impl<R: Read> Walker<R> {
                 self.skip(key_len)?;
             }
             let ty = self.u32()?;
-            if is_alignment {
-                return self.integer(ty);
+            match (is_alignment, scalar_size(ty).is_some()) {
+                (true, true) => alignment = self.integer(ty)?,
+                (true, false) => {
+                    alignment = None;
+                    self.skip_value(ty, wide, 0)?;
+                }
+                (false, _) => self.skip_value(ty, wide, 0)?,
             }
-            self.skip_value(ty, wide, 0)?;
         }
-        Ok(None)
+        Ok(alignment)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
@@ -180,6 +188,32 @@ mod tests {
             b.extend(value);
         }
         b
+    }
+
+    /// `gguf(first)` with a second `general.alignment` entry appended (the key count patched).
+    fn gguf_with_repeat(first: u32, last: u32) -> Vec<u8> {
+        let mut b = gguf(first);
+        b[16..24].copy_from_slice(&3u64.to_le_bytes());
+        let key = "general.alignment";
+        b.extend((key.len() as u64).to_le_bytes());
+        b.extend(key.as_bytes());
+        b.extend(4u32.to_le_bytes());
+        b.extend(last.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn a_repeated_alignment_key_counts_as_its_last_value() {
+        let path = Path::new("m.gguf");
+        // candle keeps the last of repeated keys: a zero there must be refused.
+        let err = read_content(&mut std::io::Cursor::new(gguf_with_repeat(64, 0)), path)
+            .unwrap_err();
+        assert!(err.to_string().contains("general.alignment` is 0"), "{err}");
+        assert!(read_content(&mut std::io::Cursor::new(gguf_with_repeat(0, 32)), path).is_ok());
+        // Metadata that cannot be walked is refused, not handed to candle.
+        let mut cut = gguf(64);
+        cut.truncate(cut.len() - 2);
+        assert!(read_content(&mut std::io::Cursor::new(cut), path).is_err());
     }
 
     #[test]
