@@ -206,8 +206,8 @@ mod tests {
     fn a_repeated_alignment_key_counts_as_its_last_value() {
         let path = Path::new("m.gguf");
         // candle keeps the last of repeated keys: a zero there must be refused.
-        let err = read_content(&mut std::io::Cursor::new(gguf_with_repeat(64, 0)), path)
-            .unwrap_err();
+        let err =
+            read_content(&mut std::io::Cursor::new(gguf_with_repeat(64, 0)), path).unwrap_err();
         assert!(err.to_string().contains("general.alignment` is 0"), "{err}");
         assert!(read_content(&mut std::io::Cursor::new(gguf_with_repeat(0, 32)), path).is_ok());
         // Metadata that cannot be walked is refused, not handed to candle.
