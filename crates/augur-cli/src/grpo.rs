@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::progress::StepProgress;
 use anyhow::bail;
 use augur_hub::HubId;
 use augur_train::grpo::config::ModelSection;
 use augur_train::grpo::{run_with, summary_line, GrpoConfig, Launch};
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::rss::peak_rss;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,31 +46,17 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         resume,
         overwrite: args.overwrite,
     };
-    let bar = ProgressBar::new(cfg.algorithm.steps);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
-    )?);
+    let progress = StepProgress::new(cfg.algorithm.steps, cfg.logging.print)?;
     let summary = run_with(&cfg, &launch, &mut |line| {
-        if let Some(step) = line["step"].as_u64() {
-            bar.set_position(step);
-        }
-        if let Some(r) = line["reward_mean"].as_f64() {
-            bar.set_message(format!("reward {r:.3}"));
-        }
-        if cfg.logging.print {
-            match bar.is_hidden() {
-                true => eprintln!("{}", summary_line(line)),
-                false => bar.println(summary_line(line)),
-            }
-        }
+        let message = line["reward_mean"]
+            .as_f64()
+            .map(|r| format!("reward {r:.3}"));
+        progress.step(line, message, || summary_line(line));
     })?;
-    bar.finish_and_clear();
-    eprintln!(
-        "{} steps; metrics in {}; adapter in {}; peak RSS {}",
+    progress.finish(
         summary.steps,
-        cfg.metrics_path().display(),
-        summary.final_checkpoint.display(),
-        peak_rss()
+        &cfg.metrics_path(),
+        &summary.final_checkpoint,
     );
     Ok(())
 }

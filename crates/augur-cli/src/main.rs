@@ -6,6 +6,7 @@ mod generate;
 mod grpo;
 mod inspect;
 mod output;
+mod progress;
 mod push;
 mod rss;
 mod sampler;

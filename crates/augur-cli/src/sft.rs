@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::progress::StepProgress;
 use anyhow::bail;
 use augur_train::sft::{run_with, summary_line, SftConfig};
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::rss::peak_rss;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,31 +29,15 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
     let cfg = SftConfig::load(&config, &args.set)?;
-    let bar = ProgressBar::new(cfg.train.steps);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:30} step {pos}/{len}  {elapsed} elapsed, ~{eta} left  {msg}",
-    )?);
+    let progress = StepProgress::new(cfg.train.steps, cfg.logging.print)?;
     let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
-        if let Some(step) = line["step"].as_u64() {
-            bar.set_position(step);
-        }
-        if let Some(l) = line["loss"].as_f64() {
-            bar.set_message(format!("loss {l:.4}"));
-        }
-        if cfg.logging.print {
-            match bar.is_hidden() {
-                true => eprintln!("{}", summary_line(line)),
-                false => bar.println(summary_line(line)),
-            }
-        }
+        let message = line["loss"].as_f64().map(|l| format!("loss {l:.4}"));
+        progress.step(line, message, || summary_line(line));
     })?;
-    bar.finish_and_clear();
-    eprintln!(
-        "{} steps; metrics in {}; adapter in {}; peak RSS {}",
+    progress.finish(
         summary.steps,
-        cfg.metrics_path().display(),
-        summary.final_checkpoint.display(),
-        peak_rss()
+        &cfg.metrics_path(),
+        &summary.final_checkpoint,
     );
     Ok(())
 }
