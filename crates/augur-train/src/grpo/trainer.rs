@@ -342,6 +342,17 @@ pub fn run_with(
         if let Some(r) = selected.ds_rounds {
             merge(&mut line, json!({ "ds_rounds": r }));
         }
+        let outcomes = batch.outcomes(cfg.rollout.group_size);
+        merge(
+            &mut line,
+            json!({
+                "prompt_ids": outcomes.iter().map(|o| o.id).collect::<Vec<_>>(),
+                "prompt_successes": outcomes.iter().map(|o| o.successes).collect::<Vec<_>>(),
+            }),
+        );
+        if let Some(p) = &selected.predicted {
+            merge(&mut line, json!({ "sampler_predicted": p }));
+        }
         if let Some(fields) = run_eval(state.step)? {
             merge(&mut line, fields);
         }
@@ -390,6 +401,9 @@ struct Selected {
     rollouts: u64,
     telemetry: Option<StepTelemetry>,
     ds_rounds: Option<u32>,
+    /// The predictor's expected success rate of each trained prompt, in `batch.idx` order
+    /// (predictive samplers only): with the logged successes, the calibration of the run.
+    predicted: Option<Vec<f32>>,
 }
 
 /// Chooses this step's prompts with `source`, rolls them out and scores them; a sampler then
@@ -412,6 +426,7 @@ fn select_and_roll(
                 rollouts,
                 telemetry: None,
                 ds_rounds: None,
+                predicted: None,
             })
         }
         PromptSource::Predictive { sampler, ratio } => {
@@ -426,6 +441,7 @@ fn select_and_roll(
                 rollouts,
                 telemetry: Some(telemetry),
                 ds_rounds: None,
+                predicted: Some(sel.predicted),
             })
         }
         PromptSource::Dynamic { ds, ratio } => {
@@ -477,6 +493,7 @@ fn select_and_roll(
                 rollouts,
                 telemetry: Some(res.telemetry),
                 ds_rounds: Some(res.rounds),
+                predicted: None,
             })
         }
     }
