@@ -221,6 +221,7 @@ def run_augur(args):
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"bench_trl: augur exited with {proc.returncode}")
+    # Keys: the metrics.jsonl schema in crates/augur-train/src/metrics.rs (StepMetrics).
     with open(metrics) as f:
         lines = [json.loads(line) for line in f if line.strip()]
     rows = PROMPTS_PER_STEP * GROUP_SIZE

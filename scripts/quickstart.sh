@@ -10,6 +10,7 @@ cargo build --release -p augur-cli
 # --overwrite: each quickstart replaces the previous one in runs/quickstart.
 ./target/release/augur grpo --config configs/quickstart.toml --set checkpoint.dir=runs/quickstart --overwrite "$@"
 python3 - <<'PY'
+# Keys: the metrics.jsonl schema in crates/augur-train/src/metrics.rs (StepMetrics).
 import json
 rows = [json.loads(l) for l in open("runs/quickstart/metrics.jsonl")]
 steps = [r for r in rows if "reward_mean" in r]

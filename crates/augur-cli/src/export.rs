@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = augur_hub::model_path(&args.model)?;
     let adapter = augur_hub::checkpoint_path(&args.adapter)?;
     let mut loaded = load_model(&model, None, &BuildOptions::default())?;
-    augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, &adapter)
+    augur_model::peft::attach_peft_adapter(&mut loaded.model, &adapter)
         .with_context(|| format!("adapter {}", args.adapter.display()))?;
     loaded.model.export_hf(&loaded.tokenizer, &args.out)?;
     println!("wrote {}", args.out.display());

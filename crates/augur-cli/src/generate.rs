@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut loaded = load_model(&model, args.tokenizer.as_deref(), &opts)?;
     if let Some(dir) = &args.adapter {
         let dir = &augur_hub::checkpoint_path(dir)?;
-        augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, dir)
+        augur_model::peft::attach_peft_adapter(&mut loaded.model, dir)
             .with_context(|| format!("adapter {}", dir.display()))?;
     }
     let tok = &loaded.tokenizer;

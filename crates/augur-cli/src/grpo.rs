@@ -7,7 +7,7 @@ use crate::progress::StepProgress;
 use anyhow::bail;
 use augur_hub::HubId;
 use augur_train::grpo::config::ModelSection;
-use augur_train::grpo::{run_with, summary_line, GrpoConfig, Launch};
+use augur_train::grpo::{run_with, GrpoConfig, Launch};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,10 +48,11 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     };
     let progress = StepProgress::new(cfg.algorithm.steps, cfg.logging.print)?;
     let summary = run_with(&cfg, &launch, &mut |line| {
-        let message = line["reward_mean"]
-            .as_f64()
-            .map(|r| format!("reward {r:.3}"));
-        progress.step(line, message, || summary_line(line));
+        let message = line
+            .train
+            .as_ref()
+            .map(|t| format!("reward {:.3}", t.reward_mean));
+        progress.step(line.step, message, || line.summary());
     })?;
     progress.finish(
         summary.steps,

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use crate::rss::peak_rss;
 
@@ -25,11 +24,9 @@ impl StepProgress {
         Ok(Self { bar, print })
     }
 
-    /// Shows one metrics line: its step on the bar, `message` beside it, and `summary`.
-    pub fn step(&self, line: &Value, message: Option<String>, summary: impl FnOnce() -> String) {
-        if let Some(step) = line["step"].as_u64() {
-            self.bar.set_position(step);
-        }
+    /// Shows one metrics line: its `step` on the bar, `message` beside it, and `summary`.
+    pub fn step(&self, step: u64, message: Option<String>, summary: impl FnOnce() -> String) {
+        self.bar.set_position(step);
         if let Some(m) = message {
             self.bar.set_message(m);
         }

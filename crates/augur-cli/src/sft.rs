@@ -5,34 +5,48 @@ use std::path::PathBuf;
 
 use crate::progress::StepProgress;
 use anyhow::bail;
-use augur_train::sft::{run_with, summary_line, SftConfig};
+use augur_train::sft::{run_with, Launch, SftConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Run configuration (TOML; see configs/sft-gsm8k-smollm2.toml). With --resume and no
-    /// --config, the checkpoint's own `config.toml` is used.
+    /// --config, the checkpoint's own `config.toml` is used and the run continues in the
+    /// checkpoint's parent folder.
     #[arg(long, required_unless_present = "resume")]
     config: Option<PathBuf>,
     /// Override a config value, e.g. `--set selection.method=uds` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`); add
-    /// `--set train.steps=N` to train further than the original run.
+    /// Continue from a checkpoint folder (`<run>/checkpoint-<step>`, or one on the Hub:
+    /// `hub:org/name[@revision][/subdir]`); add `--set train.steps=N` to train further than the
+    /// original run.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace what is in the run folder's way: another run (fresh start), or checkpoints
+    /// after the resumed step (resume). Without it such a folder is refused.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
-    let config = match (&args.config, &args.resume) {
-        (Some(c), _) => c.clone(),
-        (None, Some(r)) => r.join("config.toml"),
+    let resume = args
+        .resume
+        .as_deref()
+        .map(augur_hub::checkpoint_path)
+        .transpose()?;
+    let cfg = match (&args.config, &resume) {
+        (Some(c), _) => SftConfig::load(c, &args.set)?,
+        (None, Some(r)) => SftConfig::load_for_resume(r, &args.set)?,
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
-    let cfg = SftConfig::load(&config, &args.set)?;
+    let launch = Launch {
+        resume,
+        overwrite: args.overwrite,
+    };
     let progress = StepProgress::new(cfg.train.steps, cfg.logging.print)?;
-    let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
-        let message = line["loss"].as_f64().map(|l| format!("loss {l:.4}"));
-        progress.step(line, message, || summary_line(line));
+    let summary = run_with(&cfg, &launch, &mut |line| {
+        let message = line.train.as_ref().map(|t| format!("loss {:.4}", t.loss));
+        progress.step(line.step, message, || line.summary());
     })?;
     progress.finish(
         summary.steps,

@@ -320,3 +320,86 @@ fn hub_push_to_pushes_every_checkpoint_during_the_run() {
             .contains(&format!("step {step}")));
     }
 }
+
+/// `augur sft --resume hub:...` continues a pushed SFT checkpoint like a local resume: on the
+/// shared run-folder path, into the folder `checkpoint.dir` names, with the same later steps.
+#[test]
+fn sft_resumes_from_the_hub_like_from_a_local_checkpoint() {
+    let hub = FakeHub::start();
+    hub.set_token("hf_write");
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data: String = (0..6)
+        .map(|i| format!("{{\"question\": \"{i}\", \"answer\": \"{}\"}}\n", i % 3))
+        .collect();
+    std::fs::write(root.join("train.jsonl"), data).unwrap();
+    let config = root.join("sft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\npath = {:?}\ntokenizer = {:?}\n[data]\ntrain = {:?}\nraw = true\n\
+             [train]\nsteps = 3\nmicro_batch_size = 1\n[selection]\nmethod = \"maxloss\"\n\
+             candidates = 3\nkeep = 2\n[checkpoint]\ndir = {:?}\nevery = 1\n[logging]\nprint = false\n",
+            fixtures().join("parity/llama"),
+            fixtures().join("char-tokenizer"),
+            root.join("train.jsonl"),
+            root.join("run"),
+        ),
+    )
+    .unwrap();
+    let out = augur(
+        &hub,
+        home.path(),
+        &["sft", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let full = metrics(&root.join("run/metrics.jsonl"));
+    assert_eq!(full.len(), 3);
+    let ck = root.join("run/checkpoint-1");
+    let token = [("HF_TOKEN", "hf_write")];
+    let push = ["push", ck.to_str().unwrap(), "--repo", "org/sft"];
+    let out = augur(&hub, home.path(), &push, &token);
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    let resume = |from: &str, dir: &str| {
+        let set = format!("checkpoint.dir={:?}", root.join(dir).to_str().unwrap());
+        augur(
+            &hub,
+            home.path(),
+            &["sft", "--resume", from, "--set", &set],
+            &token,
+        )
+    };
+    let out = resume(ck.to_str().unwrap(), "local");
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = resume("hub:org/sft", "from-hub");
+    assert!(out.status.success(), "{}", text(&out).1);
+    let local = metrics(&root.join("local/metrics.jsonl"));
+    let from_hub = metrics(&root.join("from-hub/metrics.jsonl"));
+    assert_eq!(local.len(), 2);
+    assert_eq!(from_hub.len(), 2);
+    for ((a, b), c) in full[1..].iter().zip(&local).zip(&from_hub) {
+        for k in ["step", "loss", "grad_norm", "selected", "lr"] {
+            assert_eq!(a[k], b[k], "{k} local");
+            assert_eq!(a[k], c[k], "{k} from the Hub");
+        }
+    }
+    assert!(root
+        .join("from-hub/checkpoint-3/adapter_model.safetensors")
+        .exists());
+    // A fresh run into the used folder is refused, not mixed in.
+    let out = augur(
+        &hub,
+        home.path(),
+        &["sft", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("holds another run"),
+        "{}",
+        text(&out).1
+    );
+}

@@ -34,6 +34,9 @@ pub enum ModelError {
     },
     #[error("{path}: {problem}")]
     Checkpoint { path: PathBuf, problem: String },
+    /// A LoRA adapter folder does not fit the model; the message names the file and tensor.
+    #[error("adapter {0}")]
+    Adapter(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("invalid input: {0}")]

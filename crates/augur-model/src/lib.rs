@@ -23,6 +23,7 @@ pub mod mem;
 pub mod model;
 pub mod ops;
 mod packed;
+pub mod peft;
 pub mod tokenizer;
 mod train_ops;
 pub mod weights;

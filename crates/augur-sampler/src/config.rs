@@ -298,12 +298,6 @@ fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
     Ok(())
 }
 
-/// Instantiates a predictor config (GPS gets its own embedding table and seed 0; use
-/// [`SamplerConfig::build`] to share one table between predictor and acquisition).
-pub fn build_predictor(cfg: &PredictorConfig) -> Result<Box<dyn Predictor>> {
-    predictor_with(cfg, &EmbeddingTable::shared(0), 0)
-}
-
 fn predictor_with(
     cfg: &PredictorConfig,
     emb: &SharedEmbeddings,
@@ -315,11 +309,6 @@ fn predictor_with(
         PredictorConfig::Beta(c) => Box::new(BetaPredictor::new(c.clone())?),
         PredictorConfig::Dps(c) => Box::new(DpsPredictor::new(c.clone())?),
     })
-}
-
-/// Instantiates an acquisition config (the diversity rule gets its own embedding table).
-pub fn build_acquisition(cfg: &AcquisitionConfig) -> Result<Box<dyn Acquisition>> {
-    acquisition_with(cfg, &EmbeddingTable::shared(0))
 }
 
 fn acquisition_with(

@@ -68,10 +68,18 @@ impl DynamicSampling {
     }
 
     /// Runs one step. `rollout(ids)` must return one outcome per id (any order); prompts are
-    /// drawn uniformly without replacement from `candidates` across the step's rounds.
-    pub fn step<F>(&mut self, candidates: &[u32], b: usize, mut rollout: F) -> Result<DsStep>
+    /// drawn uniformly without replacement from `candidates` across the step's rounds. The
+    /// callback's own error type `E` is returned as it is (a trainer's rollout failure stays
+    /// its own error), and this driver's errors are converted into it.
+    pub fn step<F, E>(
+        &mut self,
+        candidates: &[u32],
+        b: usize,
+        mut rollout: F,
+    ) -> std::result::Result<DsStep, E>
     where
-        F: FnMut(&[u32]) -> Result<Vec<Outcome>>,
+        F: FnMut(&[u32]) -> std::result::Result<Vec<Outcome>, E>,
+        E: From<SamplerError>,
     {
         validate_candidates(candidates, b)?;
         let gen = self.cfg.gen_batch.unwrap_or(b);
@@ -98,7 +106,8 @@ impl DynamicSampling {
                     "ds rollout returned {} outcomes for {} prompts",
                     outs.len(),
                     ids.len()
-                )));
+                ))
+                .into());
             }
             kept.extend(outs.iter().filter(|o| o.is_effective()).copied());
             rolled.extend(outs);
@@ -142,10 +151,11 @@ mod tests {
         // Even ids are partial, odd ids all-wrong: each round of 10 keeps ~5.
         let r = ds
             .step(&cands, 10, |ids| {
-                Ok(ids
-                    .iter()
-                    .map(|&i| Outcome::new(i, (i % 2 == 0) as u32, 4))
-                    .collect())
+                Ok::<_, SamplerError>(
+                    ids.iter()
+                        .map(|&i| Outcome::new(i, (i % 2 == 0) as u32, 4))
+                        .collect(),
+                )
             })
             .unwrap();
         assert_eq!(r.kept.len(), 10);
@@ -163,11 +173,40 @@ mod tests {
         .unwrap();
         let r = ds
             .step(&cands, 10, |ids| {
-                Ok(ids.iter().map(|&i| Outcome::new(i, 0, 4)).collect())
+                Ok::<_, SamplerError>(ids.iter().map(|&i| Outcome::new(i, 0, 4)).collect())
             })
             .unwrap();
         assert_eq!((r.kept.len(), r.rounds, r.rolled.len()), (0, 3, 30));
         // A callback returning the wrong count is an error, not a panic.
-        assert!(ds.step(&cands, 10, |_| Ok(vec![])).is_err());
+        assert!(ds
+            .step(&cands, 10, |_| Ok::<_, SamplerError>(vec![]))
+            .is_err());
+    }
+
+    /// The callback's failure comes back as itself, not as a sampler error standing in for it.
+    #[test]
+    fn a_rollout_failure_is_returned_unchanged() {
+        #[derive(Debug, PartialEq)]
+        enum Failure {
+            Rollout(Vec<u32>),
+            Sampler(String),
+        }
+        impl From<SamplerError> for Failure {
+            fn from(e: SamplerError) -> Self {
+                Failure::Sampler(e.to_string())
+            }
+        }
+        let mut ds = DynamicSampling::new(DsConfig::default(), 0).unwrap();
+        let cands: Vec<u32> = (0..4).collect();
+        let err = ds
+            .step(&cands, 2, |ids| Err(Failure::Rollout(ids.to_vec())))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Failure::Rollout(ids) if ids.len() == 2),
+            "{err:?}"
+        );
+        // The driver's own errors arrive through `From`.
+        let err = ds.step(&cands, 9, |_| Ok(vec![])).unwrap_err();
+        assert!(matches!(err, Failure::Sampler(_)), "{err:?}");
     }
 }

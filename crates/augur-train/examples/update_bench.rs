@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         |r: usize, t: usize| ((r as u64 * 7919 + t as u64 * 104_729) % (vocab - 200) + 100) as u32;
     let rollouts: Vec<Rollout> = (0..rows)
         .map(|r| Rollout {
+            group: r / 8,
             prompt_ids: (0..prompt_len).map(|t| id(r / 8, t)).collect(),
             completion: (0..completion_len).map(|t| id(r, prompt_len + t)).collect(),
             old_logp: vec![-3.0; completion_len],

@@ -59,6 +59,10 @@ pub enum Error {
     #[error("dataset {0}")]
     Data(String),
 
+    /// A `metrics.jsonl` line is malformed; the message names the file and line.
+    #[error("metrics {0}")]
+    Metrics(String),
+
     /// Optimizer state being imported does not match the parameters; the message names the key.
     #[error("optimizer state: {0}")]
     State(String),

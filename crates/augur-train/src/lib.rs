@@ -20,6 +20,7 @@ pub mod error;
 pub mod grpo;
 pub mod logprob;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
 pub mod policy;
 pub mod run_dir;

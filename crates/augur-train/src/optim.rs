@@ -247,11 +247,6 @@ impl FusedAdamW {
         self.step
     }
 
-    /// Total number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.slots.iter().map(|s| s.m.len()).sum()
-    }
-
     /// Adds the gradients in `grads` to the accumulation buffers (micro-batches of one update).
     /// Variables absent from `grads` are skipped. Errors if a gradient's shape differs from its
     /// variable's.

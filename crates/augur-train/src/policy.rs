@@ -2,9 +2,9 @@
 //! `[lora]` adapters attached (and, with `model.adapter`, their weights taken from a saved
 //! PEFT adapter), plus the PEFT config its checkpoints are written with.
 
+use augur_model::peft::{load_adapter, read_peft_config, PeftConfig};
 use augur_model::{load_model, BuildOptions, LoadedModel, LoraConfig, Target};
 
-use crate::grpo::checkpoint::{load_adapter, read_peft_config, PeftConfig};
 use crate::grpo::config::{LoraSection, ModelSection};
 use crate::{Error, Result};
 

@@ -113,7 +113,8 @@ impl RunDir {
             ),
             _ => format!(
                 "{} holds another run ({names}); pass --overwrite to replace it, or choose \
-                 another checkpoint.dir",
+                 another checkpoint.dir (a fresh run never writes into a folder that already \
+                 holds a run)",
                 root.display()
             ),
         }))
@@ -176,12 +177,16 @@ impl RunDir {
     }
 
     /// Opens the metrics log for appending (it holds the lines [`RunDir::open`] kept).
-    pub fn append_metrics(&self) -> Result<std::fs::File> {
-        std::fs::OpenOptions::new()
+    pub fn append_metrics(&self) -> Result<MetricsLog> {
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(&self.metrics)
-            .map_err(io(&self.metrics))
+            .map_err(io(&self.metrics))?;
+        Ok(MetricsLog {
+            file,
+            path: self.metrics.clone(),
+        })
     }
 
     /// Saves checkpoint `step`: `write` fills a hidden partial folder, which is then renamed to
@@ -289,6 +294,24 @@ impl RunDir {
     }
 }
 
+/// A run's `metrics.jsonl`, open for appending: one JSON line per typed record
+/// ([`crate::metrics`]).
+pub struct MetricsLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    /// Appends `line` as one JSON line.
+    pub fn write<T: serde::Serialize>(&mut self, line: &T) -> Result<()> {
+        use std::io::Write;
+        let mut json = serde_json::to_string(line)
+            .map_err(|e| Error::Metrics(format!("{}: {e}", self.path.display())))?;
+        json.push('\n');
+        self.file.write_all(json.as_bytes()).map_err(io(&self.path))
+    }
+}
+
 /// Whether `a` and `b` name the same existing folder.
 fn same_folder(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
@@ -340,8 +363,7 @@ mod tests {
         dir.write_config("x = 1\n").unwrap();
         let mut log = dir.append_metrics().unwrap();
         for step in 1..=3 {
-            use std::io::Write;
-            writeln!(log, "{{\"step\": {step}}}").unwrap();
+            log.write(&serde_json::json!({ "step": step })).unwrap();
             dir.save_checkpoint(step, |p| {
                 std::fs::write(p.join("state.json"), step.to_string()).map_err(io(p))
             })

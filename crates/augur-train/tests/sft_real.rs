@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use augur_train::sft::{run_with, SftConfig};
+use augur_train::sft::{run_with, Launch, SftConfig};
 
 fn smollm2_gguf() -> Option<PathBuf> {
     let cache = std::env::var_os("AUGUR_CACHE")
@@ -48,7 +48,10 @@ fn sft_lowers_held_out_loss_on_smollm2() {
     ];
     let cfg = SftConfig::load(&root.join("configs/sft-gsm8k-smollm2.toml"), &sets).unwrap();
     let mut lines = Vec::new();
-    let summary = run_with(&cfg, None, &mut |l| lines.push(l.clone())).unwrap();
+    let summary = run_with(&cfg, &Launch::fresh(), &mut |l| {
+        lines.push(serde_json::to_value(l).unwrap())
+    })
+    .unwrap();
     let (before, after) = (summary.eval_losses[0].1, summary.eval_losses[1].1);
     eprintln!("held-out loss {before:.4} -> {after:.4}");
     assert!(after < before - 0.05, "{:?}", summary.eval_losses);

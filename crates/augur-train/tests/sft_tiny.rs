@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use augur_train::sft::{run_with, SftConfig};
+use augur_train::sft::{run_with, Launch, SftConfig};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -92,7 +92,7 @@ fn every_method_keeps_k_of_n_resumes_exactly_and_is_seeded() {
     for method in ["uniform", "uds", "maxloss", "rho"] {
         let root = tempfile::tempdir().unwrap();
         let cfg = config(root.path(), method, &[]);
-        let summary = run_with(&cfg, None, &mut |_| {}).unwrap();
+        let summary = run_with(&cfg, &Launch::fresh(), &mut |_| {}).unwrap();
         assert_eq!(summary.steps, 4);
         // The length cap: prompts of 4 letters with 3–4 digit answers + EOS exceed 7 tokens.
         assert!(summary.data.truncated > 0, "{:?}", summary.data);
@@ -133,7 +133,7 @@ fn every_method_keeps_k_of_n_resumes_exactly_and_is_seeded() {
         resumed.checkpoint.dir = root.path().join("resumed");
         run_with(
             &resumed,
-            Some(&root.path().join("run/checkpoint-2")),
+            &Launch::resume(root.path().join("run/checkpoint-2")),
             &mut |_| {},
         )
         .unwrap();
@@ -166,11 +166,13 @@ fn every_method_keeps_k_of_n_resumes_exactly_and_is_seeded() {
         );
 
         // The same seed again gives the same choices; a fresh run may not reuse the folder.
-        let err = run_with(&cfg, None, &mut |_| {}).unwrap_err().to_string();
+        let err = run_with(&cfg, &Launch::fresh(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already holds a run"), "{err}");
         let mut rerun = cfg.clone();
         rerun.checkpoint.dir = root.path().join("rerun");
-        run_with(&rerun, None, &mut |_| {}).unwrap();
+        run_with(&rerun, &Launch::fresh(), &mut |_| {}).unwrap();
         let rerun = metrics(&rerun.metrics_path());
         for (a, b) in steps.iter().zip(train_lines(&rerun)) {
             assert_eq!(a["selected"], b["selected"], "{method}");
@@ -191,7 +193,7 @@ fn held_out_loss_falls_and_the_adapter_loads_for_export() {
             "eval.every=0",
         ],
     );
-    let summary = run_with(&cfg, None, &mut |_| {}).unwrap();
+    let summary = run_with(&cfg, &Launch::fresh(), &mut |_| {}).unwrap();
     let (first, last) = (summary.eval_losses[0], *summary.eval_losses.last().unwrap());
     assert_eq!((first.0, last.0), (0, 12));
     assert!(last.1 < 0.8 * first.1, "{:?}", summary.eval_losses);
@@ -204,7 +206,7 @@ fn held_out_loss_falls_and_the_adapter_loads_for_export() {
         &Default::default(),
     )
     .unwrap();
-    let peft = augur_train::grpo::checkpoint::attach_peft_adapter(&mut loaded.model, &ck).unwrap();
+    let peft = augur_model::peft::attach_peft_adapter(&mut loaded.model, &ck).unwrap();
     assert_eq!((peft.r, peft.lora_alpha), (4, 8.0));
     loaded
         .model
@@ -217,7 +219,7 @@ fn held_out_loss_falls_and_the_adapter_loads_for_export() {
 fn grpo_warm_starts_from_an_sft_adapter() {
     let root = tempfile::tempdir().unwrap();
     let cfg = config(root.path(), "uniform", &["train.steps=2"]);
-    let sft = run_with(&cfg, None, &mut |_| {}).unwrap();
+    let sft = run_with(&cfg, &Launch::fresh(), &mut |_| {}).unwrap();
     let grpo = |adapter: &Path, extra: &str| {
         let toml = format!(
             "[model]\npath = {model:?}\ntokenizer = {tok:?}\nadapter = {adapter:?}\n\

@@ -63,6 +63,7 @@ fn rollouts() -> Vec<Rollout> {
         .iter()
         .enumerate()
         .map(|(i, (p, c))| Rollout {
+            group: *p,
             prompt_ids: prompts[*p].clone(),
             completion: c.to_vec(),
             old_logp: c

@@ -1,16 +1,14 @@
 //! A run's `metrics.jsonl` as the ablation needs it: one row per step, and the per-run numbers
 //! the report compares (final accuracy, rollouts to a target, effective ratio, Spearman ρ).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context;
-use serde_json::{Map, Value};
+use augur_train::metrics::{read_metrics, StepMetrics};
 
 use super::plan::RunPlan;
 
-/// One step of a run. Lines with the same `step` are merged, so an evaluation logged on its
-/// own line lands on the step it belongs to.
+/// One step of a run, as the report compares runs (read through [`StepMetrics`], whose
+/// reader merges lines of the same step).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepRow {
     pub step: u64,
@@ -29,47 +27,25 @@ pub struct StepRow {
 }
 
 impl StepRow {
-    fn from_json(step: u64, m: &Map<String, Value>) -> Self {
-        let f = |k: &str| m.get(k).and_then(Value::as_f64);
+    fn new(m: &StepMetrics) -> Self {
+        let known = |x: f64| Some(x).filter(|x| x.is_finite());
+        let train = m.train.as_ref();
         Self {
-            step,
-            rollouts_used: m.get("rollouts_used").and_then(Value::as_u64),
-            accuracy: f("accuracy"),
-            eval_accuracy: f("eval_accuracy"),
-            effective_ratio: f("sampler_effective_ratio")
-                .or_else(|| f("zero_variance_groups").map(|z| 1.0 - z)),
-            spearman: f("sampler_spearman"),
-            time_step_s: f("time_step_s"),
+            step: m.step,
+            rollouts_used: m.rollouts_used,
+            accuracy: train.map(|t| t.accuracy),
+            eval_accuracy: m.eval.as_ref().map(|e| e.eval_accuracy),
+            effective_ratio: m.effective_ratio().and_then(known),
+            spearman: m.sampler.as_ref().and_then(|s| s.spearman),
+            time_step_s: train.and_then(|t| known(t.time_step_s)),
         }
     }
 }
 
 /// The rows of `path` in step order; no file means no steps yet.
 pub fn read_steps(path: &Path) -> anyhow::Result<Vec<StepRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut by_step: BTreeMap<u64, Map<String, Value>> = BTreeMap::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let obj: Map<String, Value> =
-            serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
-        let step = obj
-            .get("step")
-            .and_then(Value::as_u64)
-            .with_context(|| format!("{}: no integer \"step\"", at()))?;
-        by_step.entry(step).or_default().extend(obj);
-    }
-    Ok(by_step
-        .iter()
-        .map(|(&s, m)| StepRow::from_json(s, m))
-        .collect())
+    let lines: Vec<StepMetrics> = read_metrics(path)?;
+    Ok(lines.iter().map(StepRow::new).collect())
 }
 
 /// Training steps 1..=n logged without a gap: how far the run got.
@@ -275,6 +251,24 @@ mod tests {
         assert_eq!(r.rows[2].effective_ratio, Some(0.9));
         assert_eq!(r.mean_of(|s| s.spearman), Some(0.5));
         assert_eq!(completed_steps(&r.rows), 5);
+    }
+
+    /// A run folder of an ablation interrupted under the previous (untyped) metrics writer:
+    /// the step-0 evaluation and step 1 as `augur grpo` wrote them, `kl`/`entropy` as `null`.
+    #[test]
+    fn lines_written_before_the_typed_schema_still_read() {
+        let r = run(concat!(
+            r#"{"eval_accuracy":0.4,"eval_prompts":50,"eval_reward":0.4,"rollouts_used":0,"step":0,"time_eval_s":22.5}"#,
+            "\n",
+            r#"{"accuracy":0.0625,"approx_kl_old":0.0001,"clip_frac":0.0,"entropy":null,"gen_tokens_per_s":103.7,"grad_norm":0.119,"kl":null,"loss":8.9e-7,"lr":0.0003,"optimizer_steps":1,"pg_loss":8.9e-7,"ratio_mean":0.9999,"response_len":26.875,"reward_mean":0.0625,"reward_std":0.242,"rollouts_used":32,"skipped":0,"step":1,"time_reference_s":2.1e-7,"time_reward_s":0.0002,"time_rollout_s":8.29,"time_step_s":41.5,"time_update_s":33.6,"train_tokens_per_s":67.3,"truncated_frac":0.59375,"zero_variance_groups":0.75}"#,
+            "\n"
+        ));
+        assert_eq!(completed_steps(&r.rows), 1);
+        assert_eq!(r.rows[1].accuracy, Some(0.0625));
+        assert_eq!(r.rows[1].effective_ratio, Some(0.25));
+        assert_eq!(r.total_rollouts(), 32.0);
+        assert_eq!(r.wall_s(), 41.5);
+        assert_eq!(r.accuracy_curve().1, vec![(0.0, 0.4)]);
     }
 
     #[test]

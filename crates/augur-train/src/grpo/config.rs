@@ -497,23 +497,12 @@ impl GrpoConfig {
         };
         let mut table: toml::Table =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let parent = match checkpoint.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let old: Self = Self::from_table(&text, table.clone(), &[]).map_err(in_file)?;
-        let as_toml = |p: &Path| -> Result<String> {
-            let s = p.to_str().ok_or_else(|| {
-                Error::Config(format!("{}: path is not valid UTF-8", p.display()))
-            })?;
-            Ok(toml::Value::String(s.into()).to_string())
-        };
-        let mut moved = vec![format!("checkpoint.dir={}", as_toml(&parent)?)];
-        if let Some(rest) =
-            (old.logging.metrics.as_deref()).and_then(|m| m.strip_prefix(&old.checkpoint.dir).ok())
-        {
-            moved.push(format!("logging.metrics={}", as_toml(&parent.join(rest))?));
-        }
+        let moved = resume_overrides(
+            checkpoint,
+            &old.checkpoint.dir,
+            old.logging.metrics.as_deref(),
+        )?;
         for o in moved.iter().chain(overrides) {
             apply_override(&mut table, o)?;
         }
@@ -737,6 +726,32 @@ pub(crate) fn expand_home(p: &Path) -> PathBuf {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => p.to_path_buf(),
     }
+}
+
+/// The overrides that move a resumed run into its checkpoint's parent folder: `checkpoint.dir`
+/// becomes that folder, and a metrics log that was inside the old run folder (`old_metrics`
+/// under `old_dir`) moves along. Shared by `grpo` and `sft`, so resuming a copied run folder
+/// writes into the copy, never into the folder it was copied from.
+pub(crate) fn resume_overrides(
+    checkpoint: &Path,
+    old_dir: &Path,
+    old_metrics: Option<&Path>,
+) -> Result<Vec<String>> {
+    let parent = match checkpoint.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let as_toml = |p: &Path| -> Result<String> {
+        let s = p
+            .to_str()
+            .ok_or_else(|| Error::Config(format!("{}: path is not valid UTF-8", p.display())))?;
+        Ok(toml::Value::String(s.into()).to_string())
+    };
+    let mut moved = vec![format!("checkpoint.dir={}", as_toml(&parent)?)];
+    if let Some(rest) = old_metrics.and_then(|m| m.strip_prefix(old_dir).ok()) {
+        moved.push(format!("logging.metrics={}", as_toml(&parent.join(rest))?));
+    }
+    Ok(moved)
 }
 
 /// Sets `a.b.c = value` in `table`, creating intermediate tables; the key's validity is checked

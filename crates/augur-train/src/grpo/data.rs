@@ -179,7 +179,7 @@ impl SplitMix64 {
 /// Draws prompt indices without replacement within an epoch, in an order fixed by the seed and the
 /// epoch number. `cursor` counts prompts drawn so far and is the sampler's whole state.
 #[derive(Clone, Debug)]
-pub struct PromptSampler {
+pub struct ShuffledEpochs {
     len: usize,
     seed: u64,
     pub cursor: u64,
@@ -187,7 +187,7 @@ pub struct PromptSampler {
     order_epoch: Option<u64>,
 }
 
-impl PromptSampler {
+impl ShuffledEpochs {
     pub fn new(len: usize, seed: u64, cursor: u64) -> Self {
         Self {
             len,
@@ -299,12 +299,12 @@ mod tests {
 
     #[test]
     fn sampler_is_a_permutation_per_epoch_and_resumable() {
-        let mut s = PromptSampler::new(10, 7, 0);
+        let mut s = ShuffledEpochs::new(10, 7, 0);
         let mut first = s.next_batch(10);
         let again = s.next_batch(3);
         first.sort();
         assert_eq!(first, (0..10).collect::<Vec<_>>());
-        let mut resumed = PromptSampler::new(10, 7, 10);
+        let mut resumed = ShuffledEpochs::new(10, 7, 10);
         assert_eq!(resumed.next_batch(3), again);
     }
 }

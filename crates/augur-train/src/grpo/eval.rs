@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use augur_rollout::SamplingParams;
-use serde_json::{json, Value};
 
 use super::config::{EvalSection, GrpoConfig};
 use super::rollout::Roller;
+use crate::metrics::EvalMetrics;
 use crate::Result;
 
 /// The evaluation's sampling parameters: `samples` per prompt at `temperature` (0 = greedy).
@@ -21,38 +21,16 @@ pub fn eval_params(cfg: &GrpoConfig, e: &EvalSection) -> SamplingParams {
     }
 }
 
-/// What one evaluation measured.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EvalReport {
-    /// Fraction of completions judged correct (pass@1 when greedy, mean@k otherwise).
-    pub accuracy: f64,
-    pub reward_mean: f64,
-    pub prompts: usize,
-    pub secs: f64,
-}
-
-impl EvalReport {
-    /// The metrics fields of this evaluation.
-    pub fn to_json(self) -> Value {
-        json!({
-            "eval_accuracy": self.accuracy,
-            "eval_reward": self.reward_mean,
-            "eval_prompts": self.prompts,
-            "time_eval_s": self.secs,
-        })
-    }
-}
-
 /// Scores every prompt of `roller` (the eval roller, whose prompts are the held-out set).
-pub fn evaluate(roller: &Roller, seed: u64) -> Result<EvalReport> {
+pub fn evaluate(roller: &Roller, seed: u64) -> Result<EvalMetrics> {
     let t0 = Instant::now();
     let idx: Vec<usize> = (0..roller.prompts.len()).collect();
     let batch = roller.roll(&idx, seed)?;
     let n = batch.scores.len().max(1) as f64;
-    Ok(EvalReport {
-        accuracy: batch.scores.iter().filter(|s| s.correct).count() as f64 / n,
-        reward_mean: batch.scores.iter().map(|s| s.reward as f64).sum::<f64>() / n,
-        prompts: idx.len(),
-        secs: t0.elapsed().as_secs_f64(),
+    Ok(EvalMetrics {
+        eval_accuracy: batch.scores.iter().filter(|s| s.correct).count() as f64 / n,
+        eval_reward: batch.scores.iter().map(|s| s.reward as f64).sum::<f64>() / n,
+        eval_prompts: idx.len(),
+        time_eval_s: t0.elapsed().as_secs_f64(),
     })
 }

@@ -16,4 +16,4 @@ pub mod update;
 
 pub use crate::run_dir::Launch;
 pub use config::GrpoConfig;
-pub use trainer::{run, run_with, summary_line, RunSummary};
+pub use trainer::{run, run_with, RunSummary};

@@ -58,6 +58,29 @@ impl Batch {
         }
     }
 
+    /// The batch a DS step trains on, from its rollout `rounds`: the groups of the `kept`
+    /// prompt ids (0 < s < k) first, then, when max_rounds ran out before `b` were found, the
+    /// other groups in rollout order up to `b` (zero advantage under GRPO); every round's
+    /// costs count.
+    pub fn from_ds_rounds(rounds: &[Batch], kept: &[u32], b: usize, g: usize) -> Batch {
+        let is_kept = |r: &Batch, p: usize| kept.contains(&(r.idx[p] as u32));
+        let mut batch = Batch::default();
+        for r in rounds {
+            let keep: Vec<usize> = (0..r.idx.len()).filter(|&p| is_kept(r, p)).collect();
+            batch.extend_groups(r, &keep, g);
+        }
+        for r in rounds {
+            let room = b.saturating_sub(batch.idx.len());
+            let fill: Vec<usize> = (0..r.idx.len())
+                .filter(|&p| !is_kept(r, p))
+                .take(room)
+                .collect();
+            batch.extend_groups(r, &fill, g);
+            batch.add_costs(r);
+        }
+        batch
+    }
+
     /// Adds another batch's timings and token counts.
     pub fn add_costs(&mut self, other: &Batch) {
         self.gen.prefill_tokens += other.gen.prefill_tokens;

@@ -1,20 +1,22 @@
-//! Which prompts a step trains on. Without `[sampler]`: the seeded uniform epoch order of
-//! [`PromptSampler`]. With it: a per-step candidate pool (uniform without replacement, seeded by
-//! `data.seed` and the step) from which an [`augur_sampler::Sampler`] picks B before rollout and
-//! learns from the outcomes after; or DAPO dynamic sampling (`method = "ds"`), which rolls out
-//! and filters. The sampler's state goes into checkpoints as `sampler.json`.
+//! Which prompts a step trains on, and their rollouts ([`select_and_roll`]). Without
+//! `[sampler]`: the seeded uniform epoch order of [`ShuffledEpochs`]. With it: a per-step
+//! candidate pool (uniform without replacement, seeded by `data.seed` and the step) from which
+//! an [`augur_sampler::Sampler`] picks B before rollout and learns from the outcomes after; or
+//! DAPO dynamic sampling (`method = "ds"`), which rolls out and filters. The sampler's state
+//! goes into checkpoints as `sampler.json`.
 
 use augur_sampler::{DynamicSampling, Method, Outcome, Sampler, SamplerState, StepTelemetry};
 use serde::{Deserialize, Serialize};
 
 use super::config::GrpoConfig;
-use super::data::{PromptSampler, SplitMix64};
+use super::data::{ShuffledEpochs, SplitMix64};
+use super::rollout::{Batch, Roller};
 use crate::{Error, Result};
 
 /// The prompt selection of a run.
 pub enum PromptSource {
     /// Seeded epoch order (the default).
-    Uniform(PromptSampler),
+    Uniform(ShuffledEpochs),
     /// A predictive (or history-filtering) sampler over a candidate pool.
     Predictive { sampler: Box<Sampler>, ratio: usize },
     /// DAPO dynamic sampling: roll out, keep groups with 0 < s < k, repeat.
@@ -44,7 +46,7 @@ impl PromptSource {
             )));
         }
         let Some(s) = &cfg.sampler else {
-            return Ok(Self::Uniform(PromptSampler::new(
+            return Ok(Self::Uniform(ShuffledEpochs::new(
                 n_prompts,
                 cfg.data.seed,
                 cursor,
@@ -123,21 +125,80 @@ pub fn candidate_pool(n: usize, ratio: usize, b: usize, seed: u64, step: u64) ->
     all
 }
 
-/// The sampler metrics of a step, as JSON fields.
-pub fn telemetry_json(t: &StepTelemetry) -> serde_json::Value {
-    serde_json::json!({
-        "sampler_effective_ratio": t.effective_ratio,
-        "sampler_spearman": t.spearman,
-        "sampler_brier": t.brier,
-        "sampler_select_us": t.select_us,
-        "sampler_update_us": t.update_us,
-    })
+/// The groups a step trains on, and what choosing them cost.
+pub struct Selected {
+    pub batch: Batch,
+    /// Completions generated this step (DS: every round's).
+    pub rollouts: u64,
+    pub telemetry: Option<StepTelemetry>,
+    pub ds_rounds: Option<u32>,
+    /// The predictor's expected success rate of each trained prompt, in `batch.idx` order
+    /// (predictive samplers only).
+    pub predicted: Option<Vec<f32>>,
 }
 
-/// Fraction of `outcomes` with 0 < s < k.
-pub fn effective_ratio(outcomes: &[Outcome]) -> f64 {
-    let n = outcomes.len().max(1) as f64;
-    outcomes.iter().filter(|o| o.is_effective()).count() as f64 / n
+/// Chooses this step's prompts with `source`, rolls them out and scores them; a sampler then
+/// observes the per-prompt outcomes (successes = completions judged correct, out of G).
+pub fn select_and_roll(
+    source: &mut PromptSource,
+    roller: &Roller,
+    cfg: &GrpoConfig,
+    step: u64,
+    seed: u64,
+) -> Result<Selected> {
+    let (b, g) = (cfg.rollout.prompts_per_step, cfg.rollout.group_size);
+    let n = roller.prompts.len();
+    match source {
+        PromptSource::Uniform(order) => {
+            let batch = roller.roll(&order.next_batch(b), seed)?;
+            let rollouts = batch.samples.len() as u64;
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: None,
+                ds_rounds: None,
+                predicted: None,
+            })
+        }
+        PromptSource::Predictive { sampler, ratio } => {
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let sel = sampler.select(&pool, b)?;
+            let idx: Vec<usize> = sel.ids.iter().map(|&i| i as usize).collect();
+            let batch = roller.roll(&idx, seed)?;
+            let telemetry = sampler.observe(&batch.outcomes(g))?;
+            let rollouts = batch.samples.len() as u64;
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: Some(telemetry),
+                ds_rounds: None,
+                predicted: Some(sel.predicted),
+            })
+        }
+        PromptSource::Dynamic { ds, ratio } => {
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let mut rounds: Vec<Batch> = Vec::new();
+            let res = ds.step(&pool, b, |ids: &[u32]| -> Result<Vec<Outcome>> {
+                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                // Round 0 samples with the same seed as a uniform step; later rounds differ.
+                let round_seed = seed.wrapping_add((rounds.len() as u64) << 32);
+                let batch = roller.roll(&idx, round_seed)?;
+                let outs = batch.outcomes(g);
+                rounds.push(batch);
+                Ok(outs)
+            })?;
+            let kept: Vec<u32> = res.kept.iter().map(|o| o.id).collect();
+            let batch = Batch::from_ds_rounds(&rounds, &kept, b, g);
+            let rollouts = rounds.iter().map(|r| r.samples.len() as u64).sum();
+            Ok(Selected {
+                batch,
+                rollouts,
+                telemetry: Some(res.telemetry),
+                ds_rounds: Some(res.rounds),
+                predicted: None,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

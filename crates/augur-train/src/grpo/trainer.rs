@@ -2,7 +2,6 @@
 //! completions each (adapters on) → score them → sampler observes the outcomes → group
 //! advantages → policy update → (held-out evaluation) → metrics line → checkpoint.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,8 +9,6 @@ use augur_hub::{BackgroundPush, Hub};
 use augur_reward::jsonl::{verifier_for, ScoreOptions, TaskKind};
 use augur_reward::MathOptions;
 use augur_rollout::{ChatTemplate, Engine, FinishReason};
-use augur_sampler::{SamplerError, StepTelemetry};
-use serde_json::{json, Value};
 
 use super::checkpoint::{
     check_complete, load_checkpoint, load_sampler_state, read_trainer_state, save_checkpoint,
@@ -22,9 +19,10 @@ use super::data::{fitting_prompts, load_prompts, Prompt};
 use super::embed::cached_mean_pooled_hidden;
 use super::eval::{eval_params, evaluate};
 use super::rollout::{encode_prompt, train_params, Batch, Roller};
-use super::selection::{candidate_pool, telemetry_json, PromptSource};
-use super::update::{policy_update, Rollout};
+use super::selection::{select_and_roll, PromptSource};
+use super::update::{policy_update, Rollout, UpdateReport};
 use crate::advantage::{group_advantages, zero_variance_fraction};
+use crate::metrics::{EvalMetrics, GrpoTrainMetrics, PromptMetrics, StepMetrics};
 use crate::optim::FusedAdamW;
 use crate::policy::{load_policy, Policy};
 use crate::run_dir::{Launch, RunDir};
@@ -41,20 +39,13 @@ pub struct RunSummary {
     pub rewards: Vec<f64>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.into(),
-        source,
-    }
-}
-
 /// Runs (or, with `launch.resume`, continues) the training described by `cfg` in the run folder
 /// `checkpoint.dir` (see [`RunDir`] for what it refuses and keeps); with `logging.print` each
-/// metrics line is also printed to stderr as [`summary_line`].
+/// metrics line is also printed to stderr as [`StepMetrics::summary`].
 pub fn run(cfg: &GrpoConfig, launch: &Launch) -> Result<RunSummary> {
     run_with(cfg, launch, &mut |line| {
         if cfg.logging.print {
-            eprintln!("{}", summary_line(line));
+            eprintln!("{}", line.summary());
         }
     })
 }
@@ -64,7 +55,7 @@ pub fn run(cfg: &GrpoConfig, launch: &Launch) -> Result<RunSummary> {
 pub fn run_with(
     cfg: &GrpoConfig,
     launch: &Launch,
-    on_line: &mut dyn FnMut(&Value),
+    on_line: &mut dyn FnMut(&StepMetrics),
 ) -> Result<RunSummary> {
     let resume = launch.resume.as_deref();
     // The checkpoint and the run folder are checked before the (slow) model load.
@@ -186,10 +177,9 @@ pub fn run_with(
     let run_dir = cfg.checkpoint.dir.clone();
     let config_toml = cfg.to_toml()?;
     folder.write_config(&config_toml)?;
-    let metrics_path = cfg.metrics_path();
     let mut metrics = folder.append_metrics()?;
-    let mut emit = |line: Value| -> Result<()> {
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+    let mut emit = |line: StepMetrics| -> Result<()> {
+        metrics.write(&line)?;
         on_line(&line);
         Ok(())
     };
@@ -211,19 +201,25 @@ pub fn run_with(
         prompts: &eval_prompts,
         ..roller
     });
-    let run_eval = |step: u64| -> Result<Option<Value>> {
+    let run_eval = |step: u64| -> Result<Option<EvalMetrics>> {
         match (&eval_roller, &cfg.eval) {
             (Some(r), Some(e)) if e.due(step, cfg.algorithm.steps) => {
-                Ok(Some(evaluate(r, e.seed)?.to_json()))
+                Ok(Some(evaluate(r, e.seed)?))
             }
             _ => Ok(None),
         }
     };
     if resume.is_none() {
-        if let Some(fields) = run_eval(0)? {
-            let mut line = json!({"step": 0, "rollouts_used": 0});
-            merge(&mut line, fields);
-            emit(line)?;
+        if let Some(eval) = run_eval(0)? {
+            emit(StepMetrics {
+                step: 0,
+                rollouts_used: Some(0),
+                train: None,
+                sampler: None,
+                ds_rounds: None,
+                eval: Some(eval),
+                prompts: None,
+            })?;
         }
     }
     if let PromptSource::Predictive { sampler, .. } = &mut source {
@@ -262,16 +258,17 @@ pub fn run_with(
         let seed = state.rollout_seed.wrapping_add(state.step);
         let selected = select_and_roll(&mut source, &roller, cfg, state.step, seed)?;
         let batch = &selected.batch;
-        let (samples, scores) = (&batch.samples, &batch.scores);
-        let rewards: Vec<f32> = scores.iter().map(|s| s.reward).collect();
+        let rewards: Vec<f32> = batch.scores.iter().map(|s| s.reward).collect();
 
         // Advantages and update.
         let adv = group_advantages(&rewards, g, &cfg.algorithm.advantage)?;
         let zero_var = zero_variance_fraction(&rewards, g)?;
-        let rollouts: Vec<Rollout> = samples
+        let rollouts: Vec<Rollout> = batch
+            .samples
             .iter()
             .zip(&adv)
             .map(|(s, &a)| Rollout {
+                group: s.prompt_index,
                 prompt_ids: batch.prompt_ids[s.prompt_index].clone(),
                 completion: s.token_ids.clone(),
                 old_logp: s.logprobs.clone(),
@@ -292,72 +289,19 @@ pub fn run_with(
         state.step += 1;
         state.data_cursor = source.cursor();
         state.rollouts_used += selected.rollouts;
-        let n = rewards.len().max(1) as f64;
-        let mean = rewards.iter().map(|&r| r as f64).sum::<f64>() / n;
-        let std = (rewards
-            .iter()
-            .map(|&r| (r as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n)
-            .sqrt();
-        let acc = scores.iter().filter(|s| s.correct).count() as f64 / n;
-        let resp_len = samples.iter().map(|s| s.token_ids.len()).sum::<usize>() as f64 / n;
-        let truncated = samples
-            .iter()
-            .filter(|s| s.finish_reason == FinishReason::Length)
-            .count() as f64
-            / n;
-        let last = up.steps.last();
-        let mut line = json!({
-            "step": state.step,
-            "reward_mean": mean,
-            "reward_std": std,
-            "accuracy": acc,
-            "zero_variance_groups": zero_var,
-            "response_len": resp_len,
-            "truncated_frac": truncated,
-            "loss": up.loss,
-            "pg_loss": up.stats.pg_loss,
-            "clip_frac": up.stats.clip_frac,
-            "ratio_mean": up.stats.ratio_mean,
-            "approx_kl_old": up.stats.approx_kl_old,
-            "kl": up.stats.kl,
-            "entropy": up.stats.entropy,
-            "grad_norm": last.map(|s| s.grad_norm),
-            "optimizer_steps": up.steps.len(),
-            "skipped": up.steps.iter().filter(|s| s.skipped).count(),
-            "lr": up.lr,
-            "gen_tokens_per_s": batch.gen.tokens_per_sec(),
-            "train_tokens_per_s": up.train_tokens as f64 / up.update_secs.max(1e-9),
-            "time_rollout_s": batch.rollout_secs,
-            "time_reward_s": batch.reward_secs,
-            "time_reference_s": up.reference_secs,
-            "time_update_s": up.update_secs,
-            "time_step_s": t_step.elapsed().as_secs_f64(),
-            "rollouts_used": state.rollouts_used,
-        });
-        if let Some(t) = &selected.telemetry {
-            merge(&mut line, telemetry_json(t));
-        }
-        if let Some(r) = selected.ds_rounds {
-            merge(&mut line, json!({ "ds_rounds": r }));
-        }
-        let outcomes = batch.outcomes(cfg.rollout.group_size);
-        merge(
-            &mut line,
-            json!({
-                "prompt_ids": outcomes.iter().map(|o| o.id).collect::<Vec<_>>(),
-                "prompt_successes": outcomes.iter().map(|o| o.successes).collect::<Vec<_>>(),
-            }),
-        );
-        if let Some(p) = &selected.predicted {
-            merge(&mut line, json!({ "sampler_predicted": p }));
-        }
-        if let Some(fields) = run_eval(state.step)? {
-            merge(&mut line, fields);
-        }
+        let train = train_metrics(batch, &up, zero_var, t_step.elapsed().as_secs_f64());
+        let reward_mean = train.reward_mean;
+        let line = StepMetrics {
+            step: state.step,
+            rollouts_used: Some(state.rollouts_used),
+            train: Some(train),
+            sampler: selected.telemetry.as_ref().map(Into::into),
+            ds_rounds: selected.ds_rounds,
+            eval: run_eval(state.step)?,
+            prompts: Some(prompt_metrics(batch, g, selected.predicted.clone())),
+        };
         emit(line)?;
-        rewards_log.push(mean);
+        rewards_log.push(reward_mean);
 
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.algorithm.steps {
@@ -394,169 +338,60 @@ pub fn run_with(
     })
 }
 
-/// The groups a step trains on, and what choosing them cost.
-struct Selected {
-    batch: Batch,
-    /// Completions generated this step (DS: every round's).
-    rollouts: u64,
-    telemetry: Option<StepTelemetry>,
-    ds_rounds: Option<u32>,
-    /// The predictor's expected success rate of each trained prompt, in `batch.idx` order
-    /// (predictive samplers only): with the logged successes, the calibration of the run.
-    predicted: Option<Vec<f32>>,
-}
-
-/// Chooses this step's prompts with `source`, rolls them out and scores them; a sampler then
-/// observes the per-prompt outcomes (successes = completions judged correct, out of G).
-fn select_and_roll(
-    source: &mut PromptSource,
-    roller: &Roller,
-    cfg: &GrpoConfig,
-    step: u64,
-    seed: u64,
-) -> Result<Selected> {
-    let (b, g) = (cfg.rollout.prompts_per_step, cfg.rollout.group_size);
-    let n = roller.prompts.len();
-    match source {
-        PromptSource::Uniform(order) => {
-            let batch = roller.roll(&order.next_batch(b), seed)?;
-            let rollouts = batch.samples.len() as u64;
-            Ok(Selected {
-                batch,
-                rollouts,
-                telemetry: None,
-                ds_rounds: None,
-                predicted: None,
-            })
-        }
-        PromptSource::Predictive { sampler, ratio } => {
-            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
-            let sel = sampler.select(&pool, b)?;
-            let idx: Vec<usize> = sel.ids.iter().map(|&i| i as usize).collect();
-            let batch = roller.roll(&idx, seed)?;
-            let telemetry = sampler.observe(&batch.outcomes(g))?;
-            let rollouts = batch.samples.len() as u64;
-            Ok(Selected {
-                batch,
-                rollouts,
-                telemetry: Some(telemetry),
-                ds_rounds: None,
-                predicted: Some(sel.predicted),
-            })
-        }
-        PromptSource::Dynamic { ds, ratio } => {
-            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
-            let mut rounds: Vec<Batch> = Vec::new();
-            let mut failure = None;
-            let res = ds.step(&pool, b, |ids| {
-                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-                // Round 0 samples with the same seed as a uniform step; later rounds differ.
-                let round_seed = seed.wrapping_add((rounds.len() as u64) << 32);
-                match roller.roll(&idx, round_seed) {
-                    Ok(batch) => {
-                        let outs = batch.outcomes(g);
-                        rounds.push(batch);
-                        Ok(outs)
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        Err(SamplerError::InvalidState("ds: rollout failed".into()))
-                    }
-                }
-            });
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            let res = res?;
-            // Train on the kept groups (0 < s < k); when max_rounds ran out before B were
-            // found, fill up with the other groups in rollout order (zero advantage under GRPO).
-            let kept: std::collections::HashSet<u32> = res.kept.iter().map(|o| o.id).collect();
-            let mut batch = Batch::default();
-            for r in &rounds {
-                let keep: Vec<usize> = (0..r.idx.len())
-                    .filter(|&p| kept.contains(&(r.idx[p] as u32)))
-                    .collect();
-                batch.extend_groups(r, &keep, g);
-            }
-            for r in &rounds {
-                let room = b.saturating_sub(batch.idx.len());
-                let fill: Vec<usize> = (0..r.idx.len())
-                    .filter(|&p| !kept.contains(&(r.idx[p] as u32)))
-                    .take(room)
-                    .collect();
-                batch.extend_groups(r, &fill, g);
-                batch.add_costs(r);
-            }
-            let rollouts = rounds.iter().map(|r| r.samples.len() as u64).sum();
-            Ok(Selected {
-                batch,
-                rollouts,
-                telemetry: Some(res.telemetry),
-                ds_rounds: Some(res.rounds),
-                predicted: None,
-            })
-        }
+/// The per-prompt record of a step: each group's prompt id and successes out of `g`, with the
+/// sampler's predictions when it made them.
+fn prompt_metrics(batch: &Batch, g: usize, predicted: Option<Vec<f32>>) -> PromptMetrics {
+    let outcomes = batch.outcomes(g);
+    PromptMetrics {
+        prompt_ids: outcomes.iter().map(|o| o.id).collect(),
+        prompt_successes: outcomes.iter().map(|o| o.successes).collect(),
+        sampler_predicted: predicted,
     }
 }
 
-/// Opens the metrics log for appending. A fresh run (`kept_steps` None) starts a fresh log; a
-/// resumed one keeps only the lines of the steps its checkpoint covers, so steps logged after
-/// the checkpoint by a crashed run are not duplicated.
-pub(crate) fn open_metrics(path: &Path, kept_steps: Option<u64>) -> Result<std::fs::File> {
-    let kept: String = match kept_steps {
-        None => String::new(),
-        Some(last) => std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|s| s <= last)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect(),
-    };
-    super::checkpoint::write_atomic(path, kept.as_bytes())?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io(path))
-}
-
-/// Adds the fields of the object `extra` to the object `line`.
-pub(crate) fn merge(line: &mut Value, extra: Value) {
-    if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), extra) {
-        obj.extend(extra);
+/// The training part of a step's metrics line: what its rollouts scored and what the update did.
+fn train_metrics(
+    batch: &Batch,
+    up: &UpdateReport,
+    zero_variance_groups: f64,
+    step_secs: f64,
+) -> GrpoTrainMetrics {
+    let (samples, scores) = (&batch.samples, &batch.scores);
+    let n = scores.len().max(1) as f64;
+    let mean = scores.iter().map(|s| s.reward as f64).sum::<f64>() / n;
+    let var = scores
+        .iter()
+        .map(|s| (s.reward as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let truncated = samples
+        .iter()
+        .filter(|s| s.finish_reason == FinishReason::Length)
+        .count();
+    GrpoTrainMetrics {
+        accuracy: scores.iter().filter(|s| s.correct).count() as f64 / n,
+        reward_mean: mean,
+        reward_std: var.sqrt(),
+        zero_variance_groups,
+        response_len: samples.iter().map(|s| s.token_ids.len()).sum::<usize>() as f64 / n,
+        truncated_frac: truncated as f64 / n,
+        loss: up.loss,
+        pg_loss: up.stats.pg_loss,
+        clip_frac: up.stats.clip_frac,
+        ratio_mean: up.stats.ratio_mean,
+        approx_kl_old: up.stats.approx_kl_old,
+        kl: up.stats.kl,
+        entropy: up.stats.entropy,
+        grad_norm: up.steps.last().map(|s| s.grad_norm),
+        optimizer_steps: up.steps.len(),
+        skipped: up.steps.iter().filter(|s| s.skipped).count(),
+        lr: up.lr,
+        gen_tokens_per_s: batch.gen.tokens_per_sec(),
+        train_tokens_per_s: up.train_tokens as f64 / up.update_secs.max(1e-9),
+        time_rollout_s: batch.rollout_secs,
+        time_reward_s: batch.reward_secs,
+        time_reference_s: up.reference_secs,
+        time_update_s: up.update_secs,
+        time_step_s: step_secs,
     }
-}
-
-/// One human-readable line for a metrics line (what `logging.print` shows per step).
-pub fn summary_line(line: &Value) -> String {
-    let f = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
-    let step = line["step"].as_u64().unwrap_or(0);
-    let mut out = match line.get("reward_mean") {
-        None => format!("step {step:>4}"),
-        Some(_) => format!(
-            "step {step:>4}  reward {:.3}  acc {:.3}  zero-var {:.2}  len {:.1}  grad {:.3}  rollout {:.1}s  update {:.1}s",
-            f("reward_mean"),
-            f("accuracy"),
-            f("zero_variance_groups"),
-            f("response_len"),
-            f("grad_norm"),
-            f("time_rollout_s"),
-            f("time_update_s"),
-        ),
-    };
-    if line.get("sampler_effective_ratio").is_some() {
-        out += &format!("  eff {:.2}", f("sampler_effective_ratio"));
-    }
-    if line.get("eval_accuracy").is_some() {
-        out += &format!(
-            "  eval acc {:.3} ({:.1}s)",
-            f("eval_accuracy"),
-            f("time_eval_s")
-        );
-    }
-    out
 }

@@ -20,6 +20,10 @@ use crate::Result;
 /// One completion ready for the update.
 #[derive(Clone, Debug)]
 pub struct Rollout {
+    /// The group (one prompt's G completions) the row belongs to, numbered within the batch by
+    /// whoever built it: rows of a group share `prompt_ids`, so the update runs that prompt once
+    /// per micro-batch (`shared_prefix`) instead of finding equal prompts again.
+    pub group: usize,
     pub prompt_ids: Vec<u32>,
     pub completion: Vec<u32>,
     /// Rollout-time log-probabilities, one per completion id.
@@ -51,20 +55,25 @@ struct Prefixes {
     of_row: Vec<usize>,
 }
 
-/// The distinct prompts of `rows` and each row's index among them, when some are shared
-/// and every prompt leaves a non-empty prefix.
+/// The prompts of the groups in `rows` (in order of first appearance) and each row's index
+/// among them, when some group has several rows and every prompt leaves a non-empty prefix.
 fn shared_prompts(rows: &[Rollout]) -> Option<(Vec<&[u32]>, Vec<usize>)> {
+    let mut groups: Vec<usize> = Vec::new();
     let mut distinct: Vec<&[u32]> = Vec::new();
     let mut of_row = Vec::with_capacity(rows.len());
     for r in rows {
         if r.prompt_ids.len() < 2 {
             return None;
         }
-        let p = r.prompt_ids.as_slice();
-        let i = distinct.iter().position(|d| *d == p).unwrap_or_else(|| {
-            distinct.push(p);
-            distinct.len() - 1
-        });
+        let i = groups
+            .iter()
+            .position(|&g| g == r.group)
+            .unwrap_or_else(|| {
+                groups.push(r.group);
+                distinct.push(&r.prompt_ids);
+                distinct.len() - 1
+            });
+        debug_assert_eq!(distinct[i], r.prompt_ids.as_slice(), "group {}", r.group);
         of_row.push(i);
     }
     (distinct.len() < rows.len()).then_some((distinct, of_row))

@@ -1,7 +1,8 @@
 //! SFT checkpoints: the PEFT adapter, optimizer state, trainer state (step, data cursor) and
 //! config in `augur grpo`'s file layout (so `augur export`, `augur generate --adapter` and
-//! `model.adapter` read them), plus the UDS diversity buffer. A checkpoint is written into
-//! `<name>.partial` and renamed into place, so `checkpoint-<step>` is complete or absent.
+//! `model.adapter` read them), plus the UDS diversity buffer. The run folder
+//! ([`crate::run_dir::RunDir`]) writes it into a hidden partial folder and renames it into
+//! place, so `checkpoint-<step>` is complete or absent.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,9 +11,10 @@ use candle_core::{Device, Var};
 use serde::{Deserialize, Serialize};
 
 use super::uds::DiversityBuffer;
+use augur_model::peft::{load_adapter, save_adapter, PeftConfig};
+
 use crate::grpo::checkpoint::{
-    load_adapter, save_adapter, save_tensors_atomic, write_atomic, PeftConfig, CONFIG, OPTIMIZER,
-    TRAINER_STATE,
+    save_tensors_atomic, write_atomic, CONFIG, OPTIMIZER, TRAINER_STATE,
 };
 use crate::optim::FusedAdamW;
 use crate::{Error, Result};
@@ -50,39 +52,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes a full checkpoint to `dir` (replacing a leftover partial one).
+/// Writes a full checkpoint into `dir` (the run folder's partial folder, renamed into place
+/// by [`crate::run_dir::RunDir::save_checkpoint`] once this returns).
 pub fn save(dir: &Path, parts: &Parts) -> Result<()> {
-    let mut name = dir.as_os_str().to_owned();
-    name.push(".partial");
-    let tmp = std::path::PathBuf::from(name);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    save_adapter(&tmp, parts.peft, parts.vars)?;
-    save_tensors_atomic(&tmp.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
-    let state = serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Config(e.to_string()))?;
-    write_atomic(&tmp.join(TRAINER_STATE), &state)?;
-    write_atomic(&tmp.join(CONFIG), parts.config_toml.as_bytes())?;
+    save_adapter(dir, parts.peft, parts.vars)?;
+    save_tensors_atomic(&dir.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
+    let state =
+        serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Checkpoint(e.to_string()))?;
+    write_atomic(&dir.join(TRAINER_STATE), &state)?;
+    write_atomic(&dir.join(CONFIG), parts.config_toml.as_bytes())?;
     if let Some(t) = parts.buffer.to_tensor()? {
         save_tensors_atomic(
-            &tmp.join(SELECTION),
+            &dir.join(SELECTION),
             &HashMap::from([("sketches".into(), t)]),
         )?;
     }
-    // A resumed run can reach a step whose checkpoint a crashed run already wrote: the new
-    // one (same step, same state) takes its place, and the old one is removed only after.
-    let mut old = dir.as_os_str().to_owned();
-    old.push(".replaced");
-    let old = std::path::PathBuf::from(old);
-    let replacing = dir.exists();
-    if replacing {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    if replacing {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
     Ok(())
+}
+
+/// The trainer state saved in `dir`.
+pub fn read_state(dir: &Path) -> Result<SftState> {
+    let path = dir.join(TRAINER_STATE);
+    let text = std::fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))
 }
 
 /// Restores adapter weights, optimizer state and the UDS buffer from `dir`; returns the state.
@@ -99,11 +91,9 @@ pub fn load(
     if sel.exists() {
         let t = candle_core::safetensors::load(&sel, &Device::Cpu)?;
         let sketches = t.get("sketches").ok_or_else(|| {
-            Error::State(format!("{}: missing tensor \"sketches\"", sel.display()))
+            Error::Checkpoint(format!("{}: missing tensor \"sketches\"", sel.display()))
         })?;
         buffer.load_tensor(sketches)?;
     }
-    let path = dir.join(TRAINER_STATE);
-    let text = std::fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    read_state(dir)
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::grpo::checkpoint::{check_complete, CONFIG};
 use crate::grpo::config::{
-    apply_override, deserialize_named, CheckpointSection, LoggingSection, LoraSection,
-    ModelSection, OptimizerSection,
+    apply_override, deserialize_named, resume_overrides, CheckpointSection, LoggingSection,
+    LoraSection, ModelSection, OptimizerSection,
 };
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
@@ -216,6 +217,30 @@ impl SftConfig {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             e => e,
         })
+    }
+
+    /// The config of a run resumed from `checkpoint` without a config file: the checkpoint's
+    /// own `config.toml` with the run folder moved to the checkpoint's parent (as `augur grpo`
+    /// does), then `overrides`.
+    pub fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
+        check_complete(checkpoint)?;
+        let path = checkpoint.join(CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let in_file = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            e => e,
+        };
+        let old = Self::from_toml_str(&text, &[]).map_err(in_file)?;
+        let moved = resume_overrides(
+            checkpoint,
+            &old.checkpoint.dir,
+            old.logging.metrics.as_deref(),
+        )?;
+        let all: Vec<String> = moved.into_iter().chain(overrides.iter().cloned()).collect();
+        Self::from_toml_str(&text, &all).map_err(in_file)
     }
 
     /// Parses TOML text, applies `overrides`, deserialises and validates. An error names the key

@@ -11,5 +11,6 @@ pub mod selection;
 pub mod trainer;
 pub mod uds;
 
+pub use crate::run_dir::Launch;
 pub use config::SftConfig;
-pub use trainer::{run_with, summary_line, SftSummary};
+pub use trainer::{run_with, SftSummary};

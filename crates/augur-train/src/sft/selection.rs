@@ -11,13 +11,13 @@
 
 use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt};
 use candle_core::{DType, IndexOp};
-use serde_json::{json, Value};
 
 use super::config::{SelectionMethod, SelectionSection};
 use super::data::Example;
 use super::loss::{example_losses, pack};
 use super::uds::{nuclear_norm, DiversityBuffer, Projector};
 use crate::grpo::data::SplitMix64;
+use crate::metrics::SelectionMetrics;
 use crate::Result;
 
 /// The selection method with its state (UDS: the sketch and the buffer).
@@ -32,8 +32,8 @@ pub struct Selector {
 pub struct Choice {
     /// Dataset indices of the examples to train on, in candidate order.
     pub chosen: Vec<usize>,
-    /// Metrics fields (score means of the chosen and of all candidates, UDS terms).
-    pub telemetry: Value,
+    /// Score means of the chosen and of all candidates, UDS terms.
+    pub telemetry: SelectionMetrics,
 }
 
 /// Per-candidate UDS terms.
@@ -77,7 +77,7 @@ impl Selector {
                 picked.sort_unstable();
                 return Ok(Choice {
                     chosen: picked.iter().map(|&p| candidates[p]).collect(),
-                    telemetry: json!({}),
+                    telemetry: SelectionMetrics::default(),
                 });
             }
             SelectionMethod::Maxloss => (losses(model, &rows, micro, pad_id, true)?, None),
@@ -102,20 +102,18 @@ impl Selector {
         let mean =
             |v: &[f64], at: &[usize]| at.iter().map(|&i| v[i]).sum::<f64>() / at.len() as f64;
         let all: Vec<usize> = (0..scores.len()).collect();
-        let mut telemetry = json!({
-            "select_score_mean": mean(&scores, &picked),
-            "candidate_score_mean": mean(&scores, &all),
-        });
+        let mut telemetry = SelectionMetrics {
+            select_score_mean: Some(mean(&scores, &picked)),
+            candidate_score_mean: Some(mean(&scores, &all)),
+            ..Default::default()
+        };
         if let Some(mut t) = uds {
-            let extra = json!({
-                "uds_intra_mean": mean(&t.intra, &picked),
-                "uds_inter_mean": mean(&t.inter, &picked),
-            });
-            crate::grpo::trainer::merge(&mut telemetry, extra);
+            telemetry.uds_intra_mean = Some(mean(&t.intra, &picked));
+            telemetry.uds_inter_mean = Some(mean(&t.inter, &picked));
             for &p in &picked {
                 self.buffer.push(std::mem::take(&mut t.sketches[p]));
             }
-            crate::grpo::trainer::merge(&mut telemetry, json!({ "uds_buffer": self.buffer.len() }));
+            telemetry.uds_buffer = Some(self.buffer.len());
         }
         Ok(Choice {
             chosen: picked.iter().map(|&p| candidates[p]).collect(),

@@ -2,26 +2,25 @@
 //! keep K ([`super::selection`]) → forward/backward the K in micro-batches, loss on completion
 //! tokens only → one AdamW step → (held-out loss) → metrics line → checkpoint.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use augur_rollout::ChatTemplate;
 use candle_core::DType;
-use serde_json::{json, Value};
 
 use super::checkpoint::{self, Parts, SftState};
 use super::config::SftConfig;
 use super::data::{DataStats, Encoder, Example};
 use super::loss::{masked_nll, pack, per_example_mean, target_logits};
 use super::selection::Selector;
-use crate::grpo::checkpoint::write_atomic;
-use crate::grpo::data::PromptSampler;
-use crate::grpo::trainer::{merge, open_metrics};
+use crate::grpo::checkpoint::check_complete;
+use crate::grpo::data::ShuffledEpochs;
+use crate::metrics::{SftEvalMetrics, SftStepMetrics, SftTrainMetrics};
 use crate::optim::FusedAdamW;
 use crate::policy::{load_policy, Policy};
+use crate::run_dir::{Launch, RunDir};
 use crate::schedule::LrSchedule;
-use crate::{Error, Result};
+use crate::Result;
 use augur_model::DecoderModel;
 use augur_model::Grad;
 
@@ -37,20 +36,30 @@ pub struct SftSummary {
     pub eval_losses: Vec<(u64, f64)>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.into(),
-        source,
-    }
-}
-
-/// Runs (or, with `resume`, continues) the SFT run described by `cfg`, handing each metrics
-/// line to `on_line` as it is written.
+/// Runs (or, with `launch.resume`, continues) the SFT run described by `cfg` in the run folder
+/// `checkpoint.dir` (the same folder contract as `augur grpo`, see [`RunDir`]), handing each
+/// metrics line to `on_line` as it is written.
 pub fn run_with(
     cfg: &SftConfig,
-    resume: Option<&Path>,
-    on_line: &mut dyn FnMut(&Value),
+    launch: &Launch,
+    on_line: &mut dyn FnMut(&SftStepMetrics),
 ) -> Result<SftSummary> {
+    let resume = launch.resume.as_deref();
+    // The checkpoint and the run folder are checked before the (slow) model load.
+    let resumed_step = match resume {
+        Some(dir) => {
+            check_complete(dir)?;
+            Some(checkpoint::read_state(dir)?.step)
+        }
+        None => None,
+    };
+    RunDir::check(
+        &cfg.checkpoint.dir,
+        &cfg.metrics_path(),
+        resumed_step.zip(resume),
+        launch.overwrite,
+    )?;
+
     // Model, adapters, optimizer.
     let Policy { loaded, peft } = load_policy(&cfg.model, &cfg.lora)?;
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
@@ -94,46 +103,53 @@ pub fn run_with(
     // State: fresh, or from a checkpoint.
     let mut selector = Selector::new(&cfg.selection, model.cfg.vocab_size, cfg.data.max_seq_len);
     let mut state = SftState::default();
-    let run_dir = cfg.checkpoint.dir.clone();
-    match resume {
-        Some(dir) => state = checkpoint::load(dir, &vars, &mut opt, &mut selector.buffer)?,
-        None => refuse_used_run_dir(&run_dir, &cfg.metrics_path())?,
+    if let Some(dir) = resume {
+        state = checkpoint::load(dir, &vars, &mut opt, &mut selector.buffer)?;
     }
-    let mut order = PromptSampler::new(examples.len(), cfg.data.seed, state.data_cursor);
+    let mut order = ShuffledEpochs::new(examples.len(), cfg.data.seed, state.data_cursor);
 
-    std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+    // The run folder: config snapshot, metrics log (a resume keeps the lines up to its step).
+    let folder = RunDir::open(
+        &cfg.checkpoint.dir,
+        &cfg.metrics_path(),
+        resume.map(|dir| (state.step, dir)),
+        launch.overwrite,
+    )?;
+    let run_dir = cfg.checkpoint.dir.clone();
     let config_toml = cfg.to_toml()?;
-    write_atomic(&run_dir.join("config.toml"), config_toml.as_bytes())?;
-    let metrics_path = cfg.metrics_path();
-    let mut metrics = open_metrics(&metrics_path, resume.map(|_| state.step))?;
-    let mut emit = |line: Value| -> Result<()> {
-        writeln!(metrics, "{line}").map_err(io(&metrics_path))?;
+    folder.write_config(&config_toml)?;
+    let mut metrics = folder.append_metrics()?;
+    let mut emit = |line: SftStepMetrics| -> Result<()> {
+        metrics.write(&line)?;
         on_line(&line);
         Ok(())
     };
 
     let (micro, pad) = (cfg.train.micro_batch_size, tok.pad_id);
     let mut eval_losses = Vec::new();
-    let mut run_eval = |step: u64| -> Result<Option<Value>> {
+    let mut run_eval = |step: u64| -> Result<Option<SftEvalMetrics>> {
         match &cfg.eval {
             Some(e) if e.due(step, cfg.train.steps) => {
                 let t0 = Instant::now();
                 let loss = held_out_loss(model, &eval_examples, micro, pad)?;
                 eval_losses.push((step, loss));
-                Ok(Some(json!({
-                    "eval_loss": loss,
-                    "eval_examples": eval_examples.len(),
-                    "time_eval_s": t0.elapsed().as_secs_f64(),
-                })))
+                Ok(Some(SftEvalMetrics {
+                    eval_loss: loss,
+                    eval_examples: eval_examples.len(),
+                    time_eval_s: t0.elapsed().as_secs_f64(),
+                }))
             }
             _ => Ok(None),
         }
     };
     if resume.is_none() {
-        if let Some(fields) = run_eval(0)? {
-            let mut line = json!({"step": 0, "samples_trained": 0});
-            merge(&mut line, fields);
-            emit(line)?;
+        if let Some(eval) = run_eval(0)? {
+            emit(SftStepMetrics {
+                step: 0,
+                samples_trained: 0,
+                train: None,
+                eval: Some(eval),
+            })?;
         }
     }
 
@@ -167,34 +183,33 @@ pub fn run_with(
         state.samples_trained += rows.len() as u64;
         state.tokens_trained += targets as u64;
         let step_secs = t_step.elapsed().as_secs_f64();
-        let mut line = json!({
-            "step": state.step,
-            "loss": loss,
-            "lr": lr,
-            "grad_norm": report.grad_norm,
-            "skipped": report.skipped,
-            "samples": rows.len(),
-            "candidates": candidates.len(),
-            "selected": choice.chosen,
-            "target_tokens": targets,
-            "truncated": rows.iter().filter(|e| e.truncated).count(),
-            "train_tokens_per_s": input_tokens as f64 / train_secs.max(1e-9),
-            "time_score_s": score_secs,
-            "time_train_s": train_secs,
-            "time_step_s": step_secs,
-            "score_share": score_secs / step_secs.max(1e-9),
-            "samples_trained": state.samples_trained,
-            "tokens_trained": state.tokens_trained,
-        });
-        merge(&mut line, choice.telemetry);
-        if let Some(fields) = run_eval(state.step)? {
-            merge(&mut line, fields);
-        }
-        emit(line)?;
+        let train = SftTrainMetrics {
+            loss,
+            lr,
+            grad_norm: report.grad_norm,
+            skipped: report.skipped,
+            samples: rows.len(),
+            candidates: candidates.len(),
+            target_tokens: targets,
+            truncated: rows.iter().filter(|e| e.truncated).count(),
+            train_tokens_per_s: input_tokens as f64 / train_secs.max(1e-9),
+            time_score_s: score_secs,
+            time_train_s: train_secs,
+            time_step_s: step_secs,
+            score_share: score_secs / step_secs.max(1e-9),
+            tokens_trained: state.tokens_trained,
+            selected: choice.chosen,
+            selection: choice.telemetry,
+        };
+        emit(SftStepMetrics {
+            step: state.step,
+            samples_trained: state.samples_trained,
+            train: Some(train),
+            eval: run_eval(state.step)?,
+        })?;
 
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.train.steps {
-            let dir = run_dir.join(format!("checkpoint-{}", state.step));
             let parts = Parts {
                 peft: &peft,
                 vars: &vars,
@@ -203,8 +218,8 @@ pub fn run_with(
                 config_toml: &config_toml,
                 buffer: &selector.buffer,
             };
-            checkpoint::save(&dir, &parts)?;
-            last_ckpt = Some(dir);
+            last_ckpt =
+                Some(folder.save_checkpoint(state.step, |dir| checkpoint::save(dir, &parts))?);
         }
     }
     Ok(SftSummary {
@@ -215,22 +230,6 @@ pub fn run_with(
         data: data_stats,
         eval_losses,
     })
-}
-
-/// A fresh run must not write into a folder that holds another run's metrics or checkpoints.
-fn refuse_used_run_dir(dir: &Path, metrics: &Path) -> Result<()> {
-    let has_checkpoint = std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
-    });
-    if has_checkpoint || metrics.exists() {
-        return Err(Error::Config(format!(
-            "checkpoint.dir = {}: already holds a run; pick another folder or --resume one of its checkpoints",
-            dir.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Mean token loss over `examples` (adapters on, no gradients).
@@ -255,30 +254,4 @@ pub fn held_out_loss(
         count += p.counts.iter().sum::<usize>();
     }
     Ok(sum / count.max(1) as f64)
-}
-
-/// One human-readable line for a metrics line (what `logging.print` shows per step).
-pub fn summary_line(line: &Value) -> String {
-    let f = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
-    let step = line["step"].as_u64().unwrap_or(0);
-    let mut out = match line.get("loss") {
-        None => format!("step {step:>4}"),
-        Some(_) => format!(
-            "step {step:>4}  loss {:.4}  grad {:.3}  lr {:.2e}  {:.0} tok/s  score {:.2}s  train {:.2}s",
-            f("loss"),
-            f("grad_norm"),
-            f("lr"),
-            f("train_tokens_per_s"),
-            f("time_score_s"),
-            f("time_train_s"),
-        ),
-    };
-    if line.get("eval_loss").is_some() {
-        out += &format!(
-            "  eval loss {:.4} ({:.1}s)",
-            f("eval_loss"),
-            f("time_eval_s")
-        );
-    }
-    out
 }
