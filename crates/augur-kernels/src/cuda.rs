@@ -142,7 +142,9 @@ pub(crate) fn sample_last(
     let counters: Vec<u32> = rows.iter().flat_map(|r| r.counter()).collect();
     let (storage, layout) = logits.storage_and_layout();
     let candle_core::Storage::Cuda(s) = &*storage else {
-        return Err(crate::Error::Invalid("logits are not on a CUDA device".into()));
+        return Err(crate::Error::Invalid(
+            "logits are not on a CUDA device".into(),
+        ));
     };
     let (a, e) = contiguous(layout, "logits")?;
     let dev = s.device().clone();

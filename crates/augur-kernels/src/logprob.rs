@@ -37,7 +37,9 @@ pub fn token_logprob_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor
         )));
     }
     if v == 0 {
-        return Err(Error::Invalid("logits have an empty vocabulary axis".into()));
+        return Err(Error::Invalid(
+            "logits have an empty vocabulary axis".into(),
+        ));
     }
     if n > 0 {
         let hi = targets.max(0)?.to_scalar::<u32>()?;
@@ -85,7 +87,11 @@ pub(crate) fn row_stats(x: &[f32]) -> (f32, f32) {
     (m + s.ln(), t / s)
 }
 
-fn f32_rows<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+fn f32_rows<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{what} must be f32 on CPU");
     };
@@ -184,7 +190,11 @@ impl CustomOp3 for LogprobEntropyGrad {
                 for (o, &x) in out.iter_mut().zip(row) {
                     let p = (x - lse).exp();
                     // p = 0 for a masked (-inf) logit: no gradient, and no 0·inf.
-                    *o = if p == 0.0 { 0.0 } else { -p * (g_lp + g_h * (x - mean)) };
+                    *o = if p == 0.0 {
+                        0.0
+                    } else {
+                        -p * (g_lp + g_h * (x - mean))
+                    };
                 }
                 out[targets[r] as usize] += g_lp;
             });

@@ -60,7 +60,11 @@ mod tests {
     #[test]
     fn matches_the_random123_known_answers() {
         let kat: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
-            ([0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+            (
+                [0; 4],
+                [0; 2],
+                [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+            ),
             (
                 [u32::MAX; 4],
                 [u32::MAX; 2],
@@ -82,7 +86,12 @@ mod tests {
         let n = 100_000u64;
         let mut buckets = [0u32; 10];
         for step in 0..n {
-            let u = RowRng { seed: 7, stream: 3, step }.uniform();
+            let u = RowRng {
+                seed: 7,
+                stream: 3,
+                step,
+            }
+            .uniform();
             assert!((0.0..1.0).contains(&u));
             buckets[(u * 10.0) as usize] += 1;
         }
@@ -94,7 +103,11 @@ mod tests {
 
     #[test]
     fn streams_and_seeds_give_different_draws() {
-        let base = RowRng { seed: 1, stream: 0, step: 0 };
+        let base = RowRng {
+            seed: 1,
+            stream: 0,
+            step: 0,
+        };
         let other_stream = RowRng { stream: 1, ..base };
         let other_seed = RowRng { seed: 2, ..base };
         let other_step = RowRng { step: 1, ..base };

@@ -84,7 +84,9 @@ pub fn sample_last(logits: &Tensor, cfg: &SamplingConfig, rows: &[RowRng]) -> Re
         )));
     }
     if v == 0 {
-        return Err(Error::Invalid("logits have an empty vocabulary axis".into()));
+        return Err(Error::Invalid(
+            "logits have an empty vocabulary axis".into(),
+        ));
     }
     if v > 1 << 24 {
         return Err(Error::Invalid(format!("a vocabulary of {v} is above 2^24")));

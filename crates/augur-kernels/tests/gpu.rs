@@ -20,14 +20,41 @@ fn gpu() -> Option<Device> {
 
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n as u64)
-        .map(|i| (RowRng { seed, stream: 1, step: i }.uniform() * 2.0 - 1.0) * scale)
+        .map(|i| {
+            (RowRng {
+                seed,
+                stream: 1,
+                step: i,
+            }
+            .uniform()
+                * 2.0
+                - 1.0)
+                * scale
+        })
         .collect()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    let a = a
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let b = b
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 #[test]
@@ -47,8 +74,16 @@ fn logprob_entropy_and_gradient_match_the_cpu() {
             let logits = Var::from_tensor(&cpu_logits.to_device(dev).unwrap()).unwrap();
             let t = Tensor::new(ids.as_slice(), dev).unwrap();
             let out = token_logprob_entropy(logits.as_tensor(), &t).unwrap();
-            let loss = (&out * grad_w.to_device(dev).unwrap()).unwrap().sum_all().unwrap();
-            let g = loss.backward().unwrap().get(logits.as_tensor()).unwrap().clone();
+            let loss = (&out * grad_w.to_device(dev).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let g = loss
+                .backward()
+                .unwrap()
+                .get(logits.as_tensor())
+                .unwrap()
+                .clone();
             (out, g)
         };
         let (out_cpu, g_cpu) = run(&Device::Cpu);
@@ -68,30 +103,57 @@ fn sampling_matches_the_cpu_twin() {
     let cpu_logits = Tensor::from_vec(x, (b, v), &Device::Cpu).unwrap();
     let gpu_logits = cpu_logits.to_device(&gpu).unwrap();
     let configs = [
-        SamplingConfig { temperature: 0.0, ..Default::default() },
+        SamplingConfig {
+            temperature: 0.0,
+            ..Default::default()
+        },
         SamplingConfig::default(),
-        SamplingConfig { temperature: 0.7, top_k: 50, ..Default::default() },
-        SamplingConfig { temperature: 1.0, top_p: 0.9, ..Default::default() },
-        SamplingConfig { temperature: 0.9, top_k: 40, top_p: 0.95, min_p: 0.05 },
+        SamplingConfig {
+            temperature: 0.7,
+            top_k: 50,
+            ..Default::default()
+        },
+        SamplingConfig {
+            temperature: 1.0,
+            top_p: 0.9,
+            ..Default::default()
+        },
+        SamplingConfig {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+        },
     ];
     for cfg in configs {
         let mut same = 0;
         let mut total = 0;
         for step in 0..8u64 {
-            let rows: Vec<RowRng> =
-                (0..b as u64).map(|r| RowRng { seed: 17, stream: r, step }).collect();
+            let rows: Vec<RowRng> = (0..b as u64)
+                .map(|r| RowRng {
+                    seed: 17,
+                    stream: r,
+                    step,
+                })
+                .collect();
             let c = sample_last(&cpu_logits, &cfg, &rows).unwrap();
             let g = sample_last(&gpu_logits, &cfg, &rows).unwrap();
             for (c, g) in c.iter().zip(&g) {
                 total += 1;
                 if c.token == g.token {
                     same += 1;
-                    assert!((c.logprob - g.logprob).abs() < 1e-3, "{cfg:?}: {c:?} vs {g:?}");
+                    assert!(
+                        (c.logprob - g.logprob).abs() < 1e-3,
+                        "{cfg:?}: {c:?} vs {g:?}"
+                    );
                 }
             }
         }
         // Only a draw within float rounding of a token boundary may differ.
-        assert!(same * 100 >= total * 99, "{cfg:?}: {same}/{total} identical draws");
+        assert!(
+            same * 100 >= total * 99,
+            "{cfg:?}: {same}/{total} identical draws"
+        );
     }
 }
 
@@ -100,14 +162,23 @@ fn gpu_sampling_distribution_passes_chi_square() {
     let Some(gpu) = gpu() else { return };
     let v = 20;
     let x = values(v, 8, 2.0);
-    let cfg = SamplingConfig { temperature: 0.8, top_p: 0.9, ..Default::default() };
+    let cfg = SamplingConfig {
+        temperature: 0.8,
+        top_p: 0.9,
+        ..Default::default()
+    };
     // 4096 rows of the same logits, one draw each, over 10 steps.
     let rows = 4096;
     let logits = Tensor::from_vec(x.repeat(rows), (rows, v), &gpu).unwrap();
     let mut counts = vec![0u64; v];
     for step in 0..10u64 {
-        let streams: Vec<RowRng> =
-            (0..rows as u64).map(|r| RowRng { seed: 23, stream: r, step }).collect();
+        let streams: Vec<RowRng> = (0..rows as u64)
+            .map(|r| RowRng {
+                seed: 23,
+                stream: r,
+                step,
+            })
+            .collect();
         for s in sample_last(&logits, &cfg, &streams).unwrap() {
             counts[s.token as usize] += 1;
         }

@@ -364,7 +364,9 @@ mod tests {
     #[test]
     fn fused_logprobs_match_the_composite_path() {
         let (b, c, v) = (2, 3, 11);
-        let data: Vec<f32> = (0..b * c * v).map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0).collect();
+        let data: Vec<f32> = (0..b * c * v)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0)
+            .collect();
         let x = candle_core::Var::from_vec(data, (b, c, v), &Device::Cpu).unwrap();
         let targets = Tensor::new(&[[0u32, 5, 10], [3, 3, 7]], &Device::Cpu).unwrap();
         let weights = Tensor::new(&[[1f32, -2., 0.5], [0.25, 3., -1.]], &Device::Cpu).unwrap();
@@ -381,7 +383,12 @@ mod tests {
         let ent = token_entropy(x.as_tensor()).unwrap();
         let (loss, grad) = loss_and_grad(&lp, &ent);
         assert!((fused_loss - loss).abs() < 1e-4, "{fused_loss} vs {loss}");
-        let diff = (fused_grad - grad).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (fused_grad - grad)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
 }
