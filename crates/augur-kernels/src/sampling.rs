@@ -91,8 +91,8 @@ pub fn sample_last(logits: &Tensor, cfg: &SamplingConfig, rows: &[RowRng]) -> Re
     if v > 1 << 24 {
         return Err(Error::Invalid(format!("a vocabulary of {v} is above 2^24")));
     }
+    #[cfg(feature = "cuda")]
     if logits.device().is_cuda() {
-        #[cfg(feature = "cuda")]
         return crate::cuda::sample_last(logits, cfg, rows);
     }
     if !logits.device().is_cpu() {
