@@ -56,6 +56,9 @@ pub struct Args {
     /// or one on the Hub: `hub:org/name[@revision][/subdir]`.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N` (GPU needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Keep GGUF weights quantized.
     #[arg(long)]
     keep_quantized: bool,
@@ -89,8 +92,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if inputs.is_empty() {
         bail!("no prompts: give --prompts FILE.jsonl or --prompt TEXT");
     }
+    let device = augur_train::grpo::config::parse_device(&args.device)
+        .map_err(|why| anyhow::anyhow!("--device {:?}: {why}", args.device))?;
     let opts = BuildOptions {
         keep_quantized: args.keep_quantized,
+        device,
         ..Default::default()
     };
     let model = augur_hub::model_path(&args.model)?;

@@ -155,6 +155,20 @@ fn bad_input_gives_clear_errors() {
         .unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("top_p"), "{err}");
+    // A device name that is neither cpu nor cuda[:N], and (in a CPU build) a GPU.
+    for (device, why) in [("gpu", "expected `cpu`"), ("cuda:x", "expected `cuda:N`")] {
+        let out = augur()
+            .args([
+                "generate", "--model", "x", "--prompt", "hi", "--device", device,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !out.status.success() && err.contains("--device") && err.contains(why),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -87,22 +87,27 @@ impl ModelSection {
 
     /// The device named by `device`; an error names the value and why it cannot be used.
     pub fn device(&self) -> Result<candle_core::Device> {
-        let bad = |why: String| Error::Config(format!("model.device = {:?}: {why}", self.device));
-        match self.device.as_str() {
-            "cpu" => Ok(candle_core::Device::Cpu),
-            d => {
-                let ordinal = match d.strip_prefix("cuda") {
-                    Some("") => 0,
-                    Some(n) => n
-                        .strip_prefix(':')
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| bad("expected `cuda:N`".into()))?,
-                    None => return Err(bad("expected `cpu`, `cuda` or `cuda:N`".into())),
-                };
-                candle_core::Device::new_cuda(ordinal).map_err(|e| bad(e.to_string()))
-            }
-        }
+        parse_device(&self.device)
+            .map_err(|why| Error::Config(format!("model.device = {:?}: {why}", self.device)))
     }
+}
+
+/// `cpu`, `cuda` (GPU 0) or `cuda:N` as a candle device; the error says why it cannot be used
+/// (a malformed name, or no such GPU / a build without `--features cuda`). Shared by
+/// `[model] device` and `augur generate --device`.
+pub fn parse_device(name: &str) -> std::result::Result<candle_core::Device, String> {
+    let ordinal = match name {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        d => match d.strip_prefix("cuda") {
+            Some("") => 0,
+            Some(n) => n
+                .strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .ok_or("expected `cuda:N`")?,
+            None => return Err("expected `cpu`, `cuda` or `cuda:N`".into()),
+        },
+    };
+    candle_core::Device::new_cuda(ordinal).map_err(|e| e.to_string())
 }
 
 /// `[lora]`: the trainable adapters.

@@ -195,6 +195,9 @@ fn completion_logprobs(
         Some(p) => model.forward_with_prefixes(&p.input, &p.of_row, &mb.input, opts)?,
         None => model.forward(&mb.input, None, opts)?,
     };
+    if !chunked && out.device().is_cuda() {
+        return fused_logprobs(&out, &mb.targets, entropy);
+    }
     if !chunked {
         let logits = out.to_dtype(DType::F32)?;
         let logp = token_logprobs(&logits, &mb.targets)?;
@@ -204,6 +207,25 @@ fn completion_logprobs(
     let hidden = out.flatten_to(1)?;
     let targets = mb.targets.flatten_all()?.to_vec1::<u32>()?;
     let both = head_logprob_entropy(&hidden, &targets, &frozen_head(model), budget_rows.max(1))?;
+    let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
+    let ent = entropy
+        .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
+        .transpose()?;
+    Ok((logp, ent))
+}
+
+/// Logprobs (and entropies) of `logits: [B, C, V]` through augur-kernels' fused op: the CUDA
+/// kernel on a GPU (bf16 logits are read as they are, statistics are f32), one pass per row and
+/// no `[B, C, V]` log-softmax. Same values as the composite [`token_logprobs`] path.
+fn fused_logprobs(
+    logits: &Tensor,
+    targets: &Tensor,
+    entropy: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, c, v) = logits.dims3()?;
+    let ids = targets.flatten_all()?.to_dtype(DType::U32)?;
+    let both = augur_kernels::token_logprob_entropy(&logits.reshape((b * c, v))?, &ids)
+        .map_err(|e| crate::Error::Invalid(e.to_string()))?;
     let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
     let ent = entropy
         .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
@@ -340,4 +362,42 @@ pub fn policy_update(
     }
     rep.update_secs = t0.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused path (the CUDA route; its CPU twin runs here) reshapes `[B, C, V]` back to the
+    /// composite path's `[B, C]` logprobs and entropies, values and gradients alike.
+    #[test]
+    fn fused_logprobs_match_the_composite_path() {
+        let (b, c, v) = (2, 3, 11);
+        let data: Vec<f32> = (0..b * c * v)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0)
+            .collect();
+        let x = candle_core::Var::from_vec(data, (b, c, v), &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[[0u32, 5, 10], [3, 3, 7]], &Device::Cpu).unwrap();
+        let weights = Tensor::new(&[[1f32, -2., 0.5], [0.25, 3., -1.]], &Device::Cpu).unwrap();
+        let loss_and_grad = |lp: &Tensor, ent: &Tensor| {
+            let loss = ((lp * &weights).unwrap().sum_all().unwrap()
+                + (ent * &weights).unwrap().sum_all().unwrap())
+            .unwrap();
+            let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+            (loss.to_scalar::<f32>().unwrap(), g)
+        };
+        let (lp, ent) = fused_logprobs(x.as_tensor(), &targets, true).unwrap();
+        let (fused_loss, fused_grad) = loss_and_grad(&lp, &ent.unwrap());
+        let lp = token_logprobs(x.as_tensor(), &targets).unwrap();
+        let ent = token_entropy(x.as_tensor()).unwrap();
+        let (loss, grad) = loss_and_grad(&lp, &ent);
+        assert!((fused_loss - loss).abs() < 1e-4, "{fused_loss} vs {loss}");
+        let diff = (fused_grad - grad)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
 }
