@@ -41,7 +41,8 @@ mod telemetry;
 mod topk;
 
 pub use config::{
-    build_acquisition, build_predictor, AcquisitionConfig, Method, PredictorConfig, SamplerConfig,
+    apply_override, build_acquisition, build_predictor, AcquisitionConfig, Method, PredictorConfig,
+    SamplerConfig,
 };
 pub use ds::{DsConfig, DsStep, DynamicSampling};
 pub use embedding::{EmbeddingTable, SharedEmbeddings};
