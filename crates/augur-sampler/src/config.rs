@@ -200,7 +200,7 @@ impl SamplerConfig {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| SamplerError::InvalidConfig(e.to_string()))?;
         for o in overrides {
-            apply_override(&mut table, o)?;
+            apply_override(&mut table, o).map_err(SamplerError::InvalidConfig)?;
         }
         toml::Value::Table(table)
             .try_into()
@@ -269,10 +269,12 @@ impl SamplerConfig {
     }
 }
 
-/// Sets `a.b.c = value` in `table`, creating intermediate tables; whether the key exists is
-/// checked when the table is deserialised.
-fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
-    let bad = |why: String| SamplerError::InvalidConfig(format!("override `{o}`: {why}"));
+/// Applies one `--set` override `a.b.c=value` to a parsed TOML config table: the value in TOML
+/// syntax (bare words become strings), intermediate tables created. Shared by `augur sampler`
+/// and `augur grpo`/`sft`, so `--set` means the same everywhere; whether the key exists is
+/// checked when the table is deserialised. The error names the override.
+pub fn apply_override(table: &mut toml::Table, o: &str) -> std::result::Result<(), String> {
+    let bad = |why: String| format!("override `{o}`: {why}");
     let (key, raw) = o
         .split_once('=')
         .ok_or_else(|| bad("not key=value".into()))?;

@@ -40,7 +40,7 @@ pub mod sim;
 mod telemetry;
 mod topk;
 
-pub use config::{AcquisitionConfig, Method, PredictorConfig, SamplerConfig};
+pub use config::{apply_override, AcquisitionConfig, Method, PredictorConfig, SamplerConfig};
 pub use ds::{DsConfig, DsStep, DynamicSampling};
 pub use embedding::{EmbeddingTable, SharedEmbeddings};
 pub use error::{Result, SamplerError};

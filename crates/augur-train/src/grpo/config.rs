@@ -759,32 +759,10 @@ pub(crate) fn resume_overrides(
     Ok(moved)
 }
 
-/// Sets `a.b.c = value` in `table`, creating intermediate tables; the key's validity is checked
-/// later by deserialisation (unknown keys error there, naming the key).
+/// Sets `a.b.c = value` in `table` (one `--set`), as `augur sampler --set` does; the key's
+/// validity is checked later by deserialisation (unknown keys error there, naming the key).
 pub(crate) fn apply_override(table: &mut toml::Table, o: &str) -> Result<()> {
-    let (key, raw) = o
-        .split_once('=')
-        .ok_or_else(|| Error::Config(format!("override `{o}` is not key=value")))?;
-    let (key, raw) = (key.trim(), raw.trim());
-    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed key"),
-        Err(_) => toml::Value::String(raw.to_string()),
-    };
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::Config(format!("override `{o}`: empty key segment")));
-    }
-    let mut t = table;
-    for p in &parts[..parts.len() - 1] {
-        let entry = t
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| Error::Config(format!("override `{o}`: `{p}` is not a table")))?;
-    }
-    t.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
+    augur_sampler::apply_override(table, o).map_err(Error::Config)
 }
 
 #[cfg(test)]
