@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{io, HubError, Result};
 use crate::hub::{error_chain, url_revision, Hub, Target};
-use crate::id::{HubFolder, HubId};
+use crate::id::{HubFolder, HubId, RepoKind};
 
 /// Files a model folder needs besides its weights; all but `config.json` are taken when the
 /// repo has them.
@@ -32,14 +32,14 @@ const PARALLEL_FILES: usize = 4;
 
 /// `api/models/{repo}/revision/{rev}?blobs=true`: the commit a revision points at and its files.
 #[derive(Deserialize)]
-struct RevisionInfo {
-    sha: String,
-    siblings: Vec<Sibling>,
+pub(crate) struct RevisionInfo {
+    pub sha: String,
+    pub siblings: Vec<Sibling>,
 }
 
 #[derive(Deserialize)]
-struct Sibling {
-    rfilename: String,
+pub(crate) struct Sibling {
+    pub rfilename: String,
     size: Option<u64>,
     lfs: Option<Lfs>,
 }
@@ -94,7 +94,7 @@ impl Hub {
             .iter()
             .filter_map(|f| files.get(f).copied())
             .collect();
-        let snapshot = self.snapshot_dir(&id.repo, &info.sha);
+        let snapshot = self.snapshot_dir(id, &info.sha);
         if let Some(index) = files.get(INDEX) {
             self.fetch(id, &info.sha, &[index]).await?;
             for shard in shards(&snapshot.join(INDEX))? {
@@ -126,7 +126,7 @@ impl Hub {
             Some(info) => info,
             None => {
                 let dir = self
-                    .snapshot_dir(&id.repo, &self.cached_commit(id)?)
+                    .snapshot_dir(id, &self.cached_commit(id)?)
                     .join(&folder.subdir);
                 return match dir.is_dir() {
                     true => Ok(dir),
@@ -152,12 +152,12 @@ impl Hub {
         }
         self.fetch(id, &info.sha, &wanted).await?;
         self.write_ref(id, &info.sha)?;
-        Ok(self.snapshot_dir(&id.repo, &info.sha).join(&folder.subdir))
+        Ok(self.snapshot_dir(id, &info.sha).join(&folder.subdir))
     }
 
     /// The revision's commit and file list, or `None` when the cache must answer instead
     /// (offline mode, or the Hub unreachable: Python's `huggingface_hub` falls back the same way).
-    async fn online_info(&self, id: &HubId) -> Result<Option<RevisionInfo>> {
+    pub(crate) async fn online_info(&self, id: &HubId) -> Result<Option<RevisionInfo>> {
         if self.offline {
             return Ok(None);
         }
@@ -171,10 +171,11 @@ impl Hub {
         }
     }
 
-    async fn revision_info(&self, id: &HubId) -> Result<RevisionInfo> {
+    pub(crate) async fn revision_info(&self, id: &HubId) -> Result<RevisionInfo> {
         let url = format!(
-            "{}/api/models/{}/revision/{}?blobs=true",
+            "{}/api/{}/{}/revision/{}?blobs=true",
             self.endpoint,
+            id.kind.plural(),
             id.repo,
             url_revision(&id.revision)
         );
@@ -194,7 +195,7 @@ impl Hub {
     }
 
     /// Downloads the files not yet in the snapshot of `commit`, [`PARALLEL_FILES`] at a time.
-    async fn fetch(&self, id: &HubId, commit: &str, files: &[&Sibling]) -> Result<()> {
+    pub(crate) async fn fetch(&self, id: &HubId, commit: &str, files: &[&Sibling]) -> Result<()> {
         let api = ApiBuilder::from_cache(Cache::new(self.cache_dir.clone()))
             .with_endpoint(self.endpoint.clone())
             .with_token(self.token.clone())
@@ -208,10 +209,10 @@ impl Hub {
         // By commit, so every file comes from the same snapshot even if a branch moves meanwhile.
         let repo = api.repo(Repo::with_revision(
             id.repo.clone(),
-            RepoType::Model,
+            repo_type(id.kind),
             commit.into(),
         ));
-        let snapshot = self.snapshot_dir(&id.repo, commit);
+        let snapshot = self.snapshot_dir(id, commit);
         futures::stream::iter(files.iter().map(|s| {
             let expected = Expected {
                 size: s.lfs.as_ref().map(|l| l.size).or(s.size),
@@ -333,21 +334,21 @@ impl Hub {
         }
     }
 
-    fn repo_dir(&self, repo: &str) -> PathBuf {
+    fn repo_dir(&self, id: &HubId) -> PathBuf {
         self.cache_dir
-            .join(Repo::new(repo.into(), RepoType::Model).folder_name())
+            .join(Repo::new(id.repo.clone(), repo_type(id.kind)).folder_name())
     }
 
-    fn snapshot_dir(&self, repo: &str, commit: &str) -> PathBuf {
-        self.repo_dir(repo).join("snapshots").join(commit)
+    pub(crate) fn snapshot_dir(&self, id: &HubId, commit: &str) -> PathBuf {
+        self.repo_dir(id).join("snapshots").join(commit)
     }
 
     /// `refs/<revision>` holds the commit a branch or tag pointed at when last resolved, so
     /// that offline use (here or in Python) finds the snapshot.
     /// hf-hub also writes `refs/<commit>` when downloading by commit; Python never does, so
     /// that file is removed.
-    fn write_ref(&self, id: &HubId, commit: &str) -> Result<()> {
-        let refs = self.repo_dir(&id.repo).join("refs");
+    pub(crate) fn write_ref(&self, id: &HubId, commit: &str) -> Result<()> {
+        let refs = self.repo_dir(id).join("refs");
         std::fs::remove_file(refs.join(commit)).ok();
         if id.revision == commit {
             return Ok(());
@@ -363,15 +364,15 @@ impl Hub {
 
     /// The commit `id` resolves to without the network: a full sha names its own snapshot;
     /// a branch or tag is looked up in `refs/`.
-    fn cached_commit(&self, id: &HubId) -> Result<String> {
+    pub(crate) fn cached_commit(&self, id: &HubId) -> Result<String> {
         let rev = &id.revision;
         if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
-            return match self.snapshot_dir(&id.repo, rev).is_dir() {
+            return match self.snapshot_dir(id, rev).is_dir() {
                 true => Ok(rev.clone()),
                 false => Err(self.offline_miss(id, "config.json")),
             };
         }
-        let path = self.repo_dir(&id.repo).join("refs").join(rev);
+        let path = self.repo_dir(id).join("refs").join(rev);
         match std::fs::read_to_string(&path) {
             Ok(c) => Ok(c.trim().to_string()),
             Err(_) => Err(self.offline_miss(id, "config.json")),
@@ -380,7 +381,7 @@ impl Hub {
 
     /// A complete model snapshot from the cache alone.
     fn cached_model(&self, id: &HubId) -> Result<PathBuf> {
-        let snapshot = self.snapshot_dir(&id.repo, &self.cached_commit(id)?);
+        let snapshot = self.snapshot_dir(id, &self.cached_commit(id)?);
         let have = |f: &str| snapshot.join(f).is_file();
         let mut needed = vec!["config.json".to_string()];
         if have(INDEX) {
@@ -394,13 +395,20 @@ impl Hub {
         }
     }
 
-    fn offline_miss(&self, id: &HubId, file: &str) -> HubError {
+    pub(crate) fn offline_miss(&self, id: &HubId, file: &str) -> HubError {
         HubError::OfflineMiss {
             repo: id.repo.clone(),
             revision: id.revision.clone(),
             file: file.into(),
             cache: self.cache_dir.clone(),
         }
+    }
+}
+
+fn repo_type(kind: RepoKind) -> RepoType {
+    match kind {
+        RepoKind::Model => RepoType::Model,
+        RepoKind::Dataset => RepoType::Dataset,
     }
 }
 

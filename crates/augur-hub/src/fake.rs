@@ -157,6 +157,12 @@ impl FakeHub {
         commit_files(&mut s, repo, "main", files)
     }
 
+    /// Creates dataset repo `repo` (public) with `files` committed on `main`; returns the commit.
+    /// Dataset repos live apart from model repos (`datasets/org/name` in URLs), as on the Hub.
+    pub fn add_dataset(&self, repo: &str, files: &[(&str, Vec<u8>)]) -> String {
+        self.add_repo(&format!("datasets/{repo}"), false, files)
+    }
+
     /// Commits `files` on `branch` (created from `main` if missing) over its current files.
     pub fn commit(&self, repo: &str, branch: &str, files: &[(&str, Vec<u8>)]) -> String {
         let mut s = self.lock();
@@ -215,7 +221,7 @@ impl Drop for FakeHub {
 }
 
 fn is_lfs(path: &str, size: usize) -> bool {
-    path.ends_with(".safetensors") || size > 10_000_000
+    path.ends_with(".safetensors") || path.ends_with(".parquet") || size > 10_000_000
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -362,6 +368,20 @@ fn route(
     let decoded = path.replace("%2F", "/");
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), seg.as_slice()) {
+        ("GET", ["api", "datasets", org, name, "revision", rev]) => revision_info(
+            s,
+            &format!("datasets/{org}/{name}"),
+            &rev.replace("%2F", "/"),
+            headers,
+        ),
+        ("GET" | "HEAD", ["datasets", org, name, "resolve", rev, file @ ..]) => resolve(
+            s,
+            &format!("datasets/{org}/{name}"),
+            &rev.replace("%2F", "/"),
+            &file.join("/"),
+            headers,
+            range,
+        ),
         ("GET", ["api", "models", org, name, "revision", rev]) => revision_info(
             s,
             &format!("{org}/{name}"),

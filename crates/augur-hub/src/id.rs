@@ -1,17 +1,39 @@
-//! Hub repository ids as users write them: `org/name[@revision]` for models and
-//! `hub:org/name[@revision][/subdir]` for checkpoints.
+//! Hub repository ids as users write them: `org/name[@revision]` for models,
+//! `hub:org/name[@revision][/subdir]` for checkpoints and `hub:org/name[@revision]:[config/]split`
+//! for dataset splits.
 
 use std::path::Path;
 
 use crate::error::HubError;
 
-/// A model repository on the Hub at one revision (branch, tag or commit sha).
+/// A repository on the Hub at one revision (branch, tag or commit sha).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubId {
     /// `org/name`.
     pub repo: String,
     /// Branch, tag or commit sha; `main` when the id names none.
     pub revision: String,
+    /// Model or dataset repo: they live in separate namespaces (URLs and cache folders).
+    pub kind: RepoKind,
+}
+
+/// The Hub keeps models and datasets apart: `org/name` may be both, and they are different
+/// repos (`api/models/…` vs `api/datasets/…`; `models--…` vs `datasets--…` in the cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RepoKind {
+    #[default]
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    /// The plural the Hub's URLs and cache folders use (`models`, `datasets`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            RepoKind::Model => "models",
+            RepoKind::Dataset => "datasets",
+        }
+    }
 }
 
 /// The prefix that marks a `--resume` argument as a Hub checkpoint.
@@ -43,6 +65,7 @@ impl HubId {
         Ok(Self {
             repo: repo.into(),
             revision: revision.into(),
+            kind: RepoKind::Model,
         })
     }
 
@@ -94,6 +117,58 @@ impl HubFolder {
             id: HubId::parse(&format!("{org}/{rest}"))?,
             subdir: subdir.into(),
         })
+    }
+}
+
+/// A split of a Hub dataset repo: `hub:org/name[@revision]:[config/]split`, e.g.
+/// `hub:openai/gsm8k:main/train`. `:` cannot occur in repo names or git refs, so it always
+/// ends the id; the config is the repo folder holding the split's files (none: the default
+/// config, files in `data/`, `default/` or the repo root).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubDataset {
+    pub id: HubId,
+    pub config: Option<String>,
+    pub split: String,
+}
+
+impl HubDataset {
+    /// Parses the text after `hub:`.
+    pub fn parse(spec: &str) -> Result<Self, HubError> {
+        let bad = |why: &'static str| HubError::BadId {
+            spec: format!("{HUB_PREFIX}{spec}"),
+            why,
+        };
+        let Some((id, selector)) = spec.split_once(':') else {
+            return Err(bad("a dataset is `hub:org/name[@revision]:[config/]split`, e.g. `hub:openai/gsm8k:main/train`; the `:split` is missing"));
+        };
+        let mut id = HubId::parse(id).map_err(|e| match e {
+            HubError::BadId { why, .. } => bad(why),
+            e => e,
+        })?;
+        id.kind = RepoKind::Dataset;
+        let (config, split) = match selector.split_once('/') {
+            Some((c, s)) => (Some(c.to_string()), s),
+            None => (None, selector),
+        };
+        let ok = |p: &str| valid_name(p) && !p.contains('/');
+        if !ok(split) || config.as_deref().is_some_and(|c| !ok(c)) {
+            return Err(bad("config and split are single names of letters, digits, '-', '_', '.' (e.g. `main/train` or `test`)"));
+        }
+        Ok(Self {
+            id,
+            config,
+            split: split.into(),
+        })
+    }
+
+    /// As the user writes it (without `hub:`).
+    pub fn display(&self) -> String {
+        let config = self
+            .config
+            .as_deref()
+            .map(|c| format!("{c}/"))
+            .unwrap_or_default();
+        format!("{}:{config}{}", self.id.display(), self.split)
     }
 }
 
@@ -154,5 +229,35 @@ mod tests {
             ("my-org/m.x", sha)
         );
         assert_eq!(HubId::from_cache_path(Path::new("/models/m")), None);
+    }
+
+    #[test]
+    fn dataset_splits() {
+        let d = HubDataset::parse("openai/gsm8k@v1:main/train").unwrap();
+        assert_eq!(
+            (d.id.repo.as_str(), d.id.revision.as_str(), d.id.kind),
+            ("openai/gsm8k", "v1", RepoKind::Dataset)
+        );
+        assert_eq!(
+            (d.config.as_deref(), d.split.as_str()),
+            (Some("main"), "train")
+        );
+        assert_eq!(d.display(), "openai/gsm8k@v1:main/train");
+        let d = HubDataset::parse("org/set:test").unwrap();
+        assert_eq!(
+            (d.config, d.split.as_str(), d.id.revision.as_str()),
+            (None, "test", "main")
+        );
+        for bad in [
+            "org/set",
+            "org/set:",
+            "org/set:a/b/c",
+            "org/set:main/",
+            "a/b/c:train",
+            "org/set@:train",
+        ] {
+            let err = HubDataset::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("hub:{bad}")), "{bad}: {err}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Hugging Face Hub access for augur: model ids (`org/name[@revision]`) resolved to local
 //! folders through the shared Hub cache, checkpoints fetched from (`hub:org/name[/subdir]`)
-//! and pushed to the Hub with a model card.
+//! and pushed to the Hub with a model card, and dataset splits
+//! (`hub:org/name[@revision]:[config/]split`) fetched as their Parquet or JSONL files.
 //!
 //! Downloads go through the `hf-hub` crate (ranged, resumable transfers into the Python cache
 //! layout); its 0.4 line reads neither `HF_TOKEN` nor `HF_HUB_OFFLINE`, so [`Hub::from_env`]
@@ -9,6 +10,7 @@
 
 mod background;
 mod card;
+mod dataset;
 mod download;
 mod error;
 #[cfg(feature = "fake-hub")]
@@ -23,7 +25,7 @@ pub use background::BackgroundPush;
 pub use card::model_card;
 pub use error::{HubError, Result};
 pub use hub::Hub;
-pub use id::{HubFolder, HubId, HUB_PREFIX};
+pub use id::{HubDataset, HubFolder, HubId, RepoKind, HUB_PREFIX};
 pub use push::{PushOptions, PushSummary};
 
 /// The local path for a model argument (`--model`, `[model] path`, `augur inspect`): an
