@@ -48,6 +48,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     augur_model::mem::keep_freed_memory();
+    augur_model::cpu_threads::configure();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Generate(a) => generate::run(a),

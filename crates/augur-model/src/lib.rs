@@ -8,6 +8,7 @@
 pub mod atomic;
 pub mod config;
 mod cpu_data;
+pub mod cpu_threads;
 mod decode_attn;
 pub mod error;
 pub mod export;

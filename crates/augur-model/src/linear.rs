@@ -135,6 +135,15 @@ impl LoraLinear {
         Ok(y)
     }
 
+    /// `g @ W` for the gradient `g: [.., out]` of the base output: the input's gradient
+    /// through the frozen base, for ops that run the backward themselves (the chunked LM head).
+    pub fn base_grad_input(&self, g: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.base {
+            BaseWeight::Packed { panels, out } => packed::grad_input(panels, *out, g),
+            _ => g.broadcast_matmul(&self.dense_weight()?),
+        }
+    }
+
     /// The base weight as a dense tensor (dequantized or unpacked if needed).
     pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
         match &self.base {

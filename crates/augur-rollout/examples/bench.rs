@@ -38,6 +38,7 @@ fn read_prompts(path: &str) -> anyhow::Result<Vec<String>> {
 
 fn main() -> anyhow::Result<()> {
     augur_model::mem::keep_freed_memory();
+    augur_model::cpu_threads::configure();
     let usage = "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]";
     let mut args = std::env::args().skip(1);
     let model_path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;

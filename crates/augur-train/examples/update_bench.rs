@@ -32,6 +32,7 @@ fn arg(args: &[String], i: usize, default: usize) -> anyhow::Result<usize> {
 
 fn main() -> anyhow::Result<()> {
     augur_model::mem::keep_freed_memory();
+    augur_model::cpu_threads::configure();
     let args: Vec<String> = std::env::args().collect();
     let model_path = args.get(1).ok_or_else(|| {
         anyhow::anyhow!("usage: update_bench MODEL [ROWS] [PROMPT_LEN] [COMPLETION_LEN] [REPS]")

@@ -27,16 +27,16 @@ use crate::{Error, Result};
 /// Final hidden states `[n, H]` → logits `[n, V]`.
 pub type HeadForward = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
 
-/// The head's dense weight `[V, H]`.
-pub type HeadWeight = Arc<dyn Fn() -> candle_core::Result<Tensor> + Send + Sync>;
+/// Gradient of the logits `[n, V]` → gradient of the hidden states `[n, H]` (`g @ W`).
+pub type HeadBackward = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
 
 /// The frozen LM head.
 #[derive(Clone)]
 pub struct FrozenHead {
     /// The model's own (fast, possibly packed) matmul.
     pub forward: HeadForward,
-    /// Fetched once per backward (a packed weight is unpacked then).
-    pub weight: HeadWeight,
+    /// The product with the head's weight (a packed weight is read in place, not unpacked).
+    pub backward: HeadBackward,
 }
 
 /// `[N, 2]`: column 0 the log-probability of `targets[i]` under `head(hidden[i])`, column 1 the
@@ -154,7 +154,6 @@ impl CustomOp1 for HeadLogprob {
     ) -> candle_core::Result<Option<Tensor>> {
         let (n, h) = arg.dims2()?;
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let w = (self.head.weight)()?.to_dtype(DType::F32)?;
         let mut grads = Vec::with_capacity(n.div_ceil(self.chunk));
         for start in (0..n).step_by(self.chunk) {
             let rows = self.chunk.min(n - start);
@@ -172,7 +171,8 @@ impl CustomOp1 for HeadLogprob {
                 }
                 row[self.targets[start + r] as usize] += g_lp;
             });
-            grads.push(Tensor::from_vec(d, (rows, v), &Device::Cpu)?.matmul(&w)?);
+            let d = Tensor::from_vec(d, (rows, v), &Device::Cpu)?;
+            grads.push((self.head.backward)(&d)?.to_dtype(DType::F32)?);
         }
         Ok(Some(Tensor::cat(&grads, 0)?.reshape((n, h))?))
     }
@@ -202,7 +202,7 @@ mod tests {
         let (w1, w2) = (w.clone(), w.clone());
         let head = FrozenHead {
             forward: Arc::new(move |x: &Tensor| x.matmul(&w1.t()?)),
-            weight: Arc::new(move || Ok(w2.clone())),
+            backward: Arc::new(move |g: &Tensor| g.matmul(&w2)),
         };
         (w, head)
     }

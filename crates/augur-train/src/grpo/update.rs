@@ -235,10 +235,10 @@ fn fused_logprobs(
 
 /// The model's LM head as the chunked logprob op takes it.
 fn frozen_head(model: &DecoderModel) -> FrozenHead {
-    let (fwd, dense) = (model.lm_head().clone(), model.lm_head().clone());
+    let (fwd, bwd) = (model.lm_head().clone(), model.lm_head().clone());
     FrozenHead {
         forward: Arc::new(move |x: &Tensor| fwd.forward(x, false)),
-        weight: Arc::new(move || dense.dense_weight()),
+        backward: Arc::new(move |g: &Tensor| bwd.base_grad_input(g)),
     }
 }
 
