@@ -47,11 +47,10 @@ pub(crate) fn pack(w: &Tensor) -> candle_core::Result<Tensor> {
         .contiguous()
 }
 
-/// The dense `[out, in]` weight of `panels` (a copy), for the backward pass.
+/// The dense `[out, in]` weight of `panels` (a copy), for merging adapters and export.
 ///
-/// Each backward of a packed matmul needs it, so it is a parallel transpose that reads
-/// every panel row (one cache line) once: candle's strided copy did this on one thread
-/// and took ~10% of a LoRA update.
+/// A parallel transpose that reads every panel row (one cache line) once (the backward
+/// pass reads the panels in place instead, see [`grad_input`]).
 pub(crate) fn unpack(panels: &Tensor, out: usize) -> candle_core::Result<Tensor> {
     let (n_panels, inp, _) = panels.dims3()?;
     let mut w = vec![0f32; n_panels * PANEL * inp];
