@@ -86,11 +86,6 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Maximum number of positions.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Validity of cached slot `pos` in `row`.
     pub(crate) fn is_valid(&self, row: usize, pos: usize) -> bool {
         self.valid[row * self.capacity + pos] != 0

@@ -186,7 +186,11 @@ fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) 
 /// A raw output pointer shared by the panel workers, which write disjoint columns.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
+// SAFETY: `Out` is only a base address; every worker that receives it writes a column range no
+// other worker writes (see each `panel_product` call), and the caller keeps the buffer alive and
+// unread until the parallel loop has joined.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: shared references only hand out the address, never a shared write.
 unsafe impl Sync for Out {}
 
 impl Out {
@@ -277,6 +281,11 @@ unsafe fn panel_product(
 
 /// `y[r, 0..PANEL] (+)= x[r, 0..k] . panel` for `R` rows of stride `ldx`, accumulating in
 /// registers (starting from `y` when `ACC`).
+///
+/// # Safety
+/// `x` must hold `(R - 1) * ldx + k` values and `panel` `k * PANEL`; `y` must be valid for
+/// reads and writes of `PANEL` values at each of the `R` rows of stride `ldy`; the CPU must
+/// support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel<const R: usize, const ACC: bool>(

@@ -70,12 +70,38 @@ pub fn trailing_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Pointwise (mean x, min y, max y) of several curves (one per seed), over the length of the
+/// shortest: the band the seeds span around their mean.
+pub fn seed_band(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
+    let n = curves.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let x = curves.iter().map(|c| c[i].0).sum::<f64>() / curves.len() as f64;
+            let lo = curves.iter().map(|c| c[i].1).fold(f64::INFINITY, f64::min);
+            let hi = curves.iter().map(|c| c[i].1).fold(f64::NEG_INFINITY, f64::max);
+            (x, lo, hi)
+        })
+        .collect()
+}
+
 /// One named line of a plot.
 struct Series {
     /// Legend label.
     name: String,
     /// (x, y) points in drawing order.
     points: Vec<(f64, f64)>,
+    /// (x, low y, high y): a shaded band drawn under the line (empty: none).
+    band: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+            band: Vec::new(),
+        }
+    }
 }
 
 fn draw<DB: DrawingBackend>(
@@ -87,9 +113,12 @@ fn draw<DB: DrawingBackend>(
     text: bool,
 ) -> std::result::Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let pts = series.iter().flat_map(|s| s.points.iter());
+    let band_pts = series
+        .iter()
+        .flat_map(|s| s.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+    let pts = series.iter().flat_map(|s| s.points.iter().copied());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
+    for (x, y) in pts.chain(band_pts) {
         x0 = x0.min(x);
         x1 = x1.max(x);
         y0 = y0.min(y);
@@ -120,6 +149,17 @@ fn draw<DB: DrawingBackend>(
     mesh.draw().map_err(|e| e.to_string())?;
     for (i, s) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
+        if !s.band.is_empty() {
+            let outline: Vec<(f64, f64)> = s
+                .band
+                .iter()
+                .map(|&(x, _, hi)| (x, hi))
+                .chain(s.band.iter().rev().map(|&(x, lo, _)| (x, lo)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15))))
+                .map_err(|e| e.to_string())?;
+        }
         let line = chart
             .draw_series(LineSeries::new(
                 s.points.iter().copied(),
@@ -187,33 +227,84 @@ pub struct SamplerCurves {
     pub effective: Vec<Vec<(f64, f64)>>,
 }
 
-/// Writes `accuracy_vs_rollouts.{png,svg}` and `effective_ratio.{png,svg}`: means over seeds,
-/// the effective ratio smoothed over 5 steps. Both ablations (simulated and real) draw these.
+/// Writes `accuracy_vs_rollouts.{png,svg}` (mean over seeds, the seeds' range shaded) and
+/// `effective_ratio.{png,svg}` (mean over seeds, smoothed over 5 steps). Both ablations
+/// (simulated and real) draw these.
 pub fn write_ablation_plots(out: &Path, samplers: &[SamplerCurves]) -> Result<()> {
-    let series = |curves: fn(&SamplerCurves) -> Vec<(f64, f64)>| -> Vec<Series> {
-        samplers
-            .iter()
-            .map(|s| Series {
-                name: s.name.clone(),
-                points: curves(s),
-            })
-            .collect()
-    };
+    let accuracy: Vec<Series> = samplers
+        .iter()
+        .map(|s| Series {
+            band: if s.accuracy.len() > 1 {
+                seed_band(&s.accuracy)
+            } else {
+                Vec::new()
+            },
+            ..Series::line(s.name.clone(), mean_curve(&s.accuracy))
+        })
+        .collect();
     write_line_plot(
         out,
         "accuracy_vs_rollouts",
-        "Accuracy vs rollouts (mean over seeds)",
+        "Accuracy vs rollouts (mean over seeds, range shaded)",
         "rollouts",
         "accuracy",
-        &series(|s| mean_curve(&s.accuracy)),
+        &accuracy,
     )?;
+    let effective: Vec<Series> = samplers
+        .iter()
+        .map(|s| Series::line(s.name.clone(), trailing_mean(&mean_curve(&s.effective), 5)))
+        .collect();
     write_line_plot(
         out,
         "effective_ratio",
         "Effective-prompt ratio vs step (mean over seeds, 5-step trailing mean)",
         "step",
         "fraction with 0<s<k",
-        &series(|s| trailing_mean(&mean_curve(&s.effective), 5)),
+        &effective,
+    )
+}
+
+/// One predictive sampler's view of its prompts, for the calibration and ρ plots.
+pub struct PredictionCurves {
+    /// Legend label.
+    pub name: String,
+    /// Binned (mean predicted, mean observed) success rate, pooled over seeds.
+    pub calibration: Vec<(f64, f64)>,
+    /// Spearman ρ of predicted vs observed success per step, one curve per seed.
+    pub spearman: Vec<Vec<(f64, f64)>>,
+}
+
+/// Writes `calibration.{png,svg}` (binned predicted vs observed success rate, with the diagonal
+/// a calibrated predictor follows) and `spearman.{png,svg}` (ρ vs step, mean over seeds,
+/// smoothed over 5 steps). Nothing is drawn without a predictive sampler.
+pub fn write_prediction_plots(out: &Path, samplers: &[PredictionCurves]) -> Result<()> {
+    if samplers.is_empty() {
+        return Ok(());
+    }
+    let mut calibration: Vec<Series> = samplers
+        .iter()
+        .map(|s| Series::line(s.name.clone(), s.calibration.clone()))
+        .collect();
+    calibration.push(Series::line("calibrated", vec![(0.0, 0.0), (1.0, 1.0)]));
+    write_line_plot(
+        out,
+        "calibration",
+        "Calibration: observed vs predicted success rate (binned, all seeds)",
+        "predicted success rate",
+        "observed success rate",
+        &calibration,
+    )?;
+    let spearman: Vec<Series> = samplers
+        .iter()
+        .map(|s| Series::line(s.name.clone(), trailing_mean(&mean_curve(&s.spearman), 5)))
+        .collect();
+    write_line_plot(
+        out,
+        "spearman",
+        "Spearman rho of predicted vs observed success per step (mean over seeds, 5-step mean)",
+        "step",
+        "rho",
+        &spearman,
     )
 }
 
@@ -228,5 +319,30 @@ mod tests {
         let t = trailing_mean(&[(1.0, 1.0), (2.0, 3.0), (3.0, 5.0)], 2);
         assert_eq!(t, vec![(1.0, 1.0), (2.0, 2.0), (3.0, 4.0)]);
         assert_eq!(trailing_mean(&[(1.0, 1.0)], 0), vec![(1.0, 1.0)]);
+    }
+
+    #[test]
+    fn seed_band_spans_the_seeds_over_the_shortest() {
+        let b = seed_band(&[
+            vec![(0.0, 0.2), (10.0, 0.5), (20.0, 0.9)],
+            vec![(2.0, 0.4), (12.0, 0.3)],
+        ]);
+        assert_eq!(b, vec![(1.0, 0.2, 0.4), (11.0, 0.3, 0.5)]);
+    }
+
+    #[test]
+    fn prediction_plots_are_written_only_for_predictive_samplers() {
+        let dir = tempfile::tempdir().unwrap();
+        write_prediction_plots(dir.path(), &[]).unwrap();
+        assert!(!dir.path().join("calibration.svg").exists());
+        let curves = PredictionCurves {
+            name: "mopps".into(),
+            calibration: vec![(0.1, 0.2), (0.6, 0.5)],
+            spearman: vec![vec![(1.0, 0.1), (2.0, 0.4)]],
+        };
+        write_prediction_plots(dir.path(), &[curves]).unwrap();
+        for f in ["calibration.svg", "calibration.png", "spearman.svg", "spearman.png"] {
+            assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() > 0, "{f}");
+        }
     }
 }

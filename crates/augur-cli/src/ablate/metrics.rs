@@ -5,6 +5,7 @@ use std::path::Path;
 
 use augur_train::metrics::{read_metrics, StepMetrics};
 
+use super::calibration::PromptRecord;
 use super::plan::RunPlan;
 
 /// One step of a run, as the report compares runs (read through [`StepMetrics`], whose
@@ -24,6 +25,8 @@ pub struct StepRow {
     pub spearman: Option<f64>,
     /// `time_step_s`.
     pub time_step_s: Option<f64>,
+    /// The step's prompts and how each went (empty in logs that predate the record).
+    pub prompts: Vec<PromptRecord>,
 }
 
 impl StepRow {
@@ -38,6 +41,23 @@ impl StepRow {
             effective_ratio: m.effective_ratio().and_then(known),
             spearman: m.sampler.as_ref().and_then(|s| s.spearman),
             time_step_s: train.and_then(|t| known(t.time_step_s)),
+            prompts: m.prompts.as_ref().map_or_else(Vec::new, |p| {
+                p.prompt_ids
+                    .iter()
+                    .zip(&p.prompt_successes)
+                    .enumerate()
+                    .map(|(i, (&id, &successes))| PromptRecord {
+                        step: m.step,
+                        id,
+                        successes,
+                        predicted: p
+                            .sampler_predicted
+                            .as_ref()
+                            .and_then(|v| v.get(i))
+                            .map(|&x| x as f64),
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -95,6 +115,8 @@ pub struct RunMetrics {
     pub dir: String,
     /// Steps 1..=configured (plus a step-0 evaluation, if logged).
     pub rows: Vec<StepRow>,
+    /// Completions per prompt (k), to turn successes into rates.
+    pub group_size: u32,
 }
 
 impl RunMetrics {
@@ -117,6 +139,7 @@ impl RunMetrics {
             seed: run.seed,
             dir: run.dir.display().to_string(),
             rows,
+            group_size: run.config.rollout.group_size as u32,
         })
     }
 
@@ -189,6 +212,19 @@ impl RunMetrics {
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
+    /// Every trained prompt of the run, in step order.
+    pub fn prompts(&self) -> Vec<PromptRecord> {
+        self.rows.iter().flat_map(|r| r.prompts.clone()).collect()
+    }
+
+    /// (step, Spearman ρ) of every step that has one.
+    pub fn spearman_curve(&self) -> Vec<(f64, f64)> {
+        self.rows
+            .iter()
+            .filter_map(|r| r.spearman.map(|x| (r.step as f64, x)))
+            .collect()
+    }
+
     /// (step, effective ratio) of every step that has one.
     pub fn effective_curve(&self) -> Vec<(f64, f64)> {
         self.rows
@@ -211,6 +247,7 @@ mod tests {
             seed: 0,
             dir: String::new(),
             rows: read_steps(&p).unwrap(),
+            group_size: 4,
         }
     }
 

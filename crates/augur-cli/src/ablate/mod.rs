@@ -6,6 +6,7 @@
 //!   `metrics.jsonl` ([`metrics`]) is summarised into CSVs, a Markdown table and plots
 //!   ([`report`]).
 
+mod calibration;
 mod exec;
 mod metrics;
 mod plan;

@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use augur_sampler::plot::{write_ablation_plots, SamplerCurves};
+use augur_sampler::plot::{
+    write_ablation_plots, write_prediction_plots, PredictionCurves, SamplerCurves,
+};
 
+use super::calibration::{brier, calibration, effective_ratio, first_appearances};
 use super::metrics::{AccuracySource, RunMetrics};
 
 /// Mean and sample standard deviation over seeds.
@@ -126,7 +129,8 @@ impl Report {
         }
         let steps = runs.iter().map(RunMetrics::steps).max().unwrap_or(0);
         let header = header(title, samplers.len(), seeds, steps, from, &targets);
-        let markdown = markdown_table(&header, &summaries);
+        let mut markdown = markdown_table(&header, &summaries);
+        markdown += &prompt_table(samplers, &runs);
         Self {
             summaries,
             runs,
@@ -135,8 +139,9 @@ impl Report {
         }
     }
 
-    /// Writes `runs.csv`, `steps.csv`, `summary.md`, `accuracy_vs_rollouts.{png,svg}` and
-    /// `effective_ratio.{png,svg}` into `out`.
+    /// Writes `runs.csv`, `steps.csv`, `summary.md`, `accuracy_vs_rollouts.{png,svg}`,
+    /// `effective_ratio.{png,svg}` and, for predictive samplers, `calibration.{png,svg}` and
+    /// `spearman.{png,svg}` into `out`.
     pub fn write(&self, out: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         let write = |name: &str, text: &str| {
@@ -195,8 +200,88 @@ impl Report {
                 }
             })
             .collect();
-        write_ablation_plots(out, &samplers)
+        write_ablation_plots(out, &samplers)?;
+        let predictive: Vec<PredictionCurves> = self
+            .summaries
+            .iter()
+            .filter_map(|s| {
+                let rs: Vec<&RunMetrics> = self
+                    .runs
+                    .iter()
+                    .filter(|r| r.sampler == s.sampler)
+                    .collect();
+                let records: Vec<_> = rs.iter().flat_map(|r| r.prompts()).collect();
+                let k = rs.first()?.group_size;
+                let bins = calibration(&records, k, CALIBRATION_BINS);
+                (!bins.is_empty()).then(|| PredictionCurves {
+                    name: s.sampler.clone(),
+                    calibration: bins
+                        .iter()
+                        .map(|b| (b.mean_predicted, b.mean_observed))
+                        .collect(),
+                    spearman: rs.iter().map(|r| r.spearman_curve()).collect(),
+                })
+            })
+            .collect();
+        write_prediction_plots(out, &predictive)
     }
+}
+
+/// Equal-width bins of the predicted success rate in the calibration plot and table.
+const CALIBRATION_BINS: usize = 10;
+
+/// The prompt-level view of each sampler (means over seeds), from the per-prompt record the
+/// trainer logs: how informative the groups were on each prompt's first appearance (where a
+/// per-prompt predictor only has its prior), and how far the predictions were from the
+/// observed success rates (Brier score; expected calibration error over 10 bins). Empty when
+/// no run logged the record.
+fn prompt_table(samplers: &[String], runs: &[RunMetrics]) -> String {
+    if runs.iter().all(|r| r.prompts().is_empty()) {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Prompt-level view\n\nMeans over seeds. *First seen*: each prompt's first appearance in the run (a per-prompt predictor knows only its prior there). Brier: mean squared error of predicted vs observed success rate. ECE: expected calibration error over 10 bins of the prediction.\n\n| sampler | distinct prompts | effective ratio, first seen | effective ratio, repeats | Brier, first seen | Brier, all | ECE |\n|---|---|---|---|---|---|---|\n",
+    );
+    for sampler in samplers {
+        let rs: Vec<&RunMetrics> = runs.iter().filter(|r| &r.sampler == sampler).collect();
+        let per_run = |f: &dyn Fn(&RunMetrics) -> Option<f64>| {
+            Stat::of(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+        };
+        let distinct = per_run(&|r| Some(first_appearances(&r.prompts()).len() as f64));
+        let first_eff = per_run(&|r| effective_ratio(&first_appearances(&r.prompts()), r.group_size));
+        let repeat_eff = per_run(&|r| {
+            let all = r.prompts();
+            let first: Vec<_> = first_appearances(&all).into_iter().cloned().collect();
+            let repeats: Vec<_> = all.iter().filter(|p| !first.contains(p)).collect();
+            effective_ratio(&repeats, r.group_size)
+        });
+        let first_brier = per_run(&|r| brier(&first_appearances(&r.prompts()), r.group_size));
+        let all_brier = per_run(&|r| {
+            let all = r.prompts();
+            brier(&all.iter().collect::<Vec<_>>(), r.group_size)
+        });
+        let ece = per_run(&|r| {
+            let bins = calibration(&r.prompts(), r.group_size, CALIBRATION_BINS);
+            let n: usize = bins.iter().map(|b| b.count).sum();
+            (n > 0).then(|| {
+                bins.iter()
+                    .map(|b| b.count as f64 * (b.mean_predicted - b.mean_observed).abs())
+                    .sum::<f64>()
+                    / n as f64
+            })
+        });
+        let _ = writeln!(
+            md,
+            "| {sampler} | {} | {} | {} | {} | {} | {} |",
+            show(distinct, 1),
+            show(first_eff, 2),
+            show(repeat_eff, 2),
+            show(first_brier, 3),
+            show(all_brier, 3),
+            show(ece, 3),
+        );
+    }
+    md
 }
 
 fn summarise(sampler: &str, runs: &[RunMetrics], targets: &[Option<f64>]) -> SamplerSummary {
@@ -347,6 +432,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            group_size: 4,
         }
     }
 
@@ -359,6 +445,38 @@ mod tests {
         ];
         let samplers = ["uniform".to_string(), "mopps".into()];
         Report::new("`c.toml`", &samplers, 2, runs, target)
+    }
+
+    #[test]
+    fn prompt_table_and_plots_come_from_the_per_prompt_record() {
+        use super::super::calibration::PromptRecord;
+        let rec = |step, id, successes, predicted| PromptRecord {
+            step,
+            id,
+            successes,
+            predicted,
+        };
+        let mut mopps = run("mopps", 0, &[0.1, 0.5], 0.8);
+        // Step 1: prompts 0 and 1 seen first (0 solved 2/4, 1 never); step 2: 0 again (4/4).
+        mopps.rows[0].prompts = vec![rec(1, 0, 2, Some(0.5)), rec(1, 1, 0, Some(0.5))];
+        mopps.rows[1].prompts = vec![rec(2, 0, 4, Some(0.75))];
+        let mut uniform = run("uniform", 0, &[0.1, 0.2], 0.5);
+        uniform.rows[0].prompts = vec![rec(1, 3, 1, None)];
+        let samplers = ["uniform".to_string(), "mopps".into()];
+        let r = Report::new("`c.toml`", &samplers, 1, vec![uniform, mopps], None);
+        // mopps: 2 distinct, first-seen effective 1/2, repeats 0/1; Brier first seen
+        // ((0.5-0.5)^2 + 0.5^2)/2 = 0.125, all (0 + 0.25 + 0.0625)/3 = 0.104.
+        assert!(
+            r.markdown
+                .contains("| mopps | 2.0 | 0.50 | 0.00 | 0.125 | 0.104 | 0.250 |"),
+            "{}",
+            r.markdown
+        );
+        assert!(r.markdown.contains("| uniform | 1.0 | 1.00 | – | – | – | – |"));
+        let dir = tempfile::tempdir().unwrap();
+        r.write(dir.path()).unwrap();
+        assert!(dir.path().join("calibration.svg").exists());
+        assert!(dir.path().join("spearman.svg").exists());
     }
 
     #[test]

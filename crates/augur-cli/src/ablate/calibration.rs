@@ -1,0 +1,133 @@
+//! What a predictive sampler knew, prompt by prompt: the calibration of its predicted success
+//! rates against the observed ones, and how well it did on each prompt's first appearance
+//! (where a per-prompt predictor only has its prior and GPS has its embedding model).
+//!
+//! Input is the per-prompt record the GRPO trainer logs each step (`prompt_ids`,
+//! `prompt_successes` and, for predictive samplers, `sampler_predicted`).
+
+use std::collections::HashSet;
+
+/// One trained prompt of one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptRecord {
+    pub step: u64,
+    pub id: u32,
+    /// Completions judged correct, out of the group size.
+    pub successes: u32,
+    /// The sampler's predicted success rate before rollout (predictive samplers only).
+    pub predicted: Option<f64>,
+}
+
+/// One bin of a calibration curve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationBin {
+    /// Predictions in [lo, hi) (the last bin includes 1).
+    pub lo: f64,
+    pub hi: f64,
+    pub count: usize,
+    pub mean_predicted: f64,
+    pub mean_observed: f64,
+}
+
+/// Predicted vs observed success rate in `bins` equal-width bins of the prediction; empty bins
+/// are left out. `k` is the group size (observed rate = successes / k).
+pub fn calibration(records: &[PromptRecord], k: u32, bins: usize) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
+    for r in records {
+        let Some(p) = r.predicted else { continue };
+        let b = ((p.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += 1;
+        acc[b].1 += p;
+        acc[b].2 += r.successes as f64 / k.max(1) as f64;
+    }
+    acc.iter()
+        .enumerate()
+        .filter(|(_, a)| a.0 > 0)
+        .map(|(i, &(n, sp, so))| CalibrationBin {
+            lo: i as f64 / bins as f64,
+            hi: (i + 1) as f64 / bins as f64,
+            count: n,
+            mean_predicted: sp / n as f64,
+            mean_observed: so / n as f64,
+        })
+        .collect()
+}
+
+/// The records of each prompt's first appearance in the run (records in step order).
+pub fn first_appearances(records: &[PromptRecord]) -> Vec<&PromptRecord> {
+    let mut seen = HashSet::new();
+    records.iter().filter(|r| seen.insert(r.id)).collect()
+}
+
+/// Fraction of `records` whose group was informative (0 < successes < k).
+pub fn effective_ratio(records: &[&PromptRecord], k: u32) -> Option<f64> {
+    (!records.is_empty()).then(|| {
+        records
+            .iter()
+            .filter(|r| r.successes > 0 && r.successes < k)
+            .count() as f64
+            / records.len() as f64
+    })
+}
+
+/// Mean squared error of predicted vs observed rate over the records that carry a prediction.
+pub fn brier(records: &[&PromptRecord], k: u32) -> Option<f64> {
+    let v: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            r.predicted
+                .map(|p| (p - r.successes as f64 / k.max(1) as f64).powi(2))
+        })
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(step: u64, id: u32, s: u32, p: Option<f64>) -> PromptRecord {
+        PromptRecord {
+            step,
+            id,
+            successes: s,
+            predicted: p,
+        }
+    }
+
+    #[test]
+    fn calibration_bins_average_by_prediction() {
+        let r = [
+            rec(1, 0, 0, Some(0.05)),
+            rec(1, 1, 2, Some(0.15)),
+            rec(2, 2, 4, Some(0.95)),
+            rec(2, 3, 3, Some(1.0)),
+            rec(2, 4, 1, None),
+        ];
+        let c = calibration(&r, 4, 2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].count, 2);
+        assert!((c[0].mean_predicted - 0.1).abs() < 1e-12);
+        assert!((c[0].mean_observed - 0.25).abs() < 1e-12);
+        assert_eq!(c[1].count, 2);
+        assert!((c[1].mean_observed - 0.875).abs() < 1e-12);
+        assert_eq!((c[1].lo, c[1].hi), (0.5, 1.0));
+    }
+
+    #[test]
+    fn first_appearance_stats() {
+        let r = [
+            rec(1, 7, 0, Some(0.5)),
+            rec(1, 8, 2, Some(0.5)),
+            rec(2, 7, 1, Some(0.2)),
+            rec(3, 9, 4, Some(1.0)),
+        ];
+        let f = first_appearances(&r);
+        assert_eq!(f.iter().map(|r| r.id).collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert!((effective_ratio(&f, 4).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        // (0.5-0)^2 + (0.5-0.5)^2 + (1-1)^2 over 3
+        assert!((brier(&f, 4).unwrap() - 0.25 / 3.0).abs() < 1e-12);
+        assert_eq!(effective_ratio(&[], 4), None);
+    }
+}
