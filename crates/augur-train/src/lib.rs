@@ -22,6 +22,7 @@ pub mod logprob;
 pub mod loss;
 pub mod optim;
 pub mod policy;
+mod recipe;
 pub mod run_dir;
 pub mod schedule;
 pub mod sft;
