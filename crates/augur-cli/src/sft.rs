@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::progress::StepProgress;
 use anyhow::bail;
+use augur_train::policy::fetch_hub_model;
 use augur_train::sft::{run_with, summary_line, SftConfig};
 
 #[derive(clap::Args)]
@@ -28,7 +29,8 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         (None, Some(r)) => r.join("config.toml"),
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
-    let cfg = SftConfig::load(&config, &args.set)?;
+    let mut cfg = SftConfig::load(&config, &args.set)?;
+    fetch_hub_model(&mut cfg.model)?;
     let progress = StepProgress::new(cfg.train.steps, cfg.logging.print)?;
     let summary = run_with(&cfg, args.resume.as_deref(), &mut |line| {
         let message = line["loss"].as_f64().map(|l| format!("loss {l:.4}"));
