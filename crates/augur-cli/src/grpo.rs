@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use crate::progress::StepProgress;
 use anyhow::bail;
-use augur_hub::HubId;
-use augur_train::grpo::config::ModelSection;
 use augur_train::grpo::{run_with, GrpoConfig, Launch};
+use augur_train::policy::fetch_hub_model;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,7 +40,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         (None, Some(r)) => GrpoConfig::load_for_resume(r, &args.set)?,
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
-    hub_model(&mut cfg.model)?;
+    fetch_hub_model(&mut cfg.model)?;
     let launch = Launch {
         resume,
         overwrite: args.overwrite,
@@ -59,19 +58,5 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         &cfg.metrics_path(),
         &summary.final_checkpoint,
     );
-    Ok(())
-}
-
-/// `[model] path` may name a Hub model (`org/name[@revision]`): it is fetched into the Hub
-/// cache and the run uses the local copy; the repo id becomes the adapter's base model name
-/// (PEFT's `base_model_name_or_path`) unless `[model] name` is set.
-fn hub_model(model: &mut ModelSection) -> anyhow::Result<()> {
-    let local = augur_hub::model_path(&model.path)?;
-    if local != model.path {
-        if let (None, Some(Ok(id))) = (&model.name, model.path.to_str().map(HubId::parse)) {
-            model.name = Some(id.repo);
-        }
-        model.path = local;
-    }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::progress::StepProgress;
 use anyhow::bail;
+use augur_train::policy::fetch_hub_model;
 use augur_train::sft::{run_with, Launch, SftConfig};
 
 #[derive(clap::Args)]
@@ -34,11 +35,12 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(augur_hub::checkpoint_path)
         .transpose()?;
-    let cfg = match (&args.config, &resume) {
+    let mut cfg = match (&args.config, &resume) {
         (Some(c), _) => SftConfig::load(c, &args.set)?,
         (None, Some(r)) => SftConfig::load_for_resume(r, &args.set)?,
         (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
     };
+    fetch_hub_model(&mut cfg.model)?;
     let launch = Launch {
         resume,
         overwrite: args.overwrite,

@@ -16,10 +16,11 @@ pub enum DataError {
     /// A file as a whole (not Parquet, an unsupported column type, no rows).
     #[error("{}: {why}", path.display())]
     File { path: PathBuf, why: String },
+    /// Boxed: a Hub error is large, and every row read returns this type.
     #[error("dataset {spec}: {source}")]
     Hub {
         spec: String,
-        source: augur_hub::HubError,
+        source: Box<augur_hub::HubError>,
     },
 }
 

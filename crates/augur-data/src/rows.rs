@@ -68,7 +68,7 @@ pub fn read_rows_with(spec: &Path, hub: &Hub) -> Result<Vec<Row>> {
     };
     let hub_error = |source| DataError::Hub {
         spec: spec.display().to_string(),
-        source,
+        source: Box::new(source),
     };
     let ds = HubDataset::parse(split).map_err(hub_error)?;
     let files = hub.dataset_files(&ds).map_err(hub_error)?;

@@ -23,6 +23,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod policy;
+mod recipe;
 pub mod run_dir;
 pub mod schedule;
 pub mod sft;

@@ -2,6 +2,9 @@
 //! `[lora]` adapters attached (and, with `model.adapter`, their weights taken from a saved
 //! PEFT adapter), plus the PEFT config its checkpoints are written with.
 
+use std::path::{Path, PathBuf};
+
+use augur_hub::HubId;
 use augur_model::peft::{load_adapter, read_peft_config, PeftConfig};
 use augur_model::{load_model, BuildOptions, LoadedModel, LoraConfig, Target};
 
@@ -48,15 +51,40 @@ pub fn load_policy(model: &ModelSection, lora: &LoraSection) -> Result<Policy> {
             .clone()
             .unwrap_or_else(|| model.path.display().to_string()),
     );
-    if let Some(dir) = &model.adapter {
-        check_warm_start(dir, &peft)?;
-        load_adapter(dir, &loaded.model.lora_vars())?;
+    if let Some(spec) = &model.adapter {
+        let dir = adapter_folder(spec)?;
+        check_warm_start(&dir, &peft)?;
+        load_adapter(&dir, &loaded.model.lora_vars())?;
     }
     Ok(Policy { loaded, peft })
 }
 
+/// The local folder of `[model] adapter`: a folder as it is, or a PEFT adapter on the Hub
+/// (`hub:org/name[@revision][/subdir]`: a bare adapter repo, or an augur checkpoint folder in
+/// one) fetched into the Hub cache.
+fn adapter_folder(spec: &Path) -> Result<PathBuf> {
+    augur_hub::checkpoint_path(spec)
+        .map_err(|e| Error::Config(format!("model.adapter = {}: {e}", spec.display())))
+}
+
+/// `[model] path` may name a Hub model (`org/name[@revision]`): it is fetched into the Hub
+/// cache (or found there) and `path` becomes the local copy; the repo id becomes the adapter's
+/// base model name (PEFT's `base_model_name_or_path`) unless `[model] name` is set. A local
+/// path is left as it is.
+pub fn fetch_hub_model(model: &mut ModelSection) -> Result<()> {
+    let local = augur_hub::model_path(&model.path)
+        .map_err(|e| Error::Config(format!("model.path: {e}")))?;
+    if local != model.path {
+        if let (None, Some(Ok(id))) = (&model.name, model.path.to_str().map(HubId::parse)) {
+            model.name = Some(id.repo);
+        }
+        model.path = local;
+    }
+    Ok(())
+}
+
 /// `dir`'s adapter must have the rank, alpha and target set of `want`.
-fn check_warm_start(dir: &std::path::Path, want: &PeftConfig) -> Result<()> {
+fn check_warm_start(dir: &Path, want: &PeftConfig) -> Result<()> {
     let have = read_peft_config(dir)?;
     let sorted = |t: &[String]| {
         let mut t = t.to_vec();

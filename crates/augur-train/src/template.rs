@@ -4,6 +4,9 @@
 //! `{name}` with `name` an identifier (`[A-Za-z_][A-Za-z0-9_]*`) is a placeholder, and `{{` / `}}`
 //! stand for literal braces. Every other brace is literal text, so `\boxed{}` or `\frac{1}{2}`
 //! need no escaping; `\frac{{a}}{{b}}` writes `\frac{a}{b}`.
+//!
+//! A field may hold a string, a number, or a list of them: a list of numbers is written
+//! `[3, 42, 87]` (Countdown's `numbers`), a list of strings one per line (MBPP's `test_list`).
 
 use serde_json::{Map, Value};
 
@@ -74,9 +77,18 @@ impl PromptTemplate {
                 Piece::Field(name) => match line.get(name) {
                     Some(Value::String(s)) => out.push_str(s),
                     Some(Value::Number(n)) => out.push_str(&n.to_string()),
+                    Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+                        let items: Vec<String> = items.iter().map(Value::to_string).collect();
+                        out.push_str(&format!("[{}]", items.join(", ")));
+                    }
+                    Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                        let items: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                        out.push_str(&items.join("\n"));
+                    }
                     Some(_) => {
                         return Err(format!(
-                            "template field `{name}` must be a string or a number"
+                            "template field `{name}` must be a string, a number, or a list of \
+                             strings or of numbers"
                         ))
                     }
                     None => return Err(format!("missing field `{name}` named by the template")),
@@ -112,11 +124,27 @@ mod tests {
     }
 
     #[test]
+    fn lists_render_as_countdown_and_mbpp_prompts_show_them() {
+        let t = PromptTemplate::parse("Use {numbers} to make {target}.\n{tests}").unwrap();
+        let got = t
+            .render(&line(
+                r#"{"numbers": [3, 42, 87], "target": 42, "tests": ["assert f(1) == 2", "assert f(2) == 3"]}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            got,
+            "Use [3, 42, 87] to make 42.\nassert f(1) == 2\nassert f(2) == 3"
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let t = PromptTemplate::parse("Solve: {problem}").unwrap();
         let err = t.render(&line(r#"{"question": "x"}"#)).unwrap_err();
         assert!(err.contains("`problem`"), "{err}");
-        let err = t.render(&line(r#"{"problem": [1]}"#)).unwrap_err();
+        let err = t.render(&line(r#"{"problem": [1, "a"]}"#)).unwrap_err();
+        assert!(err.contains("`problem`"), "{err}");
+        let err = t.render(&line(r#"{"problem": {"a": 1}}"#)).unwrap_err();
         assert!(err.contains("`problem`"), "{err}");
         assert!(PromptTemplate::parse("no fields \\boxed{}").is_err());
     }

@@ -126,7 +126,13 @@ fn every_shipped_config_scores_its_own_data() {
             for (i, line) in first_lines(file).iter().enumerate() {
                 let at = format!("{} ({}:{})", path.display(), file.display(), i + 1);
                 let prompt = spec
-                    .prompt_of(line, i + 1)
+                    .prompt_of(
+                        line,
+                        augur_data::RowAt {
+                            file: file.as_path().into(),
+                            position: augur_data::Position::Line(i + 1),
+                        },
+                    )
                     .unwrap_or_else(|e| panic!("{at}: {e}"));
                 if let Some(t) = &cfg.data.template {
                     let instruction = t.rsplit('}').next().unwrap_or_default();

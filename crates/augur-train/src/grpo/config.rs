@@ -139,8 +139,15 @@ impl Default for LoraSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSection {
-    /// JSONL file of training prompts (required).
+    /// Training prompts (required): a JSONL file, a `.parquet` file, or a Hub dataset split
+    /// `hub:org/name[@revision]:[config/]split` (e.g. `hub:openai/gsm8k:main/train`).
     pub train: PathBuf,
+    /// A known set's prompt template, answer field and verifier: `gsm8k`, `math500`, `aime24`,
+    /// `amc23`, `countdown`, `humaneval`, `mbpp` ([`augur_data::recipe`]). They fill
+    /// `data.template`, `reward.task` and `reward.answer_field` where the config does not set
+    /// them. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
     /// Field holding the prompt text. Default `question`. Unused when `template` is set.
     pub prompt_field: String,
     /// Prompt template with `{field}` placeholders filled from each line, e.g.
@@ -161,6 +168,7 @@ impl Default for DataSection {
     fn default() -> Self {
         Self {
             train: PathBuf::new(),
+            recipe: None,
             prompt_field: "question".into(),
             template: None,
             raw: false,
@@ -214,7 +222,9 @@ impl Default for RolloutSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardSection {
-    /// `math` (field `answer` or `final`) or `countdown` (fields `numbers`, `target`). Default `math`.
+    /// `math` (field `answer` or `final`), `countdown` (fields `numbers`, `target`) or `code`
+    /// (HumanEval's `test`/`entry_point`, MBPP's `test_list`, or stdin/stdout `cases`; run in
+    /// the sandbox). Default `math`.
     pub task: String,
     /// Math: fall back to the last number when no boxed answer. Default true.
     pub last_number_fallback: bool,
@@ -366,7 +376,8 @@ impl From<SamplerSection> for toml::Table {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
-    /// JSONL file of held-out prompts, same fields as `data.train` (required).
+    /// Held-out prompts, same fields and forms as `data.train` (JSONL, Parquet or `hub:`;
+    /// required).
     pub file: PathBuf,
     /// Evaluate after every this many steps, and after the last one. 0: after the last step only.
     /// Default 0.
@@ -526,7 +537,13 @@ impl GrpoConfig {
     }
 
     /// Deserialises and validates `table` (parsed from `text`, then `overrides` applied).
-    fn from_table(text: &str, table: toml::Table, overrides: &[String]) -> Result<Self> {
+    fn from_table(text: &str, mut table: toml::Table, overrides: &[String]) -> Result<Self> {
+        crate::recipe::fill_from_recipe(&mut table).map_err(|e| {
+            Error::Config(format!(
+                "data.recipe{}: {e}",
+                locate(text, overrides, "data.recipe")
+            ))
+        })?;
         let mut cfg: GrpoConfig = deserialize_named(text, table, overrides)?;
         cfg.model.expand_paths();
         cfg.validate()?;
@@ -597,8 +614,8 @@ impl GrpoConfig {
                 "micro_batch_size and ppo_epochs must be at least 1",
             );
         }
-        if !matches!(self.reward.task.as_str(), "math" | "countdown") {
-            return bad("reward.task", "must be `math` or `countdown`");
+        if !matches!(self.reward.task.as_str(), "math" | "countdown" | "code") {
+            return bad("reward.task", "must be `math`, `countdown` or `code`");
         }
         self.prompt_spec()?;
         if let Some(e) = &self.eval {

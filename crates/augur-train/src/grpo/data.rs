@@ -1,8 +1,10 @@
-//! Prompts and their references from a JSONL file, and a seeded sampler over them whose whole state
-//! is one cursor (so a checkpoint restores it exactly).
+//! Prompts and their references from a dataset (JSONL, Parquet or a Hub split, read by
+//! [`augur_data::read_rows`]), and a seeded sampler over them whose whole state is one cursor
+//! (so a checkpoint restores it exactly).
 
 use std::path::Path;
 
+use augur_data::RowAt;
 use augur_reward::jsonl::{reference_of, suspicious_reference, TaskKind};
 use augur_reward::Reference;
 use serde::{Deserialize, Serialize};
@@ -17,18 +19,19 @@ use crate::{Error, Result};
 pub struct Prompt {
     pub text: String,
     pub reference: Reference,
-    /// 1-based line in the dataset file.
-    pub line: usize,
-    /// The line's `id` field, if any.
+    /// The file and line (JSONL) or row (Parquet) it came from.
+    pub at: RowAt,
+    /// The row's `id` field, if any.
     pub id: Option<String>,
 }
 
 impl Prompt {
-    /// `line N (id X)`, for messages.
+    /// `FILE: line N (id X)` (or `row N`), for messages.
     pub fn origin(&self) -> String {
+        let place = format!("{}: {}", self.at.file.display(), self.at.position);
         match &self.id {
-            Some(id) => format!("line {} (id {id})", self.line),
-            None => format!("line {}", self.line),
+            Some(id) => format!("{place} (id {id})"),
+            None => place,
         }
     }
 }
@@ -47,11 +50,11 @@ pub struct PromptSpec {
 }
 
 impl PromptSpec {
-    /// The prompt text and reference of one parsed line (`line` is its 1-based number).
+    /// The prompt text and reference of one row (`at`: where it came from).
     pub fn prompt_of(
         &self,
         obj: &Map<String, Value>,
-        line: usize,
+        at: RowAt,
     ) -> std::result::Result<Prompt, String> {
         let text = match &self.template {
             Some(t) => t.render(obj)?,
@@ -69,32 +72,27 @@ impl PromptSpec {
         Ok(Prompt {
             text,
             reference,
-            line,
+            at,
             id,
         })
     }
 }
 
-/// Reads `path`: each non-empty line a JSON object with the prompt's and the task's reference
-/// fields. Warns once (naming the line) when a math reference looks like a whole solution.
+/// Reads the dataset `path` (a JSONL or Parquet file, or `hub:org/name[@rev]:[config/]split`):
+/// each row a JSON object with the prompt's and the task's reference fields. Warns once (naming
+/// the row) when a math reference looks like a whole solution.
 pub fn load_prompts(path: &Path, spec: &PromptSpec) -> Result<Vec<Prompt>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut out = Vec::new();
+    let rows = augur_data::read_rows(path).map_err(|e| Error::Data(e.to_string()))?;
+    let mut out = Vec::with_capacity(rows.len());
     let mut warned = false;
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let at = |m: String| Error::Data(format!("{}:{}: {m}", path.display(), i + 1));
-        let line = std::str::from_utf8(line).map_err(|e| at(format!("not UTF-8 ({e})")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        let prompt = spec.prompt_of(&obj, i + 1).map_err(at)?;
+    for row in rows {
+        let at = row.at.to_string();
+        let prompt = spec
+            .prompt_of(&row.fields, row.at)
+            .map_err(|m| Error::Data(format!("{at}: {m}")))?;
         if !warned {
             if let Some(why) = suspicious_reference(&prompt.reference) {
-                eprintln!("warning: {}:{}: {why}", path.display(), i + 1);
+                eprintln!("warning: {at}: {why}");
                 warned = true;
             }
         }
@@ -138,10 +136,9 @@ pub fn fitting_prompts(
         }
         if policy == TooLong::Fail {
             return Err(Error::Data(format!(
-                "{}: {}: the prompt has {n} tokens; with max_new_tokens {max_new_tokens} it \
+                "{}: the prompt has {n} tokens; with max_new_tokens {max_new_tokens} it \
                  exceeds the model's context of {context} (set `[data] too_long = \"skip\"` to \
                  leave such prompts out)",
-                path.display(),
                 p.origin()
             )));
         }
@@ -227,7 +224,10 @@ mod tests {
         Prompt {
             text: text.into(),
             reference: Reference::Math { answer: "1".into() },
-            line,
+            at: RowAt {
+                file: Path::new("data/train.jsonl").into(),
+                position: augur_data::Position::Line(line),
+            },
             id: id.map(str::to_string),
         }
     }
@@ -251,7 +251,10 @@ mod tests {
             "{err}"
         );
         let (kept, skipped) = fitting_prompts(path, make(), chars, 12, 4, TooLong::Skip).unwrap();
-        assert_eq!(kept.iter().map(|p| p.line).collect::<Vec<_>>(), [1, 4]);
+        let lines = |ps: &[Prompt]| -> Vec<String> {
+            ps.iter().map(|p| p.at.position.to_string()).collect()
+        };
+        assert_eq!(lines(&kept), ["line 1", "line 4"]);
         assert_eq!(skipped.len(), 1);
         // Exactly filling the context fits; nothing fitting is an error; no overflow.
         assert_eq!(

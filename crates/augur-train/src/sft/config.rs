@@ -69,7 +69,8 @@ pub enum DataFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SftDataSection {
-    /// JSONL file of training examples (required).
+    /// Training examples (required): a JSONL or `.parquet` file, or a Hub dataset split
+    /// `hub:org/name[@revision]:[config/]split`.
     pub train: PathBuf,
     /// `prompt-completion` (default) or `messages`.
     pub format: DataFormat,
@@ -175,7 +176,7 @@ impl Default for SelectionSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SftEvalSection {
-    /// JSONL file in the `[data]` format (required).
+    /// Held-out examples in the `[data]` format and forms (JSONL, Parquet or `hub:`; required).
     pub file: PathBuf,
     /// Evaluate after every this many steps, and after the last one. 0: after the last only.
     pub every: u64,

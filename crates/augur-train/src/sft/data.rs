@@ -53,23 +53,17 @@ pub struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    /// Reads `path`. Errors name the file, the line (1-based) and the field.
+    /// Reads `path` (a JSONL or Parquet file, or `hub:org/name[@rev]:[config/]split`, see
+    /// [`augur_data::read_rows`]). Errors name the file, the line or row and the field.
     pub fn load(&self, path: &Path) -> Result<(Vec<Example>, DataStats)> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let rows = augur_data::read_rows(path).map_err(|e| Error::Config(e.to_string()))?;
         let mut out = Vec::new();
         let mut stats = DataStats::default();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
+        for row in rows {
             stats.lines += 1;
-            let at = |m: String| Error::Config(format!("{}:{}: {m}", path.display(), i + 1));
-            let obj: Map<String, Value> =
-                serde_json::from_str(line).map_err(|e| at(format!("not a JSON object: {e}")))?;
-            let ex = self.example(&obj).map_err(at)?;
+            let ex = self
+                .example(&row.fields)
+                .map_err(|m| Error::Config(format!("{}: {m}", row.at)))?;
             match ex.target_count() {
                 0 => stats.dropped += 1,
                 _ => {
