@@ -78,7 +78,10 @@ pub fn seed_band(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
         .map(|i| {
             let x = curves.iter().map(|c| c[i].0).sum::<f64>() / curves.len() as f64;
             let lo = curves.iter().map(|c| c[i].1).fold(f64::INFINITY, f64::min);
-            let hi = curves.iter().map(|c| c[i].1).fold(f64::NEG_INFINITY, f64::max);
+            let hi = curves
+                .iter()
+                .map(|c| c[i].1)
+                .fold(f64::NEG_INFINITY, f64::max);
             (x, lo, hi)
         })
         .collect()
@@ -341,8 +344,16 @@ mod tests {
             spearman: vec![vec![(1.0, 0.1), (2.0, 0.4)]],
         };
         write_prediction_plots(dir.path(), &[curves]).unwrap();
-        for f in ["calibration.svg", "calibration.png", "spearman.svg", "spearman.png"] {
-            assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() > 0, "{f}");
+        for f in [
+            "calibration.svg",
+            "calibration.png",
+            "spearman.svg",
+            "spearman.png",
+        ] {
+            assert!(
+                std::fs::metadata(dir.path().join(f)).unwrap().len() > 0,
+                "{f}"
+            );
         }
     }
 }

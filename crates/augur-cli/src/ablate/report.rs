@@ -248,7 +248,8 @@ fn prompt_table(samplers: &[String], runs: &[RunMetrics]) -> String {
             Stat::of(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
         };
         let distinct = per_run(&|r| Some(first_appearances(&r.prompts()).len() as f64));
-        let first_eff = per_run(&|r| effective_ratio(&first_appearances(&r.prompts()), r.group_size));
+        let first_eff =
+            per_run(&|r| effective_ratio(&first_appearances(&r.prompts()), r.group_size));
         let repeat_eff = per_run(&|r| {
             let all = r.prompts();
             let first: Vec<_> = first_appearances(&all).into_iter().cloned().collect();
@@ -472,7 +473,9 @@ mod tests {
             "{}",
             r.markdown
         );
-        assert!(r.markdown.contains("| uniform | 1.0 | 1.00 | – | – | – | – |"));
+        assert!(r
+            .markdown
+            .contains("| uniform | 1.0 | 1.00 | – | – | – | – |"));
         let dir = tempfile::tempdir().unwrap();
         r.write(dir.path()).unwrap();
         assert!(dir.path().join("calibration.svg").exists());
