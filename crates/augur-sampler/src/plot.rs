@@ -87,6 +87,9 @@ pub fn seed_band(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
+/// Series with at most this many points get a marker on each.
+const MARKERS_UP_TO: usize = 40;
+
 /// One named line of a plot.
 struct Series {
     /// Legend label.
@@ -141,11 +144,14 @@ fn draw<DB: DrawingBackend>(
     let mut chart = b
         .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
         .map_err(|e| e.to_string())?;
+    // Whole numbers for steps and rollouts, one decimal for rates.
+    let digits = if x1 - x0 > 10.0 { 0 } else { 1 };
+    let x_label = move |x: &f64| format!("{x:.digits$}");
     let mut mesh = chart.configure_mesh();
     if text {
         mesh.x_desc(xlabel)
             .y_desc(ylabel)
-            .x_label_formatter(&|x| format!("{x:.0}"));
+            .x_label_formatter(&x_label);
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -161,6 +167,12 @@ fn draw<DB: DrawingBackend>(
                 .collect();
             chart
                 .draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15))))
+                .map_err(|e| e.to_string())?;
+        }
+        // Markers where points are few, so a one-point series (one calibration bin) shows.
+        if s.points.len() <= MARKERS_UP_TO {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| e.to_string())?;
         }
         let line = chart
