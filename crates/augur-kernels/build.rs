@@ -7,7 +7,10 @@ fn main() {
     #[cfg(feature = "cuda")]
     {
         let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-        let kernels = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../kernels");
+        // Read at run time, not with env!(): a build script compiled in one checkout is reused
+        // from a shared target folder (CI's cached CUDA target) by checkouts elsewhere.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+        let kernels = std::path::Path::new(&manifest).join("../../kernels");
         println!("cargo:rerun-if-changed={}", kernels.display());
         let ptx = cudaforge::KernelBuilder::new()
             .source_dir(&kernels)
