@@ -7,7 +7,8 @@
 #   eval "$(bash scripts/install-cuda.sh)"
 #   export CARGO_TARGET_DIR=target-cuda
 #   cargo build --release -p augur-cli --features cuda
-#   cargo test --release -p augur-kernels --features cuda --no-run
+#   cargo test --release -p augur-kernels -p augur-rollout \
+#     --features augur-kernels/cuda,augur-rollout/cuda --no-run
 # On the GPU machine (the CUDA 13 libraries on LD_LIBRARY_PATH, assets in ~/.cache/augur):
 #   bash scripts/gpu-check.sh
 # DEVICE=cpu runs the same steps on the CPU (the kernel tests then skip), STEPS sets the GRPO
@@ -21,7 +22,8 @@ target="${CARGO_TARGET_DIR:-target-cuda}"
 augur="$target/release/augur"
 model="${AUGUR_CACHE:-$HOME/.cache/augur}/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 gpu_tests="$(ls -t "$target"/release/deps/gpu-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)"
-for f in "$augur" "$gpu_tests" "$model"; do
+engine_tests="$(ls -t "$target"/release/deps/engine-* 2>/dev/null | grep -v '\.d$' | head -n1 || true)"
+for f in "$augur" "$gpu_tests" "$engine_tests" "$model"; do
   [ -n "$f" ] && [ -e "$f" ] || { echo "missing ${f:-the gpu test binary}: build first (see the top of $0)" >&2; exit 1; }
 done
 work="$(mktemp -d)"
@@ -30,6 +32,9 @@ trap 'rm -rf "$work"' EXIT
 echo "== kernel tests: CUDA against the CPU twins"
 "$gpu_tests" --test-threads 1 --nocapture >"$work/kernels.log" 2>&1 || { cat "$work/kernels.log"; exit 1; }
 grep -E "skipped|test result" "$work/kernels.log"
+echo "== rollout: fused sampling on the GPU against CPU greedy"
+"$engine_tests" gpu_ --nocapture >"$work/engine.log" 2>&1 || { cat "$work/engine.log"; exit 1; }
+grep -E "skipped|test result" "$work/engine.log"
 
 echo "== decode: 16 prompts x $samples samples x 128 new tokens, T = 1 ($device)"
 python3 - datasets/arith/test.jsonl >"$work/prompts.jsonl" <<'PY'

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
+use augur_kernels::{sample_last, RowRng, SamplingConfig};
 use augur_model::{DecoderModel, ForwardOpts, KvCache, StepInput, TokenizerBundle};
+use candle_core::{DType, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -60,6 +62,8 @@ impl GenerationStats {
 struct Row {
     prompt: usize,
     sample: usize,
+    /// The prompt's index in the whole request: with `sample`, the row's random stream.
+    global: u64,
     tokens: Vec<u32>,
     logprobs: Vec<f32>,
     rng: ChaCha8Rng,
@@ -166,14 +170,13 @@ impl<'a> Engine<'a> {
         let logits = self
             .model
             .forward(&input, Some(&mut cache), ForwardOpts::generate())?;
-        let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         stats.prefill_tokens += prompts.iter().map(Vec::len).sum::<usize>();
         stats.prefill_secs += start.elapsed().as_secs_f64();
 
         let start = Instant::now();
         let mut rows = Vec::with_capacity(prompts.len() * params.n);
         let mut cache_rows = Vec::with_capacity(prompts.len() * params.n);
-        for (p, prompt) in prompts.iter().enumerate() {
+        for p in 0..prompts.len() {
             for s in 0..params.n {
                 let prefill_row = if self.share_prefix {
                     p
@@ -181,20 +184,22 @@ impl<'a> Engine<'a> {
                     p * params.n + s
                 };
                 let global = (first_index + p) as u64;
-                let mut row = Row {
+                rows.push(Row {
                     prompt: p,
                     sample: s,
+                    global,
                     tokens: Vec::new(),
                     logprobs: Vec::new(),
                     rng: stream_rng(params.seed, global, s as u64),
                     finish: None,
                     text: None,
-                };
-                self.push_token(&mut row, &logits[prefill_row], prompt, params)?;
-                rows.push(row);
+                });
                 cache_rows.push(prefill_row);
             }
         }
+        let first: Vec<(&mut Row, usize)> =
+            rows.iter_mut().zip(cache_rows.iter().copied()).collect();
+        self.sample_rows(first, &logits, prompts, params)?;
         on_progress(rows.len());
         // Prefix sharing: each prompt's prefill is copied to its samples.
         cache.select_rows(&cache_rows)?;
@@ -267,28 +272,68 @@ impl<'a> Engine<'a> {
                 .model
                 .forward(&step, Some(cache), ForwardOpts::generate())?;
             let sampling = Instant::now();
-            let logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
             let mut slot = vec![None; rows.len()];
             for (j, &r) in live.iter().enumerate() {
                 slot[r] = Some(j);
             }
-            // Rows sample independently (own RNG stream), so they run in parallel.
-            let mut pending: Vec<(&mut Row, &Vec<f32>)> = rows
+            let pending: Vec<(&mut Row, usize)> = rows
                 .iter_mut()
                 .zip(&slot)
                 .filter(|(row, _)| row.finish.is_none())
-                .filter_map(|(row, j)| j.map(|j| (row, &logits[j])))
+                .filter_map(|(row, j)| j.map(|j| (row, j)))
                 .collect();
             let n = pending.len();
-            pending.par_iter_mut().try_for_each(|(row, row_logits)| {
-                self.push_token(row, row_logits, &prompts[row.prompt], params)
-            })?;
+            self.sample_rows(pending, &logits, prompts, params)?;
             sample_secs += sampling.elapsed().as_secs_f64();
             on_progress(n);
         }
     }
 
-    /// Samples the next token of `row` and updates its finish state.
+    /// Samples the next token of each `(row, logits row)` pair. Rows sample independently (each
+    /// has its own random stream), so they run in parallel.
+    ///
+    /// On a CUDA device without a repetition penalty the fused kernel (augur-kernels, same
+    /// temperature / top-k / top-p / min-p semantics) samples on the device and only the
+    /// (token, logprob) pairs come back to the host, not the `[rows, V]` logits. Its draws come
+    /// from Philox keyed by (seed, prompt, sample, position) instead of the host's ChaCha
+    /// streams: a GPU run repeats on a GPU, not on a CPU.
+    fn sample_rows(
+        &self,
+        mut pending: Vec<(&mut Row, usize)>,
+        logits: &Tensor,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+    ) -> Result<()> {
+        if logits.device().is_cuda() && params.repetition_penalty == 1.0 {
+            let index: Vec<u32> = pending.iter().map(|(_, j)| *j as u32).collect();
+            let index = Tensor::new(index.as_slice(), logits.device())?;
+            let cfg = SamplingConfig {
+                temperature: params.temperature,
+                top_k: params.top_k,
+                top_p: params.top_p,
+                min_p: params.min_p,
+            };
+            let streams: Vec<RowRng> = pending
+                .iter()
+                .map(|(row, _)| RowRng {
+                    seed: params.seed,
+                    stream: (row.global << 24) ^ row.sample as u64,
+                    step: row.tokens.len() as u64,
+                })
+                .collect();
+            let drawn = sample_last(&logits.index_select(&index, 0)?, &cfg, &streams)?;
+            for ((row, _), d) in pending.into_iter().zip(drawn) {
+                self.accept_token(row, d.token, d.logprob, params)?;
+            }
+            return Ok(());
+        }
+        let host = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        pending
+            .par_iter_mut()
+            .try_for_each(|(row, j)| self.push_token(row, &host[*j], &prompts[row.prompt], params))
+    }
+
+    /// Samples the next token of `row` on the host and updates its finish state.
     fn push_token(
         &self,
         row: &mut Row,
@@ -304,6 +349,18 @@ impl<'a> Engine<'a> {
             &[]
         };
         let (token, logprob) = sample_token(logits, params, history, &mut row.rng);
+        self.accept_token(row, token, logprob, params)
+    }
+
+    /// Appends a sampled token to `row` and updates its finish state (stop ids, stop strings,
+    /// the length limit).
+    fn accept_token(
+        &self,
+        row: &mut Row,
+        token: u32,
+        logprob: f32,
+        params: &SamplingParams,
+    ) -> Result<()> {
         row.tokens.push(token);
         row.logprobs.push(logprob);
         if self.tokenizer.eos_ids.contains(&token) || params.stop_token_ids.contains(&token) {

@@ -16,6 +16,8 @@ pub enum RolloutError {
     Model(#[from] augur_model::ModelError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Kernels(#[from] augur_kernels::Error),
 }
 
 pub type Result<T> = std::result::Result<T, RolloutError>;

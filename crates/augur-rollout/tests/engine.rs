@@ -14,9 +14,13 @@ use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::Tokenizer;
 
 fn model() -> DecoderModel {
+    model_on(&Device::Cpu)
+}
+
+fn model_on(device: &Device) -> DecoderModel {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity/llama");
     let cfg = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
-    let mut src = SafetensorsSource::open_dir(&dir, &Device::Cpu).unwrap();
+    let mut src = SafetensorsSource::open_dir(&dir, device).unwrap();
     let opts = BuildOptions {
         max_positions: Some(128),
         ..Default::default()
@@ -72,6 +76,50 @@ fn greedy_batch_equals_each_row_alone() {
             .generate(std::slice::from_ref(p), &params(1, 0.0), &mut |_| {})
             .unwrap();
         assert_eq!(batched[i].token_ids, alone[0].token_ids, "prompt {i}");
+    }
+}
+
+/// On a GPU the engine samples with the fused kernel on the device. Greedy decoding must give
+/// the CPU's tokens and logprobs, and seeded sampling must repeat itself. Runs only when the
+/// build has CUDA and a GPU answers (scripts/gpu-check.sh); otherwise it says so and passes.
+#[test]
+fn gpu_fused_sampling_matches_cpu_greedy_and_repeats() {
+    if !augur_kernels::CUDA_BUILD {
+        eprintln!("skipped: built without --features cuda");
+        return;
+    }
+    let gpu = match Device::new_cuda(0) {
+        Ok(d) => d,
+        Err(e) => return eprintln!("skipped: no CUDA device ({e})"),
+    };
+    let t = tokenizer();
+    let (cpu_model, gpu_model) = (model(), model_on(&gpu));
+    let (cpu, gpu_engine) = (Engine::new(&cpu_model, &t), Engine::new(&gpu_model, &t));
+    let (want, _) = cpu
+        .generate(&prompts(), &params(2, 0.0), &mut |_| {})
+        .unwrap();
+    let (got, _) = gpu_engine
+        .generate(&prompts(), &params(2, 0.0), &mut |_| {})
+        .unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w.token_ids, g.token_ids, "greedy tokens differ");
+        for (a, b) in w.logprobs.iter().zip(&g.logprobs) {
+            assert!((a - b).abs() < 1e-3, "logprob {a} (cpu) vs {b} (gpu)");
+        }
+    }
+    let draw = || {
+        gpu_engine
+            .generate(&prompts(), &params(4, 1.0), &mut |_| {})
+            .unwrap()
+            .0
+    };
+    let (a, b) = (draw(), draw());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            x.token_ids, y.token_ids,
+            "seeded GPU sampling did not repeat"
+        );
+        assert!(x.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
     }
 }
 
