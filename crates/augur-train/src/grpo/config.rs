@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use augur_model::WeightDtype;
 use serde::{Deserialize, Serialize};
 
 use super::data::PromptSpec;
@@ -52,6 +53,9 @@ pub struct ModelSection {
     pub keep_quantized: bool,
     /// `cpu`, `cuda` or `cuda:N` (needs a build with `--features cuda`). Default `cpu`.
     pub device: String,
+    /// Precision of the frozen weights on the CPU: `f32` (default) or `bf16` (AVX512-BF16
+    /// CPUs; elsewhere f32 with a warning). Rollouts and updates both use it.
+    pub dtype: WeightDtype,
     /// A PEFT adapter folder (e.g. an `augur sft` checkpoint) whose weights the `[lora]`
     /// adapters start from instead of their fresh init: a warm start. Its rank, alpha and
     /// targets must equal `[lora]`'s. Default none (`""` also means none, so `--set
@@ -67,6 +71,7 @@ impl Default for ModelSection {
             name: None,
             keep_quantized: false,
             device: "cpu".into(),
+            dtype: WeightDtype::F32,
             adapter: None,
         }
     }
