@@ -185,7 +185,9 @@ impl std::str::FromStr for WeightDtype {
         match s {
             "f32" => Ok(WeightDtype::F32),
             "bf16" => Ok(WeightDtype::Bf16),
-            other => Err(format!("unknown dtype {other:?}: expected \"f32\" or \"bf16\"")),
+            other => Err(format!(
+                "unknown dtype {other:?}: expected \"f32\" or \"bf16\""
+            )),
         }
     }
 }

@@ -189,7 +189,16 @@ fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, y: &mut [f32]) {
             // SAFETY: panel `p` writes only columns p*PANEL..p*PANEL+cols of each row; the CPU
             // has AVX512-BF16 (checked by `supported` before any weight was packed).
             unsafe {
-                panel_product::<Bf16Kernel>(x, m, (k2, k2), panel, out.at(p * PANEL), n, cols, false)
+                panel_product::<Bf16Kernel>(
+                    x,
+                    m,
+                    (k2, k2),
+                    panel,
+                    out.at(p * PANEL),
+                    n,
+                    cols,
+                    false,
+                )
             };
         });
 }
@@ -233,7 +242,10 @@ fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, dx: &mut [f32])
 }
 
 /// Runs `f` on the contiguous bf16 data of a CPU tensor.
-fn with_bf16<R>(t: &Tensor, f: impl FnOnce(&[bf16]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+fn with_bf16<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[bf16]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
@@ -351,8 +363,13 @@ mod tests {
 
     /// Shapes with a partial last panel, an odd inner length (a zero-padded last pair), partial
     /// row blocks and several parallel tasks.
-    const SHAPES: [(usize, usize, usize); 5] =
-        [(13, 37, 45), (70, 131, 16), (3, 5, 200), (33, 64, 96), (9, 576, 2100)];
+    const SHAPES: [(usize, usize, usize); 5] = [
+        (13, 37, 45),
+        (70, 131, 16),
+        (3, 5, 200),
+        (33, 64, 96),
+        (9, 576, 2100),
+    ];
 
     /// The forward against a naive f64 product of the same bf16-rounded inputs: only the f32
     /// accumulation order differs, so the tolerance is tight. Against the f32 product of the
@@ -382,7 +399,9 @@ mod tests {
                         (0..k).map(|c| a(c) * b(c)).sum()
                     };
                     let want = dot(&|c| xr[r * k + c], &|c| wr[o * k + c]);
-                    let scale: f64 = (0..k).map(|c| (xv[r * k + c] * wv[o * k + c]).abs() as f64).sum();
+                    let scale: f64 = (0..k)
+                        .map(|c| (xv[r * k + c] * wv[o * k + c]).abs() as f64)
+                        .sum();
                     let got = yv[r * n + o] as f64;
                     assert!(
                         (got - want).abs() < 1e-5 * (1.0 + scale),
@@ -427,7 +446,10 @@ mod tests {
                 for c in 0..k {
                     let want: f64 = (0..n).map(|o| gr[r * n + o] * wr[o * k + c]).sum();
                     let scale: f64 = (0..n).map(|o| (gr[r * n + o] * wr[o * k + c]).abs()).sum();
-                    for (what, v) in [("grad_input", got[r * k + c]), ("autograd", autograd[r * k + c])] {
+                    for (what, v) in [
+                        ("grad_input", got[r * k + c]),
+                        ("autograd", autograd[r * k + c]),
+                    ] {
                         assert!(
                             (v as f64 - want).abs() < 1e-5 * (1.0 + scale),
                             "({m},{k},{n}) {what} [{r}, {c}]: {v} vs {want}"

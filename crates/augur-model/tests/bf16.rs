@@ -109,18 +109,26 @@ fn update_logprobs(
         .unwrap()
 }
 
-/// Max |rollout logp - update logp| over `group` sampled completions of `steps` tokens per prompt.
-fn rollout_update_mismatch(model: &DecoderModel, distinct: &[Vec<u32>], group: usize, steps: usize) -> f32 {
+/// Max and mean |rollout logp - update logp| over `group` sampled completions of `steps` tokens
+/// per prompt.
+fn rollout_update_mismatch(
+    model: &DecoderModel,
+    distinct: &[Vec<u32>],
+    group: usize,
+    steps: usize,
+) -> (f32, f32) {
     let of_row: Vec<usize> = (0..distinct.len() * group).map(|r| r / group).collect();
     let rows: Vec<Vec<u32>> = of_row.iter().map(|&p| distinct[p].clone()).collect();
     let (rollout, completions) = rollout_logprobs(model, &rows, steps, 7);
     let update = update_logprobs(model, distinct, &of_row, &completions);
-    rollout
+    let diffs: Vec<f32> = rollout
         .iter()
         .flatten()
         .zip(update.iter().flatten())
         .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+        .collect();
+    let max = diffs.iter().copied().fold(0.0, f32::max);
+    (max, diffs.iter().sum::<f32>() / diffs.len() as f32)
 }
 
 /// Seeded random (non-zero) LoRA adapters on every projection, so the adapted path is
@@ -159,8 +167,8 @@ fn rollout_and_update_logprobs_agree_at_both_precisions() {
         for (weights, bound) in [(WeightDtype::F32, 1e-4), (WeightDtype::Bf16, 2e-2)] {
             let mut model = fixture_model_with(arch, DType::F32, weights);
             attach_random_lora(&mut model);
-            let d = rollout_update_mismatch(&model, &prompts, 3, 6);
-            eprintln!("{arch} {weights:?}: rollout vs update max |dlogp| {d}");
+            let (d, mean) = rollout_update_mismatch(&model, &prompts, 3, 6);
+            eprintln!("{arch} {weights:?}: rollout vs update |dlogp| max {d}, mean {mean}");
             assert!(d < bound, "{arch} {weights:?}: max |dlogp| {d}");
         }
     }
@@ -191,7 +199,10 @@ fn lora_gradients_through_bf16_weights_match_f32() {
             .iter()
             .map(|(name, v)| {
                 let t = g.get(v.as_tensor()).expect("every adapter gets a gradient");
-                (name.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                (
+                    name.clone(),
+                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                )
             })
             .collect::<Vec<_>>()
     };
@@ -199,14 +210,22 @@ fn lora_gradients_through_bf16_weights_match_f32() {
     let mut any_diff = false;
     for ((name, a), (_, b)) in f32s.iter().zip(&bf16s) {
         let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let diff = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt();
         any_diff |= diff > 0.0;
         assert!(
             diff <= 2e-2 * norm + 1e-6,
             "{name}: |g_bf16 - g_f32| = {diff}, |g_f32| = {norm}"
         );
     }
-    assert!(any_diff, "bf16 gradients equal f32 ones: the bf16 path did not run");
+    assert!(
+        any_diff,
+        "bf16 gradients equal f32 ones: the bf16 path did not run"
+    );
 }
 
 /// The f32 HF folder of SmolLM2-135M-Instruct (`scripts/gguf-to-hf.py`), if present.
@@ -216,7 +235,10 @@ fn smollm2_hf() -> Option<PathBuf> {
     match dir.join("config.json").is_file() {
         true => Some(dir),
         false => {
-            eprintln!("SKIPPED: {} missing; run scripts/gguf-to-hf.py", dir.display());
+            eprintln!(
+                "SKIPPED: {} missing; run scripts/gguf-to-hf.py",
+                dir.display()
+            );
             None
         }
     }
@@ -248,7 +270,10 @@ fn smollm2_bf16_matches_transformers_and_keeps_rollout_and_update_together() {
             .collect()
     };
     let prompt = ids(&reference["prompt_ids"]);
-    for (weights, tol, bound) in [(WeightDtype::F32, 2e-2, 1e-3), (WeightDtype::Bf16, 0.3, 0.1)] {
+    for (weights, tol, bound) in [
+        (WeightDtype::F32, 2e-2, 1e-3),
+        (WeightDtype::Bf16, 0.3, 0.1),
+    ] {
         let opts = BuildOptions {
             weights,
             ..Default::default()
@@ -256,8 +281,7 @@ fn smollm2_bf16_matches_transformers_and_keeps_rollout_and_update_together() {
         let loaded = load_model(&dir, None, &opts).unwrap();
         let model = &loaded.model;
         assert_eq!(model.weight_dtype(), weights);
-        let input =
-            StepInput::left_padded(std::slice::from_ref(&prompt), 0, &Device::Cpu).unwrap();
+        let input = StepInput::left_padded(std::slice::from_ref(&prompt), 0, &Device::Cpu).unwrap();
         let last = model
             .forward(&input, None, ForwardOpts::generate())
             .unwrap()
@@ -278,8 +302,8 @@ fn smollm2_bf16_matches_transformers_and_keeps_rollout_and_update_together() {
             prompt.clone(),
             tok.encode("Write the number seven as a word:").unwrap(),
         ];
-        let d = rollout_update_mismatch(model, &prompts, 4, 24);
-        eprintln!("SmolLM2 {weights:?}: rollout vs update max |dlogp| {d}");
+        let (d, mean) = rollout_update_mismatch(model, &prompts, 4, 24);
+        eprintln!("SmolLM2 {weights:?}: rollout vs update |dlogp| max {d}, mean {mean}");
         assert!(d < bound, "{weights:?}: rollout vs update max |dlogp| {d}");
     }
 }

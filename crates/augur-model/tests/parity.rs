@@ -77,7 +77,10 @@ fn cached_decode_matches_with(arch: &str, weights: WeightDtype) {
         .unwrap();
     let want_last = exp["logits"].narrow(1, 6, 1).unwrap().squeeze(1).unwrap();
     let d = max_abs_diff(&last, &want_last);
-    assert!(d < tol(weights), "{arch} {weights:?}: prefill last logits {d}");
+    assert!(
+        d < tol(weights),
+        "{arch} {weights:?}: prefill last logits {d}"
+    );
     let tokens = exp["decode_tokens"].to_vec2::<i64>().unwrap();
     let want = &exp["decode_logits"];
     for s in 0..tokens[0].len() {

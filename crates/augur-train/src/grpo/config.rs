@@ -834,6 +834,25 @@ mod tests {
         assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());
     }
 
+    /// `[model] dtype` takes `f32` (the default) or `bf16` and survives the saved config; any
+    /// other value is an error naming the key and the value.
+    #[test]
+    fn model_dtype_is_parsed_and_checked() {
+        assert_eq!(
+            GrpoConfig::from_toml_str(BASE, &[]).unwrap().model.dtype,
+            WeightDtype::F32
+        );
+        let cfg = GrpoConfig::from_toml_str(BASE, &["model.dtype=\"bf16\"".into()]).unwrap();
+        assert_eq!(cfg.model.dtype, WeightDtype::Bf16);
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back.model.dtype, WeightDtype::Bf16);
+        let err = GrpoConfig::from_toml_str(BASE, &["model.dtype=\"fp8\"".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("dtype") && err.to_string().contains("fp8"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn eval_and_device_values_are_checked() {
         let with = |extra: &str| GrpoConfig::from_toml_str(&format!("{BASE}{extra}"), &[]);
