@@ -10,9 +10,9 @@ use common::*;
 const TOL: f32 = 1e-4;
 /// With `[model] dtype = "bf16"` the frozen weights and their inputs are rounded to bf16 (8
 /// significant bits, relative error up to 2^-9 each), so logits move by about 2^-8 of their
-/// terms' magnitude per layer; these random fixtures' logits are O(1), and the measured worst
-/// case is ~1e-2 (see the README's parity note), so the bound is 5e-2.
-const TOL_BF16: f32 = 5e-2;
+/// terms' magnitude per layer. On these random fixtures (logits O(1)) the measured worst case
+/// is 0.043 (qwen3, a decode step; 0.02-0.03 elsewhere), so the bound is 8e-2.
+const TOL_BF16: f32 = 8e-2;
 
 fn tol(weights: WeightDtype) -> f32 {
     match weights {
