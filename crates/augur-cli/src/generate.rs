@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use augur_model::{load_model, BuildOptions};
+use augur_model::{load_model, BuildOptions, WeightDtype};
 use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -62,6 +62,10 @@ pub struct Args {
     /// Keep GGUF weights quantized.
     #[arg(long)]
     keep_quantized: bool,
+    /// Precision of the frozen weights on the CPU: `f32`, or `bf16` on CPUs with AVX512-BF16
+    /// (elsewhere f32 with a warning); like `[model] dtype` of the trainers.
+    #[arg(long, default_value = "f32")]
+    dtype: WeightDtype,
     /// Output JSONL (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -97,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = BuildOptions {
         keep_quantized: args.keep_quantized,
         device,
+        weights: args.dtype,
         ..Default::default()
     };
     let model = augur_hub::model_path(&args.model)?;

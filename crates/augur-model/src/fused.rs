@@ -10,7 +10,8 @@
 use candle_core::{Tensor, D};
 
 use crate::linear::{BaseWeight, LoraLinear};
-use crate::packed::{self, PANEL};
+use crate::model::WeightDtype;
+use crate::packed::PANEL;
 
 /// The concatenated base weights `[sum of out, in]` (dense or packed).
 pub(crate) struct FusedBase {
@@ -18,9 +19,13 @@ pub(crate) struct FusedBase {
 }
 
 impl FusedBase {
-    /// Fuses the dense bases of `linears` (same input size) and re-points each base
-    /// at its part of the fused buffer. `None` when any base is not dense.
-    pub fn fuse(linears: &mut [&mut LoraLinear]) -> candle_core::Result<Option<Self>> {
+    /// Fuses the dense bases of `linears` (same input size), packed for the kernel of `dtype`
+    /// where supported, and re-points each base at its part of the fused buffer. `None` when
+    /// any base is not dense.
+    pub fn fuse(
+        linears: &mut [&mut LoraLinear],
+        dtype: WeightDtype,
+    ) -> candle_core::Result<Option<Self>> {
         let mut parts = Vec::with_capacity(linears.len());
         for l in linears.iter() {
             match &l.base {
@@ -30,15 +35,11 @@ impl FusedBase {
         }
         let weight = Tensor::cat(&parts, 0)?;
         // Packed parts are whole panels of the fused weight, so each must fill its panels.
-        let pack =
-            packed::supported(&weight) && linears.iter().all(|l| l.out_features % PANEL == 0);
-        let base = match pack {
-            true => BaseWeight::Packed {
-                panels: packed::pack(&weight)?,
-                out: weight.dim(0)?,
-            },
-            false => BaseWeight::Dense(weight),
+        let packed = match linears.iter().all(|l| l.out_features % PANEL == 0) {
+            true => BaseWeight::pack(&weight, dtype)?,
+            false => None,
         };
+        let base = packed.unwrap_or(BaseWeight::Dense(weight));
         let mut offset = 0;
         for l in linears.iter_mut() {
             let out = l.out_features;
@@ -46,6 +47,11 @@ impl FusedBase {
                 BaseWeight::Packed { panels, .. } => BaseWeight::Packed {
                     panels: panels.narrow(0, offset / PANEL, out / PANEL)?,
                     out,
+                },
+                BaseWeight::PackedBf16 { panels, inp, .. } => BaseWeight::PackedBf16 {
+                    panels: panels.narrow(0, offset / PANEL, out / PANEL)?,
+                    out,
+                    inp: *inp,
                 },
                 BaseWeight::Dense(w) => BaseWeight::Dense(w.narrow(0, offset, out)?),
                 BaseWeight::Quantized(_) => unreachable!("fused bases are dense or packed"),

@@ -12,7 +12,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 
 use crate::frozen::{FrozenMatmul, FrozenQMatmul};
+use crate::model::WeightDtype;
 use crate::packed::{self, PackedMatmul};
+use crate::packed_bf16::{self, PackedBf16Matmul};
 
 /// The frozen weight of a linear layer, `[out, in]`.
 #[derive(Clone)]
@@ -26,6 +28,13 @@ pub enum BaseWeight {
         panels: Tensor,
         out: usize,
     },
+    /// Rounded to bf16 and packed for the AVX512-BF16 kernel (`[model] dtype = "bf16"`, see
+    /// [`crate::packed_bf16`]): `panels: [ceil(out / 16), ceil(in / 2), 32]`.
+    PackedBf16 {
+        panels: Tensor,
+        out: usize,
+        inp: usize,
+    },
 }
 
 impl BaseWeight {
@@ -38,7 +47,30 @@ impl BaseWeight {
                 panels: panels.clone(),
                 out: *out,
             }),
+            BaseWeight::PackedBf16 { panels, out, inp } => x.apply_op1(PackedBf16Matmul {
+                panels: panels.clone(),
+                out: *out,
+                inp: *inp,
+            }),
         }
+    }
+
+    /// Packs a dense CPU weight `w: [out, in]` for the kernel of `dtype`; `None` where this
+    /// weight or CPU cannot use it (the caller keeps candle's matmul).
+    pub(crate) fn pack(w: &Tensor, dtype: WeightDtype) -> candle_core::Result<Option<Self>> {
+        let (out, inp) = w.dims2()?;
+        Ok(match dtype {
+            WeightDtype::Bf16 if packed_bf16::supported(w) => Some(BaseWeight::PackedBf16 {
+                panels: packed_bf16::pack(w)?,
+                out,
+                inp,
+            }),
+            WeightDtype::F32 if packed::supported(w) => Some(BaseWeight::Packed {
+                panels: packed::pack(w)?,
+                out,
+            }),
+            _ => None,
+        })
     }
 }
 
@@ -99,6 +131,7 @@ impl LoraLinear {
             BaseWeight::Dense(w) => w.dims2()?,
             BaseWeight::Quantized(q) => q.shape().dims2()?,
             BaseWeight::Packed { panels, out } => (*out, panels.dim(1)?),
+            BaseWeight::PackedBf16 { out, inp, .. } => (*out, *inp),
         };
         Ok(LoraLinear {
             base,
@@ -140,27 +173,30 @@ impl LoraLinear {
     pub fn base_grad_input(&self, g: &Tensor) -> candle_core::Result<Tensor> {
         match &self.base {
             BaseWeight::Packed { panels, out } => packed::grad_input(panels, *out, g),
+            BaseWeight::PackedBf16 { panels, out, inp } => {
+                packed_bf16::grad_input(panels, *out, *inp, g)
+            }
             _ => g.broadcast_matmul(&self.dense_weight()?),
         }
     }
 
-    /// The base weight as a dense tensor (dequantized or unpacked if needed).
+    /// The base weight as a dense tensor (dequantized or unpacked if needed; bf16 panels give
+    /// their bf16 values widened to f32).
     pub fn dense_weight(&self) -> candle_core::Result<Tensor> {
         match &self.base {
             BaseWeight::Dense(w) => Ok(w.clone()),
             BaseWeight::Quantized(q) => q.dequantize(&q.device()),
             BaseWeight::Packed { panels, out } => packed::unpack(panels, *out),
+            BaseWeight::PackedBf16 { panels, out, inp } => packed_bf16::unpack(panels, *out, *inp),
         }
     }
 
-    /// Packs a dense base for the CPU decode matmul where supported (see [`crate::packed`]).
-    pub(crate) fn pack(&mut self) -> candle_core::Result<()> {
+    /// Packs a dense base for the CPU matmul of `dtype` where supported (see
+    /// [`crate::packed`] and [`crate::packed_bf16`]).
+    pub(crate) fn pack(&mut self, dtype: WeightDtype) -> candle_core::Result<()> {
         if let BaseWeight::Dense(w) = &self.base {
-            if packed::supported(w) {
-                self.base = BaseWeight::Packed {
-                    panels: packed::pack(w)?,
-                    out: self.out_features,
-                };
+            if let Some(packed) = BaseWeight::pack(w, dtype)? {
+                self.base = packed;
             }
         }
         Ok(())

@@ -141,13 +141,64 @@ pub struct DecoderModel {
     pub(crate) lm_head: LoraLinear,
     rotary: Rotary,
     dtype: DType,
+    weights: WeightDtype,
     device: Device,
+}
+
+/// The precision of the frozen linear weights on the CPU (`[model] dtype`).
+///
+/// `Bf16` stores them as bf16 panels for the AVX512-BF16 kernel ([`crate::packed_bf16`]): half
+/// the memory and memory traffic, with f32 accumulation; activations are rounded to bf16 only
+/// as inputs of those products, while adapters, norms, softmax and the loss stay f32. Rollouts
+/// and updates share the model, so both run at the same precision. A CPU without AVX512-BF16
+/// falls back to `F32` with a one-line warning (see [`WeightDtype::resolve`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl WeightDtype {
+    /// The precision this machine runs for a request of `self` on `device`: `Bf16` needs a
+    /// CPU device with AVX512-BF16. The second value explains a fallback (for a warning).
+    pub fn resolve(self, device: &Device) -> (WeightDtype, Option<String>) {
+        match self {
+            WeightDtype::Bf16 if !device.is_cpu() => (
+                WeightDtype::F32,
+                Some("dtype = \"bf16\" is for the CPU kernels; on this device the frozen weights stay f32".into()),
+            ),
+            WeightDtype::Bf16 if !crate::packed_bf16::cpu_supported() => (
+                WeightDtype::F32,
+                Some("dtype = \"bf16\" needs a CPU with AVX512-BF16, which this one lacks; the frozen weights stay f32".into()),
+            ),
+            other => (other, None),
+        }
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(WeightDtype::F32),
+            "bf16" => Ok(WeightDtype::Bf16),
+            other => Err(format!(
+                "unknown dtype {other:?}: expected \"f32\" or \"bf16\""
+            )),
+        }
+    }
 }
 
 /// How to materialise the weights.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
+    /// The dtype of the weights and activations as candle tensors.
     pub dtype: DType,
+    /// The precision of the frozen linear weights in the CPU kernels (with `dtype` f32).
+    pub weights: WeightDtype,
     pub device: Device,
     /// Keep GGUF-quantized linear weights quantized (QLoRA style) instead of dequantizing.
     pub keep_quantized: bool,
@@ -159,6 +210,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             dtype: DType::F32,
+            weights: WeightDtype::F32,
             device: Device::Cpu,
             keep_quantized: false,
             max_positions: None,
@@ -176,6 +228,16 @@ impl DecoderModel {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q_out, kv_out) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
         let dt = opts.dtype;
+        let weights = match dt {
+            DType::F32 => {
+                let (weights, why) = opts.weights.resolve(&opts.device);
+                if let Some(why) = why {
+                    eprintln!("warning: {why}");
+                }
+                weights
+            }
+            _ => WeightDtype::F32,
+        };
         let embed = src.dense("model.embed_tokens.weight", &[cfg.vocab_size, h], dt)?;
         let linear = |src: &mut dyn TensorSource,
                       name: &str,
@@ -259,20 +321,20 @@ impl DecoderModel {
                 )?,
             };
             if opts.device.is_cpu() {
-                attn.qkv = FusedBase::fuse(&mut [&mut attn.q, &mut attn.k, &mut attn.v])?;
-                mlp.gate_up = FusedBase::fuse(&mut [&mut mlp.gate, &mut mlp.up])?;
+                attn.qkv = FusedBase::fuse(&mut [&mut attn.q, &mut attn.k, &mut attn.v], weights)?;
+                mlp.gate_up = FusedBase::fuse(&mut [&mut mlp.gate, &mut mlp.up], weights)?;
             }
             for l in [&mut attn.o, &mut mlp.down] {
-                l.pack()?;
+                l.pack(weights)?;
             }
             if attn.qkv.is_none() {
                 for l in [&mut attn.q, &mut attn.k, &mut attn.v] {
-                    l.pack()?;
+                    l.pack(weights)?;
                 }
             }
             if mlp.gate_up.is_none() {
                 for l in [&mut mlp.gate, &mut mlp.up] {
-                    l.pack()?;
+                    l.pack(weights)?;
                 }
             }
             blocks.push(Block {
@@ -289,7 +351,7 @@ impl DecoderModel {
             linear(src, "lm_head", cfg.vocab_size, h, false)?
         };
         // A tied head gets its own packed copy: the embedding lookup needs the rows.
-        lm_head.pack()?;
+        lm_head.pack(weights)?;
         let max_positions = opts
             .max_positions
             .unwrap_or(cfg.max_position_embeddings.min(32_768));
@@ -302,6 +364,7 @@ impl DecoderModel {
             lm_head,
             rotary,
             dtype: dt,
+            weights,
             device: opts.device.clone(),
         })
     }
@@ -317,6 +380,12 @@ impl DecoderModel {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The precision the frozen linear weights run at (after any fallback, see
+    /// [`WeightDtype::resolve`]).
+    pub fn weight_dtype(&self) -> WeightDtype {
+        self.weights
     }
 
     /// Largest position the RoPE tables cover.

@@ -18,6 +18,8 @@ use crate::cpu_data::{input_slice, with_f32};
 pub(crate) const PANEL: usize = 16;
 /// Input rows per kernel call: 6 x 2 accumulators fill 12 of the 16 AVX2 registers.
 const ROWS: usize = 6;
+/// The most rows any [`Microkernel`] takes per call (sizes the partial-panel buffer).
+pub(crate) const MAX_ROWS: usize = 8;
 
 /// Whether weights of this dtype on this device are packed: f32 on an x86 CPU
 /// with AVX2 and FMA (the kernel's instruction set); anything else keeps candle's
@@ -142,7 +144,7 @@ pub(crate) fn grad_input(panels: &Tensor, out: usize, g: &Tensor) -> candle_core
 
 /// Input features per task of [`matmul_t`] (one panel's width of `dx`), and output features
 /// per transposed block: 2048 x 16 f32 = 128 KiB stays in L2 while the rows sweep it.
-const T_BLOCK: usize = 2048;
+pub(crate) const T_BLOCK: usize = 2048;
 
 /// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`).
 ///
@@ -168,7 +170,7 @@ fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) 
             }
             // SAFETY: task `cb` writes only columns cb*PANEL..cb*PANEL+cols of each row.
             unsafe {
-                panel_product(
+                panel_product::<F32Kernel>(
                     &g[start..],
                     m,
                     (len, n),
@@ -185,7 +187,7 @@ fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) 
 
 /// A raw output pointer shared by the panel workers, which write disjoint columns.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(crate) struct Out(pub(crate) *mut f32);
 // SAFETY: `Out` is only a base address; every worker that receives it writes a column range no
 // other worker writes (see each `panel_product` call), and the caller keeps the buffer alive and
 // unread until the parallel loop has joined.
@@ -195,7 +197,7 @@ unsafe impl Sync for Out {}
 
 impl Out {
     /// The pointer `offset` elements in (a method, so closures capture the whole `Out`).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -213,31 +215,103 @@ fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
             let panel = &w[p * k * PANEL..(p + 1) * k * PANEL];
             let cols = PANEL.min(n - p * PANEL);
             // SAFETY: panel `p` writes only columns p*PANEL..p*PANEL+cols of each row.
-            unsafe { panel_product(x, m, (k, k), panel, out.at(p * PANEL), n, cols, false) };
+            unsafe {
+                panel_product::<F32Kernel>(x, m, (k, k), panel, out.at(p * PANEL), n, cols, false)
+            };
         });
 }
 
-/// One panel's `[m, cols]` block of the output, `ROWS` input rows at a time; `(k, ldx)` are
-/// the inner length and the row stride of `x`. With `accumulate` the block is added to `y`.
+/// A register-blocked kernel for one `PANEL`-wide panel of packed weights: `y[r, 0..PANEL]
+/// (+)= x[r, ..] . panel` for up to [`Microkernel::ROWS`] input rows at a time.
+///
+/// [`panel_product`] drives it over all rows of `x` and handles a partial last panel, so the
+/// f32 (AVX2) and the bf16 (AVX512-BF16, [`crate::packed_bf16`]) paths share that code.
+pub(crate) trait Microkernel {
+    /// One element of the input rows as the kernel reads them (f32, or a pair of bf16).
+    type X;
+    /// One element of a panel.
+    type W;
+    /// Input rows per kernel call.
+    const ROWS: usize;
+
+    /// `rows <= ROWS` rows of `x` (stride `ldx`, inner length `k` in `X` units) against `panel`
+    /// into `y` (stride `ldy`, `PANEL` columns), added to `y` when `accumulate`.
+    ///
+    /// # Safety
+    /// `x` must hold `(rows - 1) * ldx + k` values and `panel` `k` panel lines; `y` must be
+    /// valid for reads and writes of `PANEL` values at each of the `rows` rows; the CPU must
+    /// have the kernel's instruction set.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        rows: usize,
+        accumulate: bool,
+        x: &[Self::X],
+        k: usize,
+        ldx: usize,
+        panel: &[Self::W],
+        y: *mut f32,
+        ldy: usize,
+    );
+}
+
+/// The f32 kernel: AVX2 + FMA, `ROWS` x 2 accumulators of 8 lanes.
+pub(crate) struct F32Kernel;
+
+impl Microkernel for F32Kernel {
+    type X = f32;
+    type W = f32;
+    const ROWS: usize = ROWS;
+
+    unsafe fn block(
+        rows: usize,
+        accumulate: bool,
+        x: &[f32],
+        k: usize,
+        ldx: usize,
+        panel: &[f32],
+        y: *mut f32,
+        ldy: usize,
+    ) {
+        match (rows, accumulate) {
+            (6, false) => kernel::<6, false>(x, k, ldx, panel, y, ldy),
+            (5, false) => kernel::<5, false>(x, k, ldx, panel, y, ldy),
+            (4, false) => kernel::<4, false>(x, k, ldx, panel, y, ldy),
+            (3, false) => kernel::<3, false>(x, k, ldx, panel, y, ldy),
+            (2, false) => kernel::<2, false>(x, k, ldx, panel, y, ldy),
+            (_, false) => kernel::<1, false>(x, k, ldx, panel, y, ldy),
+            (6, true) => kernel::<6, true>(x, k, ldx, panel, y, ldy),
+            (5, true) => kernel::<5, true>(x, k, ldx, panel, y, ldy),
+            (4, true) => kernel::<4, true>(x, k, ldx, panel, y, ldy),
+            (3, true) => kernel::<3, true>(x, k, ldx, panel, y, ldy),
+            (2, true) => kernel::<2, true>(x, k, ldx, panel, y, ldy),
+            (_, true) => kernel::<1, true>(x, k, ldx, panel, y, ldy),
+        }
+    }
+}
+
+/// One panel's `[m, cols]` block of the output, `K::ROWS` input rows at a time; `(k, ldx)` are
+/// the inner length and the row stride of `x` (in `K::X` units). With `accumulate` the block
+/// is added to `y`.
 ///
 /// # Safety
-/// `y` must be valid for `m` rows of stride `ldy` and `cols <= PANEL` columns, and
-/// the CPU must support AVX2 and FMA (checked by [`supported`] before packing).
+/// `y` must be valid for `m` rows of stride `ldy` and `cols <= PANEL` columns, `x` and
+/// `panel` must hold what [`Microkernel::block`] reads, and the CPU must support the
+/// kernel's instruction set (checked before packing).
 #[allow(clippy::too_many_arguments)]
-unsafe fn panel_product(
-    x: &[f32],
+pub(crate) unsafe fn panel_product<K: Microkernel>(
+    x: &[K::X],
     m: usize,
     (k, ldx): (usize, usize),
-    panel: &[f32],
+    panel: &[K::W],
     y: *mut f32,
     ldy: usize,
     cols: usize,
     accumulate: bool,
 ) {
-    let mut tmp = [0f32; ROWS * PANEL];
+    let mut tmp = [0f32; MAX_ROWS * PANEL];
     let mut i = 0;
     while i < m {
-        let rows = ROWS.min(m - i);
+        let rows = K::ROWS.min(m - i);
         let xi = &x[i * ldx..];
         let (dst, ld) = match cols == PANEL {
             true => (y.add(i * ldy), ldy),
@@ -252,20 +326,7 @@ unsafe fn panel_product(
                 );
             }
         }
-        match (rows, accumulate) {
-            (6, false) => kernel::<6, false>(xi, k, ldx, panel, dst, ld),
-            (5, false) => kernel::<5, false>(xi, k, ldx, panel, dst, ld),
-            (4, false) => kernel::<4, false>(xi, k, ldx, panel, dst, ld),
-            (3, false) => kernel::<3, false>(xi, k, ldx, panel, dst, ld),
-            (2, false) => kernel::<2, false>(xi, k, ldx, panel, dst, ld),
-            (_, false) => kernel::<1, false>(xi, k, ldx, panel, dst, ld),
-            (6, true) => kernel::<6, true>(xi, k, ldx, panel, dst, ld),
-            (5, true) => kernel::<5, true>(xi, k, ldx, panel, dst, ld),
-            (4, true) => kernel::<4, true>(xi, k, ldx, panel, dst, ld),
-            (3, true) => kernel::<3, true>(xi, k, ldx, panel, dst, ld),
-            (2, true) => kernel::<2, true>(xi, k, ldx, panel, dst, ld),
-            (_, true) => kernel::<1, true>(xi, k, ldx, panel, dst, ld),
-        }
+        K::block(rows, accumulate, xi, k, ldx, panel, dst, ld);
         if cols < PANEL {
             for r in 0..rows {
                 std::ptr::copy_nonoverlapping(

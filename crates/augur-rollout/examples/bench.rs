@@ -1,18 +1,19 @@
 //! Throughput benchmark on a real model, printing one JSON line per measurement in
 //! the same shape as `scripts/bench_hf.py` so the two can be compared side by side.
 //!
-//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]`
+//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--prompts FILE]`
 //! - forward: full forward (no grad) at batch 8 x 128 tokens, median of 5 runs.
 //! - generate: the first 16 prompts of `--prompts` (default `datasets/bench/generate-16.jsonl`,
 //!   the list `scripts/bench_hf.py` uses too) x 8 samples, 128 new tokens, temperature 1.0.
 //! - `--keep-quantized`: a GGUF's linear weights stay quantized (QLoRA-style frozen
 //!   base) instead of being dequantized to f32; not comparable with transformers' f32.
+//! - `--dtype bf16`: frozen weights as bf16 panels on AVX512-BF16 CPUs (`[model] dtype`).
 
 use std::time::Instant;
 
 use serde_json::json;
 
-use augur_model::{load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, StepInput};
+use augur_model::{load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, StepInput, WeightDtype};
 use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 
 /// The prompt list shared with `scripts/bench_hf.py`, so both engines see the same batch.
@@ -39,11 +40,13 @@ fn read_prompts(path: &str) -> anyhow::Result<Vec<String>> {
 fn main() -> anyhow::Result<()> {
     augur_model::mem::keep_freed_memory();
     augur_model::cpu_threads::configure();
-    let usage = "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--prompts FILE]";
+    let usage =
+        "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--prompts FILE]";
     let mut args = std::env::args().skip(1);
     let model_path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let (mut which, mut keep_quantized) = ("all".to_owned(), false);
     let mut prompts_path = DEFAULT_PROMPTS.to_owned();
+    let mut dtype = WeightDtype::F32;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keep-quantized" => keep_quantized = true,
@@ -52,6 +55,12 @@ fn main() -> anyhow::Result<()> {
                     .next()
                     .ok_or_else(|| anyhow::anyhow!("--prompts needs a file; {usage}"))?
             }
+            "--dtype" => {
+                let v = args.next().unwrap_or_default();
+                dtype = v
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--dtype: {e}; {usage}"))?
+            }
             "forward" | "generate" | "all" => which = arg,
             other => anyhow::bail!("unknown argument {other:?}; {usage}"),
         }
@@ -59,10 +68,15 @@ fn main() -> anyhow::Result<()> {
     let which = which.as_str();
     let opts = BuildOptions {
         keep_quantized,
+        weights: dtype,
         ..Default::default()
     };
-    let weights = if keep_quantized { "quantized" } else { "f32" };
     let loaded = load_model(model_path.as_ref(), None, &opts)?;
+    let weights = match (keep_quantized, loaded.model.weight_dtype()) {
+        (true, _) => "quantized",
+        (false, WeightDtype::F32) => "f32",
+        (false, WeightDtype::Bf16) => "bf16",
+    };
     let (model, tok) = (&loaded.model, &loaded.tokenizer);
     if which == "forward" || which == "all" {
         let rows: Vec<Vec<u32>> = (0..8)

@@ -2,18 +2,18 @@
 //! without rollouts, so changes to the training path can be measured alone.
 //!
 //! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN]
-//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS]`
+//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS] [DTYPE]`
 //!
 //! Defaults follow `scripts/bench_trl.py` and the quickstart: 32 completions (4 prompts x 8),
 //! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o (`TARGETS`
 //! `all`: every projection), the default logits budget (256 MiB), one optimizer step per
-//! batch. `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
+//! batch, f32 frozen weights (`DTYPE` `bf16`: `[model] dtype = "bf16"`). `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
 //! sign, so every run does the same work. Prints one JSON line per timed repetition (after one
 //! warm-up) with the update's wall time, tokens/s and peak RSS.
 
 use std::time::Instant;
 
-use augur_model::{load_model, BuildOptions, LoraConfig, Target};
+use augur_model::{load_model, BuildOptions, LoraConfig, Target, WeightDtype};
 use augur_train::grpo::config::AlgorithmSection;
 use augur_train::grpo::update::{policy_update, Rollout};
 use augur_train::optim::{AdamWConfig, FusedAdamW};
@@ -50,7 +50,15 @@ fn main() -> anyhow::Result<()> {
         Some("all") => Target::ALL.to_vec(),
         Some(other) => anyhow::bail!("TARGETS must be qkvo or all, got {other:?}"),
     };
-    let mut loaded = load_model(model_path.as_ref(), None, &BuildOptions::default())?;
+    let weights: WeightDtype = match args.get(10) {
+        Some(s) => s.parse().map_err(|e| anyhow::anyhow!("DTYPE: {e}"))?,
+        None => WeightDtype::F32,
+    };
+    let opts = BuildOptions {
+        weights,
+        ..Default::default()
+    };
+    let mut loaded = load_model(model_path.as_ref(), None, &opts)?;
     loaded.model.attach_lora(&LoraConfig {
         rank,
         alpha: 2.0 * rank as f64,
@@ -92,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 "bench": "update", "rows": rows, "prompt_len": prompt_len,
                 "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
                 "logits_memory_mb": logits_memory_mb, "lora_rank": rank,
+                "weights": format!("{:?}", model.weight_dtype()).to_lowercase(),
                 "threads": rayon::current_num_threads(), "seconds": secs,
                 "train_tokens_per_sec": report.train_tokens as f64 / secs,
                 "peak_rss_kb": augur_model::mem::peak_rss_kb(),

@@ -25,6 +25,7 @@ pub fn load_policy(model: &ModelSection, lora: &LoraSection) -> Result<Policy> {
     let opts = BuildOptions {
         keep_quantized: model.keep_quantized,
         device: model.device()?,
+        weights: model.dtype,
         ..Default::default()
     };
     let mut loaded = load_model(&model.path, model.tokenizer.as_deref(), &opts)?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use augur_model::weights::SafetensorsSource;
-use augur_model::{BuildOptions, DecoderModel, ModelConfig};
+use augur_model::{BuildOptions, DecoderModel, ModelConfig, WeightDtype};
 use candle_core::{DType, Device, Tensor};
 
 /// `tests/fixtures/parity/{arch}` at the repo root.
@@ -16,11 +16,17 @@ pub fn fixture_dir(arch: &str) -> PathBuf {
 
 /// Builds a fixture model from its HF folder.
 pub fn fixture_model(arch: &str, dtype: DType) -> DecoderModel {
+    fixture_model_with(arch, dtype, WeightDtype::F32)
+}
+
+/// Builds a fixture model from its HF folder with frozen weights at `weights` precision.
+pub fn fixture_model_with(arch: &str, dtype: DType, weights: WeightDtype) -> DecoderModel {
     let dir = fixture_dir(arch);
     let cfg = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
     let mut src = SafetensorsSource::open_dir(&dir, &Device::Cpu).unwrap();
     let opts = BuildOptions {
         dtype,
+        weights,
         max_positions: Some(64),
         ..Default::default()
     };
@@ -76,4 +82,13 @@ pub fn smollm2_gguf() -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Whether this machine runs `[model] dtype = "bf16"` (AVX512-BF16); prints a skip note if not.
+pub fn bf16_available() -> bool {
+    let (got, why) = WeightDtype::Bf16.resolve(&Device::Cpu);
+    if let Some(why) = why {
+        eprintln!("SKIPPED: {why}");
+    }
+    got == WeightDtype::Bf16
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use augur_model::WeightDtype;
 use serde::{Deserialize, Serialize};
 
 use super::data::PromptSpec;
@@ -52,6 +53,9 @@ pub struct ModelSection {
     pub keep_quantized: bool,
     /// `cpu`, `cuda` or `cuda:N` (needs a build with `--features cuda`). Default `cpu`.
     pub device: String,
+    /// Precision of the frozen weights on the CPU: `f32` (default) or `bf16` (AVX512-BF16
+    /// CPUs; elsewhere f32 with a warning). Rollouts and updates both use it.
+    pub dtype: WeightDtype,
     /// A PEFT adapter folder (e.g. an `augur sft` checkpoint) whose weights the `[lora]`
     /// adapters start from instead of their fresh init: a warm start. Its rank, alpha and
     /// targets must equal `[lora]`'s. Default none (`""` also means none, so `--set
@@ -67,6 +71,7 @@ impl Default for ModelSection {
             name: None,
             keep_quantized: false,
             device: "cpu".into(),
+            dtype: WeightDtype::F32,
             adapter: None,
         }
     }
@@ -827,6 +832,25 @@ mod tests {
         let err = GrpoConfig::from_toml_str(BASE, &["rollout.group_size=1".into()]).unwrap_err();
         assert!(err.to_string().contains("group_size"), "{err}");
         assert!(GrpoConfig::from_toml_str(BASE, &["nokey".into()]).is_err());
+    }
+
+    /// `[model] dtype` takes `f32` (the default) or `bf16` and survives the saved config; any
+    /// other value is an error naming the key and the value.
+    #[test]
+    fn model_dtype_is_parsed_and_checked() {
+        assert_eq!(
+            GrpoConfig::from_toml_str(BASE, &[]).unwrap().model.dtype,
+            WeightDtype::F32
+        );
+        let cfg = GrpoConfig::from_toml_str(BASE, &["model.dtype=\"bf16\"".into()]).unwrap();
+        assert_eq!(cfg.model.dtype, WeightDtype::Bf16);
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back.model.dtype, WeightDtype::Bf16);
+        let err = GrpoConfig::from_toml_str(BASE, &["model.dtype=\"fp8\"".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("dtype") && err.to_string().contains("fp8"),
+            "{err}"
+        );
     }
 
     #[test]
