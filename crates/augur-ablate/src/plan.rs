@@ -40,23 +40,25 @@ pub fn mode_of(config: &Path) -> anyhow::Result<Mode> {
 /// The resolved config of one run, of either trainer.
 #[derive(Debug)]
 pub enum RunConfig {
-    Grpo(GrpoConfig),
-    Sft(SftConfig),
+    Grpo(Box<GrpoConfig>),
+    Sft(Box<SftConfig>),
 }
 
 impl RunConfig {
     fn load(mode: Mode, path: &Path, overrides: &[String]) -> anyhow::Result<Self> {
         Ok(match mode {
-            Mode::Sft => Self::Sft(SftConfig::load(path, overrides)?),
-            Mode::Grpo | Mode::Simulated => Self::Grpo(GrpoConfig::load(path, overrides)?),
+            Mode::Sft => Self::Sft(Box::new(SftConfig::load(path, overrides)?)),
+            Mode::Grpo | Mode::Simulated => {
+                Self::Grpo(Box::new(GrpoConfig::load(path, overrides)?))
+            }
         })
     }
 
     /// Parses a stored `config.toml` of the same trainer.
     pub fn parse_like(&self, text: &str) -> anyhow::Result<Self> {
         Ok(match self {
-            Self::Grpo(_) => Self::Grpo(GrpoConfig::from_toml_str(text, &[])?),
-            Self::Sft(_) => Self::Sft(SftConfig::from_toml_str(text, &[])?),
+            Self::Grpo(_) => Self::Grpo(Box::new(GrpoConfig::from_toml_str(text, &[])?)),
+            Self::Sft(_) => Self::Sft(Box::new(SftConfig::from_toml_str(text, &[])?)),
         })
     }
 
@@ -103,7 +105,7 @@ impl RunConfig {
     pub fn settings(&self) -> anyhow::Result<toml::Table> {
         let text = match self {
             Self::Grpo(c) => {
-                let mut c = c.clone();
+                let mut c = GrpoConfig::clone(c);
                 c.checkpoint = Default::default();
                 c.logging = Default::default();
                 c.algorithm.steps = 0;

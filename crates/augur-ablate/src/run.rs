@@ -40,6 +40,9 @@ impl Mode {
     }
 }
 
+/// (x, y) points of one run, in x order.
+pub type Curve = Vec<(f64, f64)>;
+
 /// One step of a run (a step-0 line holds only an evaluation).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepRow {
@@ -267,7 +270,7 @@ impl Run {
     }
 
     /// Held-out loss as (budget spent, loss) and as (training seconds, loss) points.
-    pub fn eval_loss_curves(&self) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    pub fn eval_loss_curves(&self) -> (Curve, Curve) {
         let axes = self.with_axes();
         let pts = |wall: bool| {
             axes.iter()
