@@ -11,10 +11,6 @@ use augur_data::testing::write_parquet;
 use augur_hub::fake::{tiny_model_files as tiny_model, FakeHub};
 use serde_json::{Map, Value};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
 /// `augur ARGS` with the Hub environment set (and the caller's own HF variables removed).
 fn augur(hub: &FakeHub, hf_home: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_augur"));
