@@ -55,7 +55,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -63,6 +62,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+from trl_setup import grpo_config, last_number_reward, load_model, load_prompts, lora_config  # noqa: E402
 CACHE = os.environ.get("AUGUR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "augur"))
 DEFAULT_MODEL = os.path.join(CACHE, "smollm2-135m-instruct-hf")
 DATASET = "datasets/arith/train.jsonl"  # relative to the repository root, as in quickstart.toml
@@ -248,34 +250,13 @@ def run_augur(args):
 # ---------------------------------------------------------------------------------------------
 # TRL
 
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def last_number_reward(completions, answer, **_):
-    """1.0 when the last number in the completion equals `answer` (numerically), else 0.0."""
-    out = []
-    for completion, ans in zip(completions, answer):
-        text = completion[-1]["content"] if isinstance(completion, list) else completion
-        nums = NUMBER.findall(text.replace(",", ""))
-        try:
-            out.append(1.0 if nums and float(nums[-1]) == float(ans) else 0.0)
-        except ValueError:
-            out.append(0.0)
-    return out
-
-
 def run_trl(args):
-    import torch
     import peft
+    import torch
     import transformers
     import trl
-    from datasets import load_dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
 
     class TimedGRPOTrainer(GRPOTrainer):
         """GRPOTrainer that records the wall time of its generate call and of the whole rollout."""
@@ -323,47 +304,16 @@ def run_trl(args):
                     f"len {logs.get('completions/mean_length', float('nan')):.1f}  "
                     f"step {s['step_s']:.1f}s  gen {s['gen_s']:.1f}s  update {s['update_s']:.1f}s")
 
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    data = load_dataset("json", data_files=os.path.join(REPO, DATASET), split="train")
-    data = data.map(lambda x: {"prompt": [{"role": "user", "content": x["question"]}]},
-                    remove_columns=[c for c in data.column_names if c != "answer"])
-
+    tok, model = load_model(args.model, args.threads, SEED)
+    data = load_prompts(os.path.join(REPO, DATASET))
     out_dir = os.path.join(args.workdir, "trl")
     shutil.rmtree(out_dir, ignore_errors=True)
-    config = GRPOConfig(
-        output_dir=out_dir,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=SEED,
-        max_steps=args.steps,
-        # one optimizer step = one rollout batch of 32 completions, in micro-batches of 8
-        per_device_train_batch_size=MICRO_BATCH,
-        gradient_accumulation_steps=PROMPTS_PER_STEP * GROUP_SIZE // MICRO_BATCH,
-        generation_batch_size=PROMPTS_PER_STEP * GROUP_SIZE,
-        num_generations=GROUP_SIZE,
-        num_iterations=1,
-        max_completion_length=MAX_NEW_TOKENS,
-        temperature=TEMPERATURE,
-        top_p=TOP_P,
-        top_k=0,
-        beta=BETA,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        max_grad_norm=MAX_GRAD_NORM,
-        activation_checkpointing=False,  # GRPOConfig defaults to True; augur keeps the activations
-        use_vllm=False,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
-    lora = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                      bias="none", task_type="CAUSAL_LM")
+    # one optimizer step = one rollout batch of 32 completions, in micro-batches of 8
+    config = grpo_config(out_dir, seed=SEED, steps=args.steps, micro_batch=MICRO_BATCH,
+                         rows=PROMPTS_PER_STEP * GROUP_SIZE, group_size=GROUP_SIZE,
+                         max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=TOP_P, beta=BETA,
+                         lr=LR, max_grad_norm=MAX_GRAD_NORM)
+    lora = lora_config(LORA_RANK, LORA_ALPHA, LORA_TARGETS)
     timer = StepTimer()
     trainer = TimedGRPOTrainer(model=model, reward_funcs=last_number_reward, args=config, train_dataset=data,
                                processing_class=tok, peft_config=lora, callbacks=[timer])

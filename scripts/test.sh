@@ -12,3 +12,5 @@ AUGUR_SAMPLER_SERVER="${CARGO_TARGET_DIR:-target}/release/examples/sampler_serve
   python3 scripts/test_augur_sampler_client.py
 # The TRL plug-in's sampler-facing half against the real `augur sampler` (no torch needed).
 AUGUR_BIN="${CARGO_TARGET_DIR:-target}/release/augur" python3 scripts/test_augur_prompt_source.py
+# The TRL comparisons' shared reward (no torch needed).
+python3 scripts/test_trl_setup.py

@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -50,28 +49,15 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 from augur_prompt_source import AugurPromptSource, effective_ratio, group_outcomes  # noqa: E402
 from augur_sampler_client import SamplerClient  # noqa: E402
+from trl_setup import grpo_config, last_number_reward, load_model, load_prompts, lora_config  # noqa: E402
 
 CACHE = os.environ.get("AUGUR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "augur"))
 DEFAULT_MODEL = os.path.join(CACHE, "smollm2-135m-instruct-hf")
 DEFAULT_POOL = os.path.join(REPO, "docs", "pools", "arith-mixed-t07-32tok", "pool.jsonl")
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def last_number_reward(completions, answer, **_):
-    """1.0 when the completion's last number equals `answer` (numerically), else 0.0."""
-    out = []
-    for completion, ans in zip(completions, answer):
-        text = completion[-1]["content"] if isinstance(completion, list) else completion
-        nums = NUMBER.findall(text.replace(",", ""))
-        try:
-            out.append(1.0 if nums and float(nums[-1]) == float(ans) else 0.0)
-        except ValueError:
-            out.append(0.0)
-    return out
 
 
 def recording_reward(inner, groups, source=None):
@@ -108,36 +94,17 @@ def make_trainer_class():
 
 
 def run_arm(arm: str, args) -> dict:
-    import torch
-    from datasets import load_dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig
+    from transformers import TrainerCallback
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    data = load_dataset("json", data_files=args.pool, split="train")
-    data = data.map(
-        lambda x, i: {"prompt": [{"role": "user", "content": x["question"]}], "augur_id": i},
-        with_indices=True,
-        remove_columns=[c for c in data.column_names if c != "answer"],
-    )
+    tok, model = load_model(args.model, args.threads, args.seed)
+    data = load_prompts(args.pool, with_ids=True)
     rows = args.prompts * args.group_size
     out_dir = os.path.join(args.workdir, arm)
     shutil.rmtree(out_dir, ignore_errors=True)
-    config = GRPOConfig(
-        output_dir=out_dir, use_cpu=True, bf16=False, fp16=False, seed=args.seed, max_steps=args.steps,
-        per_device_train_batch_size=rows, gradient_accumulation_steps=1, generation_batch_size=rows,
-        num_generations=args.group_size, num_iterations=1, max_completion_length=args.max_new_tokens,
-        temperature=args.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=args.lr,
-        lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, activation_checkpointing=False,
-        use_vllm=False, logging_steps=1, report_to="none", save_strategy="no", eval_strategy="no",
-        disable_tqdm=True, dataloader_num_workers=0,
-    )
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                      bias="none", task_type="CAUSAL_LM")
+    config = grpo_config(out_dir, seed=args.seed, steps=args.steps, micro_batch=rows, rows=rows,
+                         group_size=args.group_size, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, lr=args.lr)
+    lora = lora_config()
 
     groups: list[list[tuple[int, int, int]]] = []
     client = source = None

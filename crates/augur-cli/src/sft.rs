@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use crate::progress::StepProgress;
-use anyhow::bail;
-use augur_train::policy::fetch_hub_model;
-use augur_train::sft::{run_with, Launch, SftConfig};
+use augur_train::run_dir::prepare;
+use augur_train::sft::{run_with, SftConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,21 +29,12 @@ pub struct Args {
 }
 
 pub fn run_cmd(args: Args) -> anyhow::Result<()> {
-    let resume = args
-        .resume
-        .as_deref()
-        .map(augur_hub::checkpoint_path)
-        .transpose()?;
-    let mut cfg = match (&args.config, &resume) {
-        (Some(c), _) => SftConfig::load(c, &args.set)?,
-        (None, Some(r)) => SftConfig::load_for_resume(r, &args.set)?,
-        (None, None) => bail!("give --config FILE, or --resume CHECKPOINT"),
-    };
-    fetch_hub_model(&mut cfg.model)?;
-    let launch = Launch {
-        resume,
-        overwrite: args.overwrite,
-    };
+    let (cfg, launch): (SftConfig, _) = prepare(
+        args.config.as_deref(),
+        args.resume.as_deref(),
+        &args.set,
+        args.overwrite,
+    )?;
     let progress = StepProgress::new(cfg.train.steps, cfg.logging.print)?;
     let summary = run_with(&cfg, &launch, &mut |line| {
         let message = line.train.as_ref().map(|t| format!("loss {:.4}", t.loss));

@@ -5,40 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use augur_hub::fake::{Cut, FakeHub};
+use augur_hub::fake::{tiny_model_files as tiny_model, Cut, FakeHub};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-/// The tiny Llama fixture with the char tokenizer, as a Hub model repo.
-fn tiny_model() -> Vec<(&'static str, Vec<u8>)> {
-    let llama = fixtures().join("parity/llama");
-    let read = |p: PathBuf| std::fs::read(&p).unwrap();
-    vec![
-        ("config.json", read(llama.join("config.json"))),
-        (
-            "generation_config.json",
-            read(llama.join("generation_config.json")),
-        ),
-        (
-            "tokenizer.json",
-            read(fixtures().join("char-tokenizer/tokenizer.json")),
-        ),
-        ("model.safetensors", read(llama.join("model.safetensors"))),
-    ]
-}
-
 /// `augur ARGS` with the Hub environment set (and the caller's own HF variables removed).
 fn augur(hub: &FakeHub, hf_home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_augur"));
-    cmd.args(args)
-        .env("HF_ENDPOINT", hub.url())
-        .env("HF_HOME", hf_home);
-    for k in ["HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE"] {
-        cmd.env_remove(k);
-    }
+    hub.environment(cmd.args(args), hf_home);
     for (k, v) in env {
         cmd.env(k, v);
     }

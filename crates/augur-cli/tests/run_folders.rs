@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use augur_train::run_dir::line_step;
+
 fn augur() -> Command {
     Command::new(env!("CARGO_BIN_EXE_augur"))
 }
@@ -61,11 +63,7 @@ fn steps(metrics: &Path) -> Vec<u64> {
     std::fs::read_to_string(metrics)
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| line_step(l).unwrap())
         .collect()
 }
 

@@ -99,11 +99,7 @@ fn sft_trains_and_resumes_from_the_checkpoint_config() {
     let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| augur_train::run_dir::line_step(l).unwrap())
         .collect();
     assert_eq!(steps, [1, 2, 3]);
     assert!(run.join("checkpoint-3/adapter_model.safetensors").exists());

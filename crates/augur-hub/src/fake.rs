@@ -138,6 +138,21 @@ impl FakeHub {
         self.lock().url.clone()
     }
 
+    /// Points `cmd` (a process that talks to the Hub, e.g. the `augur` binary) at this server
+    /// with `hf_home` as its `HF_HOME`, and removes the caller's own `HF_TOKEN`,
+    /// `HF_HUB_OFFLINE` and `HF_HUB_CACHE` so the test sees only what it sets.
+    pub fn environment<'c>(
+        &self,
+        cmd: &'c mut std::process::Command,
+        hf_home: &std::path::Path,
+    ) -> &'c mut std::process::Command {
+        cmd.env("HF_ENDPOINT", self.url()).env("HF_HOME", hf_home);
+        for k in ["HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_CACHE"] {
+            cmd.env_remove(k);
+        }
+        cmd
+    }
+
     /// The one token the server accepts; without it the server takes every request as
     /// anonymous-or-invalid.
     pub fn set_token(&self, token: &str) {
@@ -760,4 +775,26 @@ fn commit(s: &mut Inner, repo: &str, rev: &str, headers: &HeaderMap, body: &[u8]
         &[],
         json!({"commitOid": oid, "commitUrl": url}).to_string(),
     )
+}
+
+/// The tiny Llama of the repository's `tests/fixtures` (`parity/llama`) with the char
+/// tokenizer, as the files of a Hub model repo: what the Hub tests of every crate serve.
+pub fn tiny_model_files() -> Vec<(&'static str, Vec<u8>)> {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let llama = fixtures.join("parity/llama");
+    let read = |p: std::path::PathBuf| {
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    vec![
+        ("config.json", read(llama.join("config.json"))),
+        (
+            "generation_config.json",
+            read(llama.join("generation_config.json")),
+        ),
+        (
+            "tokenizer.json",
+            read(fixtures.join("char-tokenizer/tokenizer.json")),
+        ),
+        ("model.safetensors", read(llama.join("model.safetensors"))),
+    ]
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use augur_hub::fake::{Cut, FakeHub};
+use augur_hub::fake::{tiny_model_files, Cut, FakeHub};
 use augur_hub::{Hub, HubError, HubFolder, HubId, PushOptions};
 
 fn fixtures() -> PathBuf {
@@ -20,23 +20,13 @@ fn read(path: &Path) -> Vec<u8> {
 /// The tiny Llama as an HF repo, plus files a model download must leave alone.
 fn tiny_model() -> Vec<(&'static str, Vec<u8>)> {
     let llama = fixtures().join("parity/llama");
-    vec![
-        ("config.json", read(&llama.join("config.json"))),
-        (
-            "generation_config.json",
-            read(&llama.join("generation_config.json")),
-        ),
-        (
-            "tokenizer.json",
-            read(&fixtures().join("char-tokenizer/tokenizer.json")),
-        ),
-        ("model.safetensors", read(&llama.join("model.safetensors"))),
-        (
-            "expected.safetensors",
-            read(&llama.join("expected.safetensors")),
-        ),
-        ("README.md", b"# tiny\n".to_vec()),
-    ]
+    let mut files = tiny_model_files();
+    files.push((
+        "expected.safetensors",
+        read(&llama.join("expected.safetensors")),
+    ));
+    files.push(("README.md", b"# tiny\n".to_vec()));
+    files
 }
 
 /// The tiny Llama's weights split into two shards with an index (and a stale third shard

@@ -16,7 +16,7 @@ mod logprob;
 pub mod philox;
 mod sampling;
 
-pub use logprob::token_logprob_entropy;
+pub use logprob::{row_stats, token_logprob_entropy};
 pub use philox::RowRng;
 pub use sampling::{sample_last, sample_row, Sampled, SamplingConfig};
 

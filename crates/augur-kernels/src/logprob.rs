@@ -67,8 +67,11 @@ struct LogprobEntropy;
 /// The backward op (logits, targets, grad `[N, 2]`) → dlogits `[N, V]` in the logits' dtype.
 struct LogprobEntropyGrad;
 
-/// `(lse, E_p[x])` of one row in a single pass. `-inf` logits (masked tokens) weigh nothing.
-pub(crate) fn row_stats(x: &[f32]) -> (f32, f32) {
+/// `(lse, E_p[x])` of one row of logits in a single pass (an online logsumexp that also
+/// accumulates `Σ e^(x−m)·x`): `logprob = x[y] − lse`, `entropy = lse − E_p[x]`. `-inf` logits
+/// (masked tokens) weigh nothing. The one CPU implementation, shared with augur-train's chunked
+/// LM head.
+pub fn row_stats(x: &[f32]) -> (f32, f32) {
     let (mut m, mut s, mut t) = (f32::NEG_INFINITY, 0f32, 0f32);
     for &v in x {
         if v == f32::NEG_INFINITY {

@@ -2,7 +2,9 @@
 //! gradients, finite differences), and a sort-based truncated distribution for the sampler
 //! (chi-square over many Philox draws).
 
-use augur_kernels::{sample_last, sample_row, token_logprob_entropy, RowRng, SamplingConfig};
+use augur_kernels::{
+    row_stats, sample_last, sample_row, token_logprob_entropy, RowRng, SamplingConfig,
+};
 use candle_core::{DType, Device, Tensor, Var};
 
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -56,6 +58,37 @@ fn logprob_and_entropy_match_a_naive_log_softmax() {
             (out[r][1] as f64 - h).abs() < 1e-5,
             "row {r}: {} vs {h}",
             out[r][1]
+        );
+    }
+}
+
+/// The shared online logsumexp against the naive f64 one, with masked (-inf) logits first (where
+/// a running max still at -inf would give -inf - -inf = NaN), in the middle and last.
+#[test]
+fn row_stats_match_a_naive_logsumexp_with_masked_logits() {
+    let inf = f32::NEG_INFINITY;
+    for row in [
+        vec![inf, inf, 1.5, -0.25, 3.0],
+        vec![0.5, inf, 2.0, inf, -1.0],
+        vec![2.0, 1.0, 0.0, inf],
+        values(64, 4, 8.0),
+    ] {
+        let (lse, mean) = row_stats(&row);
+        let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+        let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
+        let want_lse = m + z.ln();
+        let want_mean: f64 = row
+            .iter()
+            .filter(|x| x.is_finite())
+            .map(|&x| (x as f64 - want_lse).exp() * x as f64)
+            .sum();
+        assert!(
+            (lse as f64 - want_lse).abs() < 1e-5,
+            "{row:?}: lse {lse} vs {want_lse}"
+        );
+        assert!(
+            (mean as f64 - want_mean).abs() < 1e-5,
+            "{row:?}: mean {mean} vs {want_mean}"
         );
     }
 }

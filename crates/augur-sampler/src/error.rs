@@ -25,9 +25,6 @@ pub enum SamplerError {
     /// JSON (protocol message or state) could not be parsed or produced.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),
-    /// Plot rendering failed.
-    #[error("plot error: {0}")]
-    Plot(String),
 }
 
 impl SamplerError {

@@ -11,8 +11,8 @@
 //!   GPS's greedy utility + diversity.
 //! - [`DynamicSampling`]: DAPO's evaluate-then-filter baseline (needs a rollout callback).
 //! - [`protocol::serve`]: JSON Lines over stdin/stdout for other training stacks.
-//! - [`sim`]: simulated learner, oracle and the `augur ablate --simulate` runner.
-//! - [`plot`]: the PNG/SVG line plots of both ablations (simulated and real LLM).
+//! - [`sim`]: simulated learner, oracle and one sampler's run on it (compared across samplers by
+//!   `augur-ablate`).
 //!
 //! ```
 //! use augur_sampler::{Method, Outcome, SamplerConfig};
@@ -31,7 +31,6 @@ mod ds;
 pub mod embedding;
 mod error;
 mod outcome;
-pub mod plot;
 pub mod predictor;
 pub mod protocol;
 pub mod random;

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use augur_kernels::row_stats;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -70,23 +71,6 @@ struct HeadLogprob {
     targets: Vec<u32>,
     head: FrozenHead,
     chunk: usize,
-}
-
-/// Online logsumexp and `Σ e^(x−m)·x` of one row: `(lse, E_p[x])` in one pass.
-fn row_stats(x: &[f32]) -> (f32, f32) {
-    let (mut m, mut s, mut t) = (f32::NEG_INFINITY, 0f32, 0f32);
-    for &v in x {
-        if v > m {
-            let r = (m - v).exp();
-            s *= r;
-            t *= r;
-            m = v;
-        }
-        let e = (v - m).exp();
-        s += e;
-        t += e * v;
-    }
-    (m + s.ln(), t / s)
 }
 
 impl HeadLogprob {
@@ -167,7 +151,12 @@ impl CustomOp1 for HeadLogprob {
                 let (lse, mean) = row_stats(row);
                 for x in row.iter_mut() {
                     let p = (*x - lse).exp();
-                    *x = -g_lp * p - g_h * p * (*x - mean);
+                    // p = 0 for a masked (-inf) logit: no gradient, and no 0·inf.
+                    *x = if p == 0.0 {
+                        0.0
+                    } else {
+                        -g_lp * p - g_h * p * (*x - mean)
+                    };
                 }
                 row[self.targets[start + r] as usize] += g_lp;
             });

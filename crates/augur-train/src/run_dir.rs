@@ -15,6 +15,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::grpo::config::ModelSection;
+use crate::grpo::GrpoConfig;
+use crate::policy::fetch_hub_model;
+use crate::sft::SftConfig;
 use crate::{Error, Result};
 
 /// The resolved config, at the top of the run folder.
@@ -47,6 +51,69 @@ impl Launch {
             overwrite: false,
         }
     }
+}
+
+/// A run config that a run command starts from: its own file, or the copy a checkpoint holds.
+pub trait RunConfig: Sized {
+    /// The config in `path` with `--set` `overrides` applied.
+    fn load(path: &Path, overrides: &[String]) -> Result<Self>;
+    /// The config of a run resumed from `checkpoint` without a config file.
+    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self>;
+    /// Its `[model]` section (a Hub id there is resolved to a local folder).
+    fn model_mut(&mut self) -> &mut ModelSection;
+}
+
+impl RunConfig for GrpoConfig {
+    fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        Self::load(path, overrides)
+    }
+    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
+        Self::load_for_resume(checkpoint, overrides)
+    }
+    fn model_mut(&mut self) -> &mut ModelSection {
+        &mut self.model
+    }
+}
+
+impl RunConfig for SftConfig {
+    fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        Self::load(path, overrides)
+    }
+    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
+        Self::load_for_resume(checkpoint, overrides)
+    }
+    fn model_mut(&mut self) -> &mut ModelSection {
+        &mut self.model
+    }
+}
+
+/// How `augur grpo` and `augur sft` start from their arguments: a `hub:` checkpoint is fetched
+/// into the Hub cache, the config is read from `config` (else from the checkpoint's own copy,
+/// the run continuing in the checkpoint's parent folder), a Hub model id in `[model] path` is
+/// resolved to its local folder, and the [`Launch`] says fresh or resumed.
+pub fn prepare<C: RunConfig>(
+    config: Option<&Path>,
+    resume: Option<&Path>,
+    overrides: &[String],
+    overwrite: bool,
+) -> Result<(C, Launch)> {
+    let resume = resume
+        .map(|spec| {
+            augur_hub::checkpoint_path(spec)
+                .map_err(|e| Error::Checkpoint(format!("{}: {e}", spec.display())))
+        })
+        .transpose()?;
+    let mut cfg = match (config, &resume) {
+        (Some(c), _) => C::load(c, overrides)?,
+        (None, Some(r)) => C::load_for_resume(r, overrides)?,
+        (None, None) => {
+            return Err(Error::Config(
+                "give --config FILE, or --resume CHECKPOINT".into(),
+            ))
+        }
+    };
+    fetch_hub_model(cfg.model_mut())?;
+    Ok((cfg, Launch { resume, overwrite }))
 }
 
 /// An opened run folder (see the module docs for what opening it guarantees).
@@ -272,12 +339,7 @@ impl RunDir {
             Some(last) => match std::fs::read_to_string(&self.metrics) {
                 Ok(text) => text
                     .lines()
-                    .filter(|l| {
-                        serde_json::from_str::<serde_json::Value>(l)
-                            .ok()
-                            .and_then(|v| v["step"].as_u64())
-                            .is_some_and(|s| s <= last)
-                    })
+                    .filter(|l| line_step(l).is_some_and(|s| s <= last))
                     .map(|l| format!("{l}\n"))
                     .collect(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -292,6 +354,15 @@ impl RunDir {
             kept.as_bytes(),
         )?)
     }
+}
+
+/// The `step` a metrics line was logged at; `None` for a line that is not a JSON object with an
+/// integer `step` (a line torn by a kill).
+pub fn line_step(line: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()?
+        .get("step")?
+        .as_u64()
 }
 
 /// A run's `metrics.jsonl`, open for appending: one JSON line per typed record
@@ -348,11 +419,7 @@ mod tests {
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
-                    .as_u64()
-                    .unwrap()
-            })
+            .map(|l| line_step(l).unwrap())
             .collect()
     }
 

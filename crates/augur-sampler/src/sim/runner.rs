@@ -54,6 +54,8 @@ pub struct StepRecord {
     pub update_us: u64,
     /// Selection time, µs.
     pub select_us: u64,
+    /// Wall time of the whole step (selection, rollout, training, update), seconds.
+    pub time_step_s: f64,
 }
 
 /// A finished run.
@@ -144,7 +146,12 @@ impl Predictor for OraclePredictor {
     }
 }
 
-fn record(step: usize, learner: &SimLearner, t: &crate::telemetry::StepTelemetry) -> StepRecord {
+fn record(
+    step: usize,
+    learner: &SimLearner,
+    t: &crate::telemetry::StepTelemetry,
+    started: Instant,
+) -> StepRecord {
     StepRecord {
         step,
         rollouts_cumulative: t.rollouts_cumulative,
@@ -154,6 +161,7 @@ fn record(step: usize, learner: &SimLearner, t: &crate::telemetry::StepTelemetry
         brier: t.brier,
         update_us: t.update_us,
         select_us: t.select_us,
+        time_step_s: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -177,9 +185,10 @@ pub fn run_simulation(
         if cfg.method == Method::Ds && cfg.predictor.is_none() && cfg.acquisition.is_none() {
             let mut ds = DynamicSampling::new(cfg.ds.clone(), seed)?;
             for step in 1..=sim.steps {
+                let started = Instant::now();
                 let r = ds.step(&all, b, |ids| learner.rollout(ids))?;
                 learner.train(&r.kept);
-                steps.push(record(step, &learner, &r.telemetry));
+                steps.push(record(step, &learner, &r.telemetry, started));
             }
             return Ok(RunResult {
                 method: method.into(),
@@ -213,6 +222,7 @@ pub fn run_simulation(
         sampler.set_embeddings(&all, &e)?;
     }
     for step in 1..=sim.steps {
+        let started = Instant::now();
         if matches!(spec, RunSpec::Oracle) {
             *truth
                 .write()
@@ -231,7 +241,7 @@ pub fn run_simulation(
         let outs = learner.rollout(&sel.ids)?;
         learner.train(&outs);
         let t = sampler.observe(&outs)?;
-        steps.push(record(step, &learner, &t));
+        steps.push(record(step, &learner, &t, started));
     }
     Ok(RunResult {
         method: method.into(),

@@ -1,8 +1,8 @@
 //! Runs the simulated ablation from the command line (what `augur ablate --simulate` wraps):
-//! `cargo run --release -p augur-sampler --example ablate_sim -- [CONFIG.toml] [METHODS] [SEEDS] [OUT]`
+//! `cargo run --release -p augur-ablate --example ablate_sim -- [CONFIG.toml] [METHODS] [SEEDS] [OUT]`
 //! e.g. `... -- "" uniform,ds,mopps,dps,oracle 3 /tmp/ablate`.
 
-use augur_sampler::sim::{run_simulated_ablation, AblationConfig};
+use augur_ablate::sim::{run_simulated_ablation, AblationConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

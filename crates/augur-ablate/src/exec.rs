@@ -1,16 +1,15 @@
-//! Running one planned run as an `augur grpo` child process, resumably: a finished run folder
+//! Running one planned run as an `augur grpo` / `augur sft` child process, resumably: a finished run folder
 //! is skipped, an interrupted one continues from its latest checkpoint, so rerunning a crashed
-//! ablation picks up where it stopped.
+//! ablation picks up where it stopped. Then reading what it logged.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context};
-use augur_train::grpo::GrpoConfig;
 
-use super::metrics::{completed_steps, read_steps};
-use super::plan::RunPlan;
+use crate::plan::RunPlan;
+use crate::run::{completed_steps, read_steps, Run};
 
 /// What a run folder holds.
 #[derive(Debug, PartialEq)]
@@ -26,22 +25,23 @@ pub enum RunState {
 /// Inspects `run`'s folder.
 pub fn run_state(run: &RunPlan) -> anyhow::Result<RunState> {
     check_same_config(run)?;
-    let rows = read_steps(&run.config.metrics_path())?;
+    let rows = read_steps(run.config.mode(), &run.config.metrics_path())?;
     if completed_steps(&rows) >= run.steps() {
         return Ok(RunState::Complete);
     }
     Ok(latest_checkpoint(&run.dir, run.steps())?.map_or(RunState::Fresh, RunState::Resume))
 }
 
-/// The `checkpoint-<n>` folder with the largest `n <= steps` that was fully written (the
-/// trainer writes its `config.toml` last).
-fn latest_checkpoint(dir: &Path, steps: u64) -> anyhow::Result<Option<PathBuf>> {
+/// The `checkpoint-<n>` folders of `dir` with `n <= steps` that were fully written (the
+/// trainer writes a checkpoint's `config.toml` last), as (n, folder) in step order; none when
+/// `dir` does not exist.
+pub fn checkpoints(dir: &Path, steps: u64) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
     };
-    let mut best: Option<(u64, PathBuf)> = None;
+    let mut out = Vec::new();
     for entry in entries {
         let path = entry
             .with_context(|| format!("cannot list {}", dir.display()))?
@@ -51,14 +51,17 @@ fn latest_checkpoint(dir: &Path, steps: u64) -> anyhow::Result<Option<PathBuf>> 
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("checkpoint-"))
             .and_then(|n| n.parse::<u64>().ok());
-        if let Some(step) = step {
-            let usable = step <= steps && path.join("config.toml").is_file();
-            if usable && best.as_ref().is_none_or(|(b, _)| step > *b) {
-                best = Some((step, path));
-            }
+        if let Some(step) = step.filter(|&s| s <= steps && path.join("config.toml").is_file()) {
+            out.push((step, path));
         }
     }
-    Ok(best.map(|(_, p)| p))
+    out.sort();
+    Ok(out)
+}
+
+/// The latest of [`checkpoints`].
+fn latest_checkpoint(dir: &Path, steps: u64) -> anyhow::Result<Option<PathBuf>> {
+    Ok(checkpoints(dir, steps)?.pop().map(|(_, p)| p))
 }
 
 /// Refuses to reuse a run folder made with another config (other than where it writes, how
@@ -71,16 +74,11 @@ fn check_same_config(run: &RunPlan) -> anyhow::Result<()> {
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let stored = GrpoConfig::from_toml_str(&text, &[])
-        .with_context(|| format!("{}: not a GRPO config", path.display()))?;
-    let table = |c: &GrpoConfig| -> anyhow::Result<toml::Table> {
-        let mut c = c.clone();
-        c.checkpoint = Default::default();
-        c.logging = Default::default();
-        c.algorithm.steps = 0;
-        Ok(toml::from_str(&c.to_toml()?)?)
-    };
-    let (old, new) = (table(&stored)?, table(&run.config)?);
+    let stored = run
+        .config
+        .parse_like(&text)
+        .with_context(|| format!("{}: not a {} config", path.display(), run.config.command()))?;
+    let (old, new) = (stored.settings()?, run.config.settings()?);
     let differ: BTreeSet<&str> = old
         .keys()
         .chain(new.keys())
@@ -97,12 +95,19 @@ fn check_same_config(run: &RunPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `augur grpo` for `run` (resuming per `state`); its output streams to our stderr, so
-/// stdout keeps only the ablation's table.
-pub fn execute(run: &RunPlan, config_path: &Path, state: &RunState) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot locate the augur executable")?;
-    let mut cmd = Command::new(&exe);
-    cmd.arg("grpo").arg("--config").arg(config_path);
+/// Runs `<augur> grpo` (or `sft`) for `run` (resuming per `state`), `augur` being the binary at `augur`;
+/// its output streams to our stderr, so stdout keeps only the ablation's table.
+pub fn execute(
+    augur: &Path,
+    run: &RunPlan,
+    config_path: &Path,
+    state: &RunState,
+) -> anyhow::Result<()> {
+    let exe = augur;
+    let mut cmd = Command::new(exe);
+    cmd.arg(run.config.command())
+        .arg("--config")
+        .arg(config_path);
     for o in &run.overrides {
         cmd.arg("--set").arg(o);
     }
@@ -121,7 +126,7 @@ pub fn execute(run: &RunPlan, config_path: &Path, state: &RunState) -> anyhow::R
         .stderr(Stdio::inherit());
     let status = cmd
         .status()
-        .with_context(|| format!("cannot start {} grpo", exe.display()))?;
+        .with_context(|| format!("cannot start {} {}", exe.display(), run.config.command()))?;
     if !status.success() {
         bail!(
             "run {} failed ({status}); its run folder is {} (rerun the ablation to resume it)",
@@ -129,7 +134,7 @@ pub fn execute(run: &RunPlan, config_path: &Path, state: &RunState) -> anyhow::R
             run.dir.display()
         );
     }
-    let done = completed_steps(&read_steps(&run.config.metrics_path())?);
+    let done = completed_steps(&read_steps(run.config.mode(), &run.config.metrics_path())?);
     ensure!(
         done >= run.steps(),
         "run {} exited but {} logs {done} of {} steps",
@@ -138,4 +143,29 @@ pub fn execute(run: &RunPlan, config_path: &Path, state: &RunState) -> anyhow::R
         run.steps()
     );
     Ok(())
+}
+
+/// Reads `run`'s metrics, up to its configured steps (a folder continued to more steps earlier
+/// may hold later ones); all of them must be there.
+pub fn read_run(run: &RunPlan) -> anyhow::Result<Run> {
+    let path = run.config.metrics_path();
+    let mode = run.config.mode();
+    let mut rows = read_steps(mode, &path)?;
+    rows.retain(|r| r.step <= run.steps());
+    let done = completed_steps(&rows);
+    ensure!(
+        done >= run.steps(),
+        "{} ({}): {done} of {} steps logged",
+        path.display(),
+        run.label(),
+        run.steps()
+    );
+    Ok(Run {
+        mode,
+        method: run.sampler.clone(),
+        seed: run.seed,
+        dir: run.dir.display().to_string(),
+        rows,
+        group_size: run.config.group_size(),
+    })
 }

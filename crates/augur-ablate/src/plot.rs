@@ -1,11 +1,11 @@
-//! Line plots (PNG and SVG) of ablations, shared by the simulated ablation (`sim`) and the
-//! real-LLM ablation of the `augur` CLI, so both draw their curves the same way.
+//! Line plots (PNG and SVG) of ablations, shared by every mode (simulated, GRPO samplers, SFT
+//! selection), so all draw their curves the same way.
 //!
 //! Text needs a TrueType font; plotters' `ab_glyph` backend is used so no fontconfig is
 //! required. The font is read at run time from `AUGUR_PLOT_FONT` or common system paths
 //! (DejaVu, Liberation, Noto); without one the plots are drawn without text.
 
-use crate::error::{Result, SamplerError};
+use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -211,7 +211,7 @@ fn write_line_plot(
     let text = font_available();
     let png = out.join(format!("{stem}.png"));
     let svg = out.join(format!("{stem}.svg"));
-    let err = |p: &Path, e: String| SamplerError::Plot(format!("{}: {e}", p.display()));
+    let err = |p: &Path, e: String| anyhow!("{}: {e}", p.display());
     draw(
         BitMapBackend::new(&png, (900, 600)).into_drawing_area(),
         title,
@@ -232,51 +232,65 @@ fn write_line_plot(
     .map_err(|e| err(&svg, e))
 }
 
-/// One sampler's per-seed curves for the two ablation plots.
-pub struct SamplerCurves {
+/// One method's curves, one per seed.
+pub struct SeedCurves {
     /// Legend label.
     pub name: String,
-    /// Accuracy vs cumulative rollouts, one curve per seed.
-    pub accuracy: Vec<Vec<(f64, f64)>>,
-    /// Effective-prompt ratio vs step, one curve per seed.
-    pub effective: Vec<Vec<(f64, f64)>>,
+    /// (x, y) points of each seed's run.
+    pub curves: Vec<Vec<(f64, f64)>>,
 }
 
-/// Writes `accuracy_vs_rollouts.{png,svg}` (mean over seeds, the seeds' range shaded) and
-/// `effective_ratio.{png,svg}` (mean over seeds, smoothed over 5 steps). Both ablations
-/// (simulated and real) draw these.
-pub fn write_ablation_plots(out: &Path, samplers: &[SamplerCurves]) -> Result<()> {
-    let accuracy: Vec<Series> = samplers
+/// What a plot shows: its file stem, title and axis labels.
+pub struct PlotLabels<'a> {
+    pub stem: &'a str,
+    pub title: &'a str,
+    pub x: &'a str,
+    pub y: &'a str,
+}
+
+/// Writes `<stem>.{png,svg}`: each method's mean over seeds, the seeds' range shaded (with more
+/// than one seed). Methods without points are left out; nothing is drawn when none has any.
+pub fn write_band_plot(out: &Path, labels: &PlotLabels, methods: &[SeedCurves]) -> Result<()> {
+    let series: Vec<Series> = methods
         .iter()
-        .map(|s| Series {
-            band: if s.accuracy.len() > 1 {
-                seed_band(&s.accuracy)
+        .filter(|m| m.curves.iter().any(|c| !c.is_empty()))
+        .map(|m| Series {
+            band: if m.curves.len() > 1 {
+                seed_band(&m.curves)
             } else {
                 Vec::new()
             },
-            ..Series::line(s.name.clone(), mean_curve(&s.accuracy))
+            ..Series::line(m.name.clone(), mean_curve(&m.curves))
         })
         .collect();
-    write_line_plot(
-        out,
-        "accuracy_vs_rollouts",
-        "Accuracy vs rollouts (mean over seeds, range shaded)",
-        "rollouts",
-        "accuracy",
-        &accuracy,
-    )?;
-    let effective: Vec<Series> = samplers
+    if series.is_empty() {
+        return Ok(());
+    }
+    write_line_plot(out, labels.stem, labels.title, labels.x, labels.y, &series)
+}
+
+/// Writes `<stem>.{png,svg}`: each method's mean over seeds, smoothed by a trailing mean over
+/// `window` points (for noisy per-step series). Nothing is drawn when no method has points.
+pub fn write_smoothed_plot(
+    out: &Path,
+    labels: &PlotLabels,
+    methods: &[SeedCurves],
+    window: usize,
+) -> Result<()> {
+    let series: Vec<Series> = methods
         .iter()
-        .map(|s| Series::line(s.name.clone(), trailing_mean(&mean_curve(&s.effective), 5)))
+        .filter(|m| m.curves.iter().any(|c| !c.is_empty()))
+        .map(|m| {
+            Series::line(
+                m.name.clone(),
+                trailing_mean(&mean_curve(&m.curves), window),
+            )
+        })
         .collect();
-    write_line_plot(
-        out,
-        "effective_ratio",
-        "Effective-prompt ratio vs step (mean over seeds, 5-step trailing mean)",
-        "step",
-        "fraction with 0<s<k",
-        &effective,
-    )
+    if series.is_empty() {
+        return Ok(());
+    }
+    write_line_plot(out, labels.stem, labels.title, labels.x, labels.y, &series)
 }
 
 /// One predictive sampler's view of its prompts, for the calibration and ρ plots.
