@@ -2,12 +2,14 @@
 //! without rollouts, so changes to the training path can be measured alone.
 //!
 //! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN]
-//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS]`
+//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS]
+//!   [CHECKPOINTING]`
 //!
 //! Defaults follow `scripts/bench_trl.py` and the quickstart: 32 completions (4 prompts x 8),
 //! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o (`TARGETS`
-//! `all`: every projection), the default logits budget (256 MiB), one optimizer step per
-//! batch. `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
+//! `all`: every projection), the default logits budget (256 MiB), no activation
+//! checkpointing (`CHECKPOINTING` 1: `[algorithm] activation_checkpointing = true`), one
+//! optimizer step per batch. `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
 //! sign, so every run does the same work. Prints one JSON line per timed repetition (after one
 //! warm-up) with the update's wall time, tokens/s and peak RSS.
 
@@ -50,6 +52,11 @@ fn main() -> anyhow::Result<()> {
         Some("all") => Target::ALL.to_vec(),
         Some(other) => anyhow::bail!("TARGETS must be qkvo or all, got {other:?}"),
     };
+    let activation_checkpointing = match arg(&args, 10, 0)? {
+        0 => false,
+        1 => true,
+        other => anyhow::bail!("CHECKPOINTING must be 0 or 1, got {other}"),
+    };
     let mut loaded = load_model(model_path.as_ref(), None, &BuildOptions::default())?;
     loaded.model.attach_lora(&LoraConfig {
         rank,
@@ -58,6 +65,8 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
     })?;
     let model = &loaded.model;
+    // The model and adapters alone, so the update's own share of the peak can be told apart.
+    let peak_after_load_kb = augur_model::mem::peak_rss_kb();
     let vocab = model.cfg.vocab_size as u64;
     let id =
         |r: usize, t: usize| ((r as u64 * 7919 + t as u64 * 104_729) % (vocab - 200) + 100) as u32;
@@ -80,6 +89,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = AlgorithmSection {
         micro_batch_size: micro_batch,
         logits_memory_mb,
+        activation_checkpointing,
         ..Default::default()
     };
     let pad = loaded.tokenizer.pad_id;
@@ -92,9 +102,11 @@ fn main() -> anyhow::Result<()> {
                 "bench": "update", "rows": rows, "prompt_len": prompt_len,
                 "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
                 "logits_memory_mb": logits_memory_mb, "lora_rank": rank,
+                "activation_checkpointing": activation_checkpointing,
                 "threads": rayon::current_num_threads(), "seconds": secs,
                 "train_tokens_per_sec": report.train_tokens as f64 / secs,
                 "peak_rss_kb": augur_model::mem::peak_rss_kb(),
+                "peak_rss_after_load_kb": peak_after_load_kb,
             });
             println!("{record}");
         }
