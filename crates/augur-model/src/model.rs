@@ -452,7 +452,12 @@ impl DecoderModel {
     }
 
     /// `x1 + mlp(norm(x1))` of `block` (SwiGLU).
-    pub(crate) fn mlp_residual(&self, block: &Block, x1: &Tensor, opts: ForwardOpts) -> Result<Tensor> {
+    pub(crate) fn mlp_residual(
+        &self,
+        block: &Block,
+        x1: &Tensor,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
         let normed = rms_norm(x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
         let m = &block.mlp;
         let (gate, up) = match &m.gate_up {

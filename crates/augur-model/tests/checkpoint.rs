@@ -78,7 +78,9 @@ fn opts() -> ForwardOpts {
 /// A scalar that depends on every logit of the tail: `Σ logits · w` for fixed weights `w`.
 fn loss_of(logits: &Tensor) -> Tensor {
     let n = logits.elem_count();
-    let w: Vec<f64> = (0..n).map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5).collect();
+    let w: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 101) as f64 / 101.0 - 0.5)
+        .collect();
     let w = Tensor::from_vec(w, logits.shape(), logits.device())
         .unwrap()
         .to_dtype(logits.dtype())
@@ -127,7 +129,11 @@ fn loss_and_grads(
         add(&loss.backward().unwrap()).unwrap();
         loss
     };
-    let loss = loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+    let loss = loss
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     (loss, acc)
 }
 
@@ -143,10 +149,7 @@ fn checkpointed_backward_equals_the_plain_backward() {
             let mut nonzero = 0;
             for ((name, p), (_, c)) in plain.iter().zip(&ckpt) {
                 let scale = p.iter().fold(0f64, |m, v| m.max(v.abs()));
-                let diff = p
-                    .iter()
-                    .zip(c)
-                    .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+                let diff = p.iter().zip(c).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
                 assert!(
                     diff <= 1e-5 * scale.max(1e-12),
                     "{arch} shared={shared} {name}: max |plain - checkpointed| {diff}, scale {scale}"
@@ -178,7 +181,12 @@ fn checkpointed_gradients_match_finite_differences() {
     for pick in picks {
         let at = vars.iter().position(|(n, _)| n.contains(pick)).unwrap();
         let var: &Var = &vars[at].1;
-        let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let original = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         for i in [0, original.len() / 2, original.len() - 1] {
             let loss_at = |delta: f64| {
                 let mut v = original.clone();

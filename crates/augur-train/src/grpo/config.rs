@@ -827,7 +827,12 @@ mod tests {
 
     #[test]
     fn activation_checkpointing_is_off_unless_asked_for() {
-        assert!(!GrpoConfig::from_toml_str(BASE, &[]).unwrap().algorithm.activation_checkpointing);
+        assert!(
+            !GrpoConfig::from_toml_str(BASE, &[])
+                .unwrap()
+                .algorithm
+                .activation_checkpointing
+        );
         let toml = format!("{BASE}[algorithm]\nactivation_checkpointing = true\n");
         let cfg = GrpoConfig::from_toml_str(&toml, &[]).unwrap();
         assert!(cfg.algorithm.activation_checkpointing);
@@ -838,7 +843,10 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(err.to_string().contains("activation_checkpointing"), "{err}");
+        assert!(
+            err.to_string().contains("activation_checkpointing"),
+            "{err}"
+        );
     }
 
     #[test]

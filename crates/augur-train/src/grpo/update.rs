@@ -203,13 +203,22 @@ fn completion_logprobs<'a>(
         grad,
         logits: at,
     };
-    let prefixes = mb.prefixes.as_ref().map(|p| (&p.input, p.of_row.as_slice()));
-    let (out, tape) = match (cfg.activation_checkpointing && grad == Grad::Tracked, prefixes) {
+    let prefixes = mb
+        .prefixes
+        .as_ref()
+        .map(|p| (&p.input, p.of_row.as_slice()));
+    let (out, tape) = match (
+        cfg.activation_checkpointing && grad == Grad::Tracked,
+        prefixes,
+    ) {
         (true, prefixes) => {
             let (out, tape) = model.forward_checkpointed(&mb.input, prefixes, opts)?;
             (out, Some(tape))
         }
-        (false, Some((p, of_row))) => (model.forward_with_prefixes(p, of_row, &mb.input, opts)?, None),
+        (false, Some((p, of_row))) => (
+            model.forward_with_prefixes(p, of_row, &mb.input, opts)?,
+            None,
+        ),
         (false, None) => (model.forward(&mb.input, None, opts)?, None),
     };
     let (logp, entropy) = match (chunked, out.device().is_cuda()) {
