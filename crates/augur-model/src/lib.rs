@@ -6,6 +6,7 @@
 //! training; adapters can be switched off per call to get the reference policy.
 
 pub mod atomic;
+pub mod checkpoint;
 pub mod config;
 mod cpu_data;
 pub mod cpu_threads;
@@ -30,6 +31,7 @@ pub mod tokenizer;
 mod train_ops;
 pub mod weights;
 
+pub use checkpoint::LayerTape;
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use input::StepInput;

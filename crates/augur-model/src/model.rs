@@ -65,8 +65,16 @@ impl ForwardOpts {
 /// Additive masks below this are treated as "blocked"; finite so fully padded query rows stay NaN-free.
 const MASKED: f32 = -1e9;
 
+/// The RoPE tables `[B, T, D/2]` of a batch's positions and its additive attention mask
+/// `[B, 1, 1, T, past + T]`, shared by every block.
+pub(crate) struct RowTables {
+    cos: Tensor,
+    sin: Tensor,
+    bias: Tensor,
+}
+
 /// Where a forward pass's attention finds keys and values beyond its own tokens.
-enum Context<'a> {
+pub(crate) enum Context<'a> {
     /// Only the input's own tokens.
     Fresh,
     /// Earlier tokens in a KV cache, which the input's are appended to.
@@ -78,12 +86,12 @@ enum Context<'a> {
 }
 
 /// Per-layer keys and values of the shared prefixes, and which prefix each row continues.
-struct Prefixes<'a> {
-    input: &'a StepInput,
-    kv: Vec<(Tensor, Tensor)>,
+pub(crate) struct Prefixes<'a> {
+    pub input: &'a StepInput,
+    pub kv: Vec<(Tensor, Tensor)>,
     /// `of_row` as a tensor, for gathering the prefixes' keys and values per row.
-    index: Tensor,
-    of_row: &'a [usize],
+    pub index: Tensor,
+    pub of_row: &'a [usize],
 }
 
 impl Context<'_> {
@@ -425,22 +433,32 @@ impl DecoderModel {
         input: &StepInput,
         opts: ForwardOpts,
     ) -> Result<Tensor> {
+        let mut shared = self.prefixes(prefixes, of_row, input)?;
+        self.forward_in(prefixes, Context::Collect(&mut shared.kv), opts)?;
+        self.forward_in(input, Context::Prefixed(&shared), opts)
+    }
+
+    /// The shared prefixes of `input`'s rows, their keys and values still to be collected,
+    /// after checking that each row names one of them.
+    pub(crate) fn prefixes<'a>(
+        &self,
+        prefixes: &'a StepInput,
+        of_row: &'a [usize],
+        input: &StepInput,
+    ) -> Result<Prefixes<'a>> {
         if of_row.len() != input.batch || of_row.iter().any(|&p| p >= prefixes.batch) {
             return Err(ModelError::Input(format!(
                 "{} rows need a prefix index each below {} (got {:?})",
                 input.batch, prefixes.batch, of_row
             )));
         }
-        let mut kv = Vec::with_capacity(self.blocks.len());
-        self.forward_in(prefixes, Context::Collect(&mut kv), opts)?;
         let index: Vec<u32> = of_row.iter().map(|&p| p as u32).collect();
-        let shared = Prefixes {
+        Ok(Prefixes {
             input: prefixes,
-            kv,
+            kv: Vec::with_capacity(self.blocks.len()),
             index: Tensor::new(index.as_slice(), &self.device)?,
             of_row,
-        };
-        self.forward_in(input, Context::Prefixed(&shared), opts)
+        })
     }
 
     fn forward_in(&self, input: &StepInput, mut ctx: Context, opts: ForwardOpts) -> Result<Tensor> {
@@ -454,37 +472,78 @@ impl DecoderModel {
                 )));
             }
         }
-        let bias = self.attention_bias(input, &ctx)?;
-        let (cos, sin) = self.rotary.gather(&input.positions)?;
-        let mut x = self
-            .embed
-            .index_select(&input.ids.flatten_all()?, 0)?
-            .reshape((b, t, ()))?;
+        let tables = self.row_tables(input, &ctx)?;
+        let mut x = self.embed(input)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            let residual = &x;
-            let normed = rms_norm(&x, &block.attn_norm, self.cfg.rms_norm_eps, opts.grad)?;
-            let attn =
-                self.attention(i, &block.attn, &normed, &cos, &sin, &bias, &mut ctx, opts)?;
+            let x1 = self.attention_residual(block, i, &x, &tables, &mut ctx, opts)?;
             if matches!(ctx, Context::Collect(_)) && i + 1 == self.blocks.len() {
                 // A prefix pass only needs every layer's keys and values.
-                return Ok(attn);
+                return Ok(x1);
             }
-            let x1 = (residual + attn)?;
-            let normed = rms_norm(&x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
-            let m = &block.mlp;
-            let (gate, up) = match &m.gate_up {
-                Some(f) => f.forward(&normed, [&m.gate, &m.up], opts.adapters)?.into(),
-                None => (
-                    m.gate.forward(&normed, opts.adapters)?,
-                    m.up.forward(&normed, opts.adapters)?,
-                ),
-            };
-            let hidden = (candle_nn::ops::silu(&gate)? * up)?;
-            x = (x1 + m.down.forward(&hidden, opts.adapters)?)?;
+            x = self.mlp_residual(block, &x1, opts)?;
         }
         if let Context::Cache(c) = ctx {
             c.advance(&input.mask, t);
         }
+        self.output(&x, opts)
+    }
+
+    /// The token embeddings `[B, T, H]` of `input`.
+    pub(crate) fn embed(&self, input: &StepInput) -> Result<Tensor> {
+        let (b, t) = input.ids.dims2()?;
+        Ok(self
+            .embed
+            .index_select(&input.ids.flatten_all()?, 0)?
+            .reshape((b, t, ()))?)
+    }
+
+    /// The RoPE tables and attention mask of `input`'s rows in `ctx`.
+    pub(crate) fn row_tables(&self, input: &StepInput, ctx: &Context) -> Result<RowTables> {
+        let bias = self.attention_bias(input, ctx)?;
+        let (cos, sin) = self.rotary.gather(&input.positions)?;
+        Ok(RowTables { cos, sin, bias })
+    }
+
+    /// `x + attention(norm(x))` of `block`; `kv_layer` indexes the context's per-layer keys and
+    /// values (the block's own index, except in a one-layer context).
+    pub(crate) fn attention_residual(
+        &self,
+        block: &Block,
+        kv_layer: usize,
+        x: &Tensor,
+        tables: &RowTables,
+        ctx: &mut Context,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
+        let normed = rms_norm(x, &block.attn_norm, self.cfg.rms_norm_eps, opts.grad)?;
+        let attn = self.attention(kv_layer, &block.attn, &normed, tables, ctx, opts)?;
+        Ok((x + attn)?)
+    }
+
+    /// `x1 + mlp(norm(x1))` of `block` (SwiGLU).
+    pub(crate) fn mlp_residual(
+        &self,
+        block: &Block,
+        x1: &Tensor,
+        opts: ForwardOpts,
+    ) -> Result<Tensor> {
+        let normed = rms_norm(x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
+        let m = &block.mlp;
+        let (gate, up) = match &m.gate_up {
+            Some(f) => f.forward(&normed, [&m.gate, &m.up], opts.adapters)?.into(),
+            None => (
+                m.gate.forward(&normed, opts.adapters)?,
+                m.up.forward(&normed, opts.adapters)?,
+            ),
+        };
+        let hidden = (candle_nn::ops::silu(&gate)? * up)?;
+        Ok((x1 + m.down.forward(&hidden, opts.adapters)?)?)
+    }
+
+    /// What `opts.logits` asks for, from the last block's output `x: [B, T, H]`: the final
+    /// norm, and the LM head unless hidden states are asked for.
+    pub(crate) fn output(&self, x: &Tensor, opts: ForwardOpts) -> Result<Tensor> {
+        let t = x.dim(1)?;
         let x = match opts.logits {
             LogitsAt::Last => x.narrow(1, t - 1, 1)?,
             LogitsAt::Tail(n) | LogitsAt::HiddenTail(n) if n <= t => x.narrow(1, t - n, n)?,
@@ -493,7 +552,7 @@ impl DecoderModel {
                     "asked for logits of the last {n} positions of {t}"
                 )))
             }
-            _ => x,
+            _ => x.clone(),
         };
         let x = rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, opts.grad)?;
         Ok(match opts.logits {
@@ -527,18 +586,16 @@ impl DecoderModel {
         Ok(Tensor::from_vec(bias, (b, 1, 1, t, s), &self.device)?.to_dtype(self.dtype)?)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: usize,
         attn: &Attention,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        bias: &Tensor,
+        tables: &RowTables,
         ctx: &mut Context,
         opts: ForwardOpts,
     ) -> Result<Tensor> {
+        let RowTables { cos, sin, bias } = tables;
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
         let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);

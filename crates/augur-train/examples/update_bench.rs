@@ -2,12 +2,14 @@
 //! without rollouts, so changes to the training path can be measured alone.
 //!
 //! `cargo run --release -p augur-train --example update_bench -- MODEL [ROWS] [PROMPT_LEN]
-//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS] [DTYPE]`
+//!   [COMPLETION_LEN] [REPS] [MICRO_BATCH] [LOGITS_MEMORY_MB] [LORA_RANK] [TARGETS] [DTYPE]
+//!   [CHECKPOINTING]`
 //!
 //! Defaults follow `scripts/bench_trl.py` and the quickstart: 32 completions (4 prompts x 8),
 //! 40 prompt tokens, 32 completion tokens, micro-batches of 8, LoRA r8 on q/k/v/o (`TARGETS`
-//! `all`: every projection), the default logits budget (256 MiB), one optimizer step per
-//! batch, f32 frozen weights (`DTYPE` `bf16`: `[model] dtype = "bf16"`). `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
+//! `all`: every projection), the default logits budget (256 MiB), f32 frozen weights (`DTYPE`
+//! `bf16`: `[model] dtype = "bf16"`), no activation checkpointing (`CHECKPOINTING` 1:
+//! `[algorithm] activation_checkpointing = true`), one optimizer step per batch. `REPS = 0` reports the single untimed-warm-up run (for peak memory alone). Token ids are fixed pseudo-random values and advantages alternate
 //! sign, so every run does the same work. Prints one JSON line per timed repetition (after one
 //! warm-up) with the update's wall time, tokens/s and peak RSS.
 
@@ -54,6 +56,11 @@ fn main() -> anyhow::Result<()> {
         Some(s) => s.parse().map_err(|e| anyhow::anyhow!("DTYPE: {e}"))?,
         None => WeightDtype::F32,
     };
+    let activation_checkpointing = match arg(&args, 11, 0)? {
+        0 => false,
+        1 => true,
+        other => anyhow::bail!("CHECKPOINTING must be 0 or 1, got {other}"),
+    };
     let opts = BuildOptions {
         weights,
         ..Default::default()
@@ -66,6 +73,8 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
     })?;
     let model = &loaded.model;
+    // The model and adapters alone, so the update's own share of the peak can be told apart.
+    let peak_after_load_kb = augur_model::mem::peak_rss_kb();
     let vocab = model.cfg.vocab_size as u64;
     let id =
         |r: usize, t: usize| ((r as u64 * 7919 + t as u64 * 104_729) % (vocab - 200) + 100) as u32;
@@ -88,6 +97,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = AlgorithmSection {
         micro_batch_size: micro_batch,
         logits_memory_mb,
+        activation_checkpointing,
         ..Default::default()
     };
     let pad = loaded.tokenizer.pad_id;
@@ -101,9 +111,11 @@ fn main() -> anyhow::Result<()> {
                 "completion_len": completion_len, "micro_batch": cfg.micro_batch_size,
                 "logits_memory_mb": logits_memory_mb, "lora_rank": rank,
                 "weights": format!("{:?}", model.weight_dtype()).to_lowercase(),
+                "activation_checkpointing": activation_checkpointing,
                 "threads": rayon::current_num_threads(), "seconds": secs,
                 "train_tokens_per_sec": report.train_tokens as f64 / secs,
                 "peak_rss_kb": augur_model::mem::peak_rss_kb(),
+                "peak_rss_after_load_kb": peak_after_load_kb,
             });
             println!("{record}");
         }

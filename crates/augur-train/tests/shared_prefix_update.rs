@@ -1,6 +1,7 @@
-//! The policy update with shared prompt prefixes, and the one whose LM head runs in chunks
-//! (`logits_memory_mb`), equal the plain update that runs every row in full with whole logits:
-//! same loss, same gradient norm, same adapter weights after the optimizer step.
+//! The policy update with shared prompt prefixes, the one whose LM head runs in chunks
+//! (`logits_memory_mb`), and the one with activation checkpointing
+//! (`activation_checkpointing`) equal the plain update that runs every row in full with whole
+//! logits: same loss, same gradient norm, same adapter weights after the optimizer step.
 
 use std::path::PathBuf;
 
@@ -147,4 +148,14 @@ fn chunked_lm_head_update_equals_whole_logits() {
     let full = update(config(false, 256));
     assert_same_update(&full, &update(config(false, 0)));
     assert_same_update(&full, &update(config(true, 0)));
+}
+
+#[test]
+fn activation_checkpointing_update_equals_the_plain_update() {
+    let full = update(config(false, 256));
+    for (shared_prefix, logits_memory_mb) in [(false, 256), (true, 256), (false, 0), (true, 0)] {
+        let mut cfg = config(shared_prefix, logits_memory_mb);
+        cfg.activation_checkpointing = true;
+        assert_same_update(&full, &update(cfg));
+    }
 }

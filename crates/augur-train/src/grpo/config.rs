@@ -270,6 +270,12 @@ pub struct AlgorithmSection {
     /// chunks of this size with a recomputing backward, so the `[B, C, V]` logits and their
     /// softmax never exist whole (large vocabularies: 150k for Qwen). Default 256.
     pub logits_memory_mb: usize,
+    /// Activation (gradient) checkpointing of the policy's forward in the update: keep only
+    /// each decoder block's input and run the block again in the backward, so one block's
+    /// intermediate tensors are alive at a time instead of every block's. Same loss and
+    /// gradients; costs a second forward of the blocks (about a third more update time).
+    /// Default false.
+    pub activation_checkpointing: bool,
     /// `[algorithm.advantage]`.
     pub advantage: AdvantageConfig,
     /// `[algorithm.loss]`: clipping, aggregation, KL (`beta`), entropy, truncation masking.
@@ -285,6 +291,7 @@ impl Default for AlgorithmSection {
             micro_batch_size: 8,
             shared_prefix: true,
             logits_memory_mb: 256,
+            activation_checkpointing: false,
             advantage: AdvantageConfig::default(),
             loss: PolicyLossConfig::default(),
         }
@@ -821,6 +828,30 @@ mod tests {
         assert_eq!(cfg.checkpoint.dir, PathBuf::from("runs/x"));
         let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn activation_checkpointing_is_off_unless_asked_for() {
+        assert!(
+            !GrpoConfig::from_toml_str(BASE, &[])
+                .unwrap()
+                .algorithm
+                .activation_checkpointing
+        );
+        let toml = format!("{BASE}[algorithm]\nactivation_checkpointing = true\n");
+        let cfg = GrpoConfig::from_toml_str(&toml, &[]).unwrap();
+        assert!(cfg.algorithm.activation_checkpointing);
+        let set = ["algorithm.activation_checkpointing=true".to_string()];
+        assert_eq!(GrpoConfig::from_toml_str(BASE, &set).unwrap(), cfg);
+        let err = GrpoConfig::from_toml_str(
+            &format!("{BASE}[algorithm]\nactivation_checkpointing = \"yes\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("activation_checkpointing"),
+            "{err}"
+        );
     }
 
     #[test]

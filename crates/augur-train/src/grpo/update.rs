@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
+use augur_model::{DecoderModel, ForwardOpts, Grad, LayerTape, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::AlgorithmSection;
@@ -165,22 +165,34 @@ fn pack(
     })
 }
 
-/// Log-probabilities of the completion tokens `[B, C]`, and their entropies when `entropy`.
+/// A micro-batch scored by the policy.
+struct Scored<'a> {
+    /// Log-probabilities of the completion tokens `[B, C]`.
+    logp: Tensor,
+    /// Their entropies, when asked for.
+    entropy: Option<Tensor>,
+    /// With activation checkpointing: the decoder blocks' backward, to run after the loss's.
+    tape: Option<LayerTape<'a>>,
+}
+
+/// Scores the completion tokens of `mb`: log-probabilities, and entropies when `entropy`.
 ///
-/// When the micro-batch's logits would take more than `logits_memory_mb` (CPU, f32), the LM
-/// head runs in chunks of that size inside one op (see [`crate::chunked_logprob`]), so the
-/// whole `[B, C, V]` logits never exist; below it, the plain logits and composite ops.
-fn completion_logprobs(
-    model: &DecoderModel,
-    mb: &MicroBatch,
+/// When the micro-batch's logits would take more than `cfg.logits_memory_mb` (CPU, f32), the
+/// LM head runs in chunks of that size inside one op (see [`crate::chunked_logprob`]), so the
+/// whole `[B, C, V]` logits never exist; below it, the plain logits and composite ops. With
+/// `cfg.activation_checkpointing` a tracked forward keeps only each decoder block's input
+/// (see [`augur_model::checkpoint`]) and returns the tape that back-propagates through them.
+fn completion_logprobs<'a>(
+    model: &'a DecoderModel,
+    mb: &'a MicroBatch,
     adapters: bool,
     grad: Grad,
     entropy: bool,
-    logits_memory_mb: usize,
-) -> Result<(Tensor, Option<Tensor>)> {
+    cfg: &AlgorithmSection,
+) -> Result<Scored<'a>> {
     let (b, c) = mb.targets.dims2()?;
     let vocab = model.lm_head().out_features;
-    let budget_rows = (logits_memory_mb << 20) / (vocab * 4).max(1);
+    let budget_rows = (cfg.logits_memory_mb << 20) / (vocab * 4).max(1);
     let chunked = model.device().is_cpu() && model.dtype() == DType::F32 && b * c > budget_rows;
     let at = match chunked {
         true => LogitsAt::HiddenTail(mb.width),
@@ -191,27 +203,49 @@ fn completion_logprobs(
         grad,
         logits: at,
     };
-    let out = match &mb.prefixes {
-        Some(p) => model.forward_with_prefixes(&p.input, &p.of_row, &mb.input, opts)?,
-        None => model.forward(&mb.input, None, opts)?,
+    let prefixes = mb
+        .prefixes
+        .as_ref()
+        .map(|p| (&p.input, p.of_row.as_slice()));
+    let (out, tape) = match (
+        cfg.activation_checkpointing && grad == Grad::Tracked,
+        prefixes,
+    ) {
+        (true, prefixes) => {
+            let (out, tape) = model.forward_checkpointed(&mb.input, prefixes, opts)?;
+            (out, Some(tape))
+        }
+        (false, Some((p, of_row))) => (
+            model.forward_with_prefixes(p, of_row, &mb.input, opts)?,
+            None,
+        ),
+        (false, None) => (model.forward(&mb.input, None, opts)?, None),
     };
-    if !chunked && out.device().is_cuda() {
-        return fused_logprobs(&out, &mb.targets, entropy);
-    }
-    if !chunked {
-        let logits = out.to_dtype(DType::F32)?;
-        let logp = token_logprobs(&logits, &mb.targets)?;
-        let ent = entropy.then(|| token_entropy(&logits)).transpose()?;
-        return Ok((logp, ent));
-    }
-    let hidden = out.flatten_to(1)?;
-    let targets = mb.targets.flatten_all()?.to_vec1::<u32>()?;
-    let both = head_logprob_entropy(&hidden, &targets, &frozen_head(model), budget_rows.max(1))?;
-    let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
-    let ent = entropy
-        .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
-        .transpose()?;
-    Ok((logp, ent))
+    let (logp, entropy) = match (chunked, out.device().is_cuda()) {
+        (false, true) => fused_logprobs(&out, &mb.targets, entropy)?,
+        (false, false) => {
+            let logits = out.to_dtype(DType::F32)?;
+            let logp = token_logprobs(&logits, &mb.targets)?;
+            let ent = entropy.then(|| token_entropy(&logits)).transpose()?;
+            (logp, ent)
+        }
+        (true, _) => {
+            let hidden = out.flatten_to(1)?;
+            let targets = mb.targets.flatten_all()?.to_vec1::<u32>()?;
+            let both =
+                head_logprob_entropy(&hidden, &targets, &frozen_head(model), budget_rows.max(1))?;
+            let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
+            let ent = entropy
+                .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
+                .transpose()?;
+            (logp, ent)
+        }
+    };
+    Ok(Scored {
+        logp,
+        entropy,
+        tape,
+    })
 }
 
 /// Logprobs (and entropies) of `logits: [B, C, V]` through augur-kernels' fused op: the CUDA
@@ -301,15 +335,8 @@ pub fn policy_update(
                 mini.micro
                     .iter()
                     .map(|mb| {
-                        let (logp, _) = completion_logprobs(
-                            model,
-                            mb,
-                            false,
-                            Grad::Off,
-                            false,
-                            cfg.logits_memory_mb,
-                        )?;
-                        Ok(logp.detach())
+                        let scored = completion_logprobs(model, mb, false, Grad::Off, false, cfg)?;
+                        Ok(scored.logp.detach())
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -326,13 +353,17 @@ pub fn policy_update(
         let mut epoch_loss = 0.0;
         for (m, mini) in minis.iter().enumerate() {
             for (i, mb) in mini.micro.iter().enumerate() {
-                let (logp, entropy) = completion_logprobs(
+                let Scored {
+                    logp,
+                    entropy,
+                    tape,
+                } = completion_logprobs(
                     model,
                     mb,
                     true,
                     Grad::Tracked,
                     cfg.loss.entropy_coef != 0.0,
-                    cfg.logits_memory_mb,
+                    cfg,
                 )?;
                 let inputs = LossInputs {
                     logp: &logp,
@@ -346,7 +377,14 @@ pub fn policy_update(
                 };
                 let (loss, stats) = policy_loss(&inputs, &cfg.loss)?;
                 epoch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                opt.accumulate(&loss.backward()?)?;
+                let grads = loss.backward()?;
+                // The head's graph (whole logits, below the chunking budget) goes before the
+                // blocks' backward runs.
+                drop((loss, logp, entropy));
+                opt.accumulate(&grads)?;
+                if let Some(tape) = tape {
+                    tape.backward(&grads, |g| opt.accumulate(g))?;
+                }
                 epoch_stats = Some(match epoch_stats {
                     Some(s) => s.merge(&stats),
                     None => stats,
