@@ -48,7 +48,9 @@ impl FusedBase {
                     out,
                 },
                 BaseWeight::Dense(w) => BaseWeight::Dense(w.narrow(0, offset, out)?),
-                BaseWeight::Quantized(_) => unreachable!("fused bases are dense or packed"),
+                BaseWeight::Quantized(_) | BaseWeight::Trainable(_) => {
+                    unreachable!("fused bases are dense or packed")
+                }
             };
             offset += out;
         }

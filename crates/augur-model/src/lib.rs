@@ -12,6 +12,7 @@ pub mod cpu_threads;
 mod decode_attn;
 pub mod error;
 pub mod export;
+mod full;
 mod frozen;
 mod fused;
 pub mod gguf_header;

@@ -14,7 +14,8 @@ use rand::Rng;
 use crate::frozen::{FrozenMatmul, FrozenQMatmul};
 use crate::packed::{self, PackedMatmul};
 
-/// The frozen weight of a linear layer, `[out, in]`.
+/// The base weight of a linear layer, `[out, in]`: frozen (LoRA trains beside it), or
+/// trainable itself under full fine-tuning.
 #[derive(Clone)]
 pub enum BaseWeight {
     Dense(Tensor),
@@ -26,6 +27,9 @@ pub enum BaseWeight {
         panels: Tensor,
         out: usize,
     },
+    /// A trainable dense weight (full fine-tuning, see [`crate::full`]): a plain matmul, so
+    /// autograd computes the weight's gradient as well as the input's.
+    Trainable(Var),
 }
 
 impl BaseWeight {
@@ -38,6 +42,12 @@ impl BaseWeight {
                 panels: panels.clone(),
                 out: *out,
             }),
+            BaseWeight::Trainable(w) => {
+                let (k, n) = (x.dim(candle_core::D::Minus1)?, w.dim(0)?);
+                let mut out_dims = x.dims().to_vec();
+                *out_dims.last_mut().expect("x has a feature axis") = n;
+                x.reshape(((), k))?.matmul(&w.as_tensor().t()?)?.reshape(out_dims)
+            }
         }
     }
 }
@@ -99,6 +109,7 @@ impl LoraLinear {
             BaseWeight::Dense(w) => w.dims2()?,
             BaseWeight::Quantized(q) => q.shape().dims2()?,
             BaseWeight::Packed { panels, out } => (*out, panels.dim(1)?),
+            BaseWeight::Trainable(w) => w.dims2()?,
         };
         Ok(LoraLinear {
             base,
@@ -150,6 +161,7 @@ impl LoraLinear {
             BaseWeight::Dense(w) => Ok(w.clone()),
             BaseWeight::Quantized(q) => q.dequantize(&q.device()),
             BaseWeight::Packed { panels, out } => packed::unpack(panels, *out),
+            BaseWeight::Trainable(w) => Ok(w.as_tensor().clone()),
         }
     }
 
