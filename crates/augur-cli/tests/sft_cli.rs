@@ -126,14 +126,22 @@ fn full_fine_tuning_resumes_and_exports() {
     )
     .unwrap();
     let out = sft(dir.path(), &train, &["--set", "lora.enabled=false"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = dir.path().join("run");
     let out = augur()
         .args(["sft", "--set", "train.steps=3", "--resume"])
         .arg(run.join("checkpoint-2"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ck = run.join("checkpoint-3");
     assert!(ck.join("model.safetensors").exists() && !ck.join("adapter_config.json").exists());
     let merged = dir.path().join("merged");
@@ -144,9 +152,16 @@ fn full_fine_tuning_resumes_and_exports() {
         .arg(&merged)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
-    let (a, b) = (load(&ck.join("model.safetensors")), load(&merged.join("model.safetensors")));
+    let (a, b) = (
+        load(&ck.join("model.safetensors")),
+        load(&merged.join("model.safetensors")),
+    );
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
         let d = (t - &b[name]).unwrap().abs().unwrap().max_all().unwrap();
@@ -155,8 +170,20 @@ fn full_fine_tuning_resumes_and_exports() {
     let out = augur()
         .args(["generate", "--model"])
         .arg(&merged)
-        .args(["--prompt", "1", "--raw", "--max-new-tokens", "2", "--n", "1"])
+        .args([
+            "--prompt",
+            "1",
+            "--raw",
+            "--max-new-tokens",
+            "2",
+            "--n",
+            "1",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -46,7 +46,9 @@ impl BaseWeight {
                 let (k, n) = (x.dim(candle_core::D::Minus1)?, w.dim(0)?);
                 let mut out_dims = x.dims().to_vec();
                 *out_dims.last_mut().expect("x has a feature axis") = n;
-                x.reshape(((), k))?.matmul(&w.as_tensor().t()?)?.reshape(out_dims)
+                x.reshape(((), k))?
+                    .matmul(&w.as_tensor().t()?)?
+                    .reshape(out_dims)
             }
         }
     }

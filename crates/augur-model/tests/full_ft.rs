@@ -80,7 +80,10 @@ fn every_weight_gets_a_gradient_matching_finite_differences() {
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{arch} {name}: no gradient"));
             let norm = g.sqr().unwrap().sum_all().unwrap();
-            assert!(norm.to_scalar::<f64>().unwrap() > 0.0, "{arch} {name}: zero");
+            assert!(
+                norm.to_scalar::<f64>().unwrap() > 0.0,
+                "{arch} {name}: zero"
+            );
         }
         // Central differences on entries of each kind of weight the architecture has.
         let hidden = model.cfg.hidden_size;

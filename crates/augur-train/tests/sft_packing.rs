@@ -113,7 +113,13 @@ fn packed_rows_give_the_unpacked_losses_and_gradients() {
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap();
-            let size = w.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let size = w
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff <= 1e-4 * size.max(1.0), "gradient differs by {diff}");
         }
     }

@@ -279,7 +279,11 @@ fn packing_keeps_the_step_loss() {
     let root = tempfile::tempdir().unwrap();
     let plain = config(root.path(), "uniform", &["train.steps=3"]);
     run_with(&plain, &Launch::fresh(), &mut |_| {}).unwrap();
-    let mut packed = config(root.path(), "uniform", &["train.steps=3", "train.packing=true"]);
+    let mut packed = config(
+        root.path(),
+        "uniform",
+        &["train.steps=3", "train.packing=true"],
+    );
     packed.checkpoint.dir = root.path().join("packed");
     run_with(&packed, &Launch::fresh(), &mut |_| {}).unwrap();
     let (a, b) = (
@@ -293,7 +297,11 @@ fn packing_keeps_the_step_loss() {
         assert_eq!(x["target_tokens"], y["target_tokens"]);
         for k in ["loss", "grad_norm"] {
             let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
-            assert!((p - q).abs() < 1e-5 * p.abs().max(1.0), "step {}: {k} {p} vs {q}", x["step"]);
+            assert!(
+                (p - q).abs() < 1e-5 * p.abs().max(1.0),
+                "step {}: {k} {p} vs {q}",
+                x["step"]
+            );
         }
     }
 }
@@ -331,7 +339,9 @@ fn full_fine_tuning_learns_resumes_exactly_and_saves_a_model() {
             assert_eq!(a.get(k), b.get(k), "{k} differs at step {}", a["step"]);
         }
     }
-    let weights = |d: &str| std::fs::read(root.path().join(d).join("checkpoint-4/model.safetensors")).unwrap();
+    let weights = |d: &str| {
+        std::fs::read(root.path().join(d).join("checkpoint-4/model.safetensors")).unwrap()
+    };
     assert_eq!(weights("run"), weights("resumed"), "weights differ");
 
     // The checkpoint is a model: it loads (tokenizer included) and differs from the base.
@@ -366,5 +376,8 @@ fn full_fine_tuning_learns_resumes_exactly_and_saves_a_model() {
     let err = SftConfig::from_toml_str(&toml, &["selection.method=rho".into()])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("selection.method") && err.contains("rho"), "{err}");
+    assert!(
+        err.contains("selection.method") && err.contains("rho"),
+        "{err}"
+    );
 }

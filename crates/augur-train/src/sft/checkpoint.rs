@@ -88,7 +88,8 @@ pub fn check_complete(dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    let missing = missing_weights_file(dir).or(REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
+    let missing =
+        missing_weights_file(dir).or(REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
     match missing {
         None => Ok(()),
         Some(f) => Err(Error::Checkpoint(format!(

@@ -307,7 +307,10 @@ impl SftConfig {
                 );
             }
             if self.model.adapter.is_some() {
-                return bad("model.adapter", "a LoRA warm start needs [lora] enabled = true");
+                return bad(
+                    "model.adapter",
+                    "a LoRA warm start needs [lora] enabled = true",
+                );
             }
             if self.model.keep_quantized {
                 return bad(

@@ -35,14 +35,21 @@ pub struct Targets {
 pub fn teacher_forced(rows: &[Vec<&Example>], pad_id: u32) -> (Vec<Vec<Vec<u32>>>, Targets) {
     let inputs: Vec<Vec<Vec<u32>>> = rows
         .iter()
-        .map(|r| r.iter().map(|e| e.ids[..e.ids.len() - 1].to_vec()).collect())
+        .map(|r| {
+            r.iter()
+                .map(|e| e.ids[..e.ids.len() - 1].to_vec())
+                .collect()
+        })
         .collect();
     // A row's targets: its examples' `ids[1..]` with their flags, end to end.
     let joined: Vec<(Vec<u32>, Vec<bool>)> = rows
         .iter()
         .map(|r| {
             let ids = r.iter().flat_map(|e| e.ids[1..].iter().copied()).collect();
-            let flags = r.iter().flat_map(|e| e.trainable[1..].iter().copied()).collect();
+            let flags = r
+                .iter()
+                .flat_map(|e| e.trainable[1..].iter().copied())
+                .collect();
             (ids, flags)
         })
         .collect();
@@ -104,7 +111,10 @@ pub fn masked_nll(logits: &Tensor, targets: &Targets) -> Result<Tensor> {
 /// Summed negative log-likelihood of each example (rows in order, a packed row's examples
 /// in order), from [`masked_nll_tokens`]'s `[B, width]`.
 pub fn example_nll_sums(tokens: &Tensor, targets: &Targets) -> Result<Vec<f64>> {
-    let flat = tokens.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let flat = tokens
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
     let w = targets.width;
     Ok(targets
         .spans
@@ -207,7 +217,10 @@ mod tests {
             truncated: false,
         };
         let (inputs, t) = teacher_forced(&[vec![&short], vec![&long]], 0);
-        assert_eq!(inputs, vec![vec![vec![3, 2, 3, 1]], vec![vec![0, 0, 0, 0, 0]]]);
+        assert_eq!(
+            inputs,
+            vec![vec![vec![3, 2, 3, 1]], vec![vec![0, 0, 0, 0, 0]]]
+        );
         // Width 2: short's targets [1, 2]; long's last two targets [0 (prompt), 3].
         assert_eq!(t.width, 2);
         assert_eq!(t.ids, [1, 2, 0, 3]);
