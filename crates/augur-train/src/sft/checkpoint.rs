@@ -89,7 +89,7 @@ pub fn check_complete(dir: &Path) -> Result<()> {
         )));
     }
     let missing =
-        missing_weights_file(dir).or(REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
+        missing_weights_file(dir).or_else(|| REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
     match missing {
         None => Ok(()),
         Some(f) => Err(Error::Checkpoint(format!(
