@@ -108,3 +108,78 @@ fn sft_trains_and_resumes_from_the_checkpoint_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
 }
+
+/// `--set lora.enabled=false` fine-tunes every weight; the checkpoint resumes from its own
+/// config, and `augur export` without `--adapter` writes it as an HF folder that `augur
+/// generate` runs.
+#[test]
+fn full_fine_tuning_resumes_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    std::fs::write(
+        &train,
+        "{\"question\": \"1\", \"answer\": \"2\"}\n{\"question\": \"3\", \"answer\": \"4\"}\n",
+    )
+    .unwrap();
+    let out = sft(dir.path(), &train, &["--set", "lora.enabled=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.path().join("run");
+    let out = augur()
+        .args(["sft", "--set", "train.steps=3", "--resume"])
+        .arg(run.join("checkpoint-2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ck = run.join("checkpoint-3");
+    assert!(ck.join("model.safetensors").exists() && !ck.join("adapter_config.json").exists());
+    let merged = dir.path().join("merged");
+    let out = augur()
+        .args(["export", "--model"])
+        .arg(&ck)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
+    let (a, b) = (
+        load(&ck.join("model.safetensors")),
+        load(&merged.join("model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let d = (t - &b[name]).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+    let out = augur()
+        .args(["generate", "--model"])
+        .arg(&merged)
+        .args([
+            "--prompt",
+            "1",
+            "--raw",
+            "--max-new-tokens",
+            "2",
+            "--n",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -54,7 +54,9 @@ impl FusedBase {
                     inp: *inp,
                 },
                 BaseWeight::Dense(w) => BaseWeight::Dense(w.narrow(0, offset, out)?),
-                BaseWeight::Quantized(_) => unreachable!("fused bases are dense or packed"),
+                BaseWeight::Quantized(_) | BaseWeight::Trainable(_) => {
+                    unreachable!("fused bases are dense or packed")
+                }
             };
             offset += out;
         }

@@ -14,6 +14,10 @@ pub struct StepInput {
     pub positions: Tensor,
     /// Row-major `[B, T]`.
     pub mask: Vec<u8>,
+    /// Row-major `[B, T]`, for rows that pack several sequences ([`StepInput::packed`]):
+    /// which sequence of its row each token belongs to (padding: 0). A token attends only
+    /// to tokens of its own sequence. `None`: one sequence per row.
+    pub segments: Option<Vec<u32>>,
     pub batch: usize,
     pub len: usize,
 }
@@ -53,9 +57,36 @@ impl StepInput {
             ids: Tensor::from_vec(ids, (batch, len), device)?,
             positions: Tensor::from_vec(positions, (batch, len), device)?,
             mask,
+            segments: None,
             batch,
             len,
         })
+    }
+
+    /// Rows that each pack several sequences end to end (left-padded to a common length):
+    /// positions restart at 0 with each sequence and attention stays within a sequence
+    /// (block-diagonal causal), so every sequence gets the logits it would get alone while
+    /// short ones share a row instead of padding.
+    pub fn packed(rows: &[Vec<Vec<u32>>], pad_id: u32, device: &Device) -> Result<Self> {
+        let flat: Vec<Vec<u32>> = rows.iter().map(|r| r.concat()).collect();
+        let mut input = Self::left_padded(&flat, pad_id, device)?;
+        if rows.iter().flatten().any(Vec::is_empty) {
+            return Err(ModelError::Input("a packed sequence is empty".into()));
+        }
+        let len = input.len;
+        let (mut positions, mut segments) = (Vec::with_capacity(rows.len() * len), Vec::new());
+        for (row, joined) in rows.iter().zip(&flat) {
+            let pad = len - joined.len();
+            positions.extend(std::iter::repeat_n(0u32, pad));
+            segments.extend(std::iter::repeat_n(0u32, pad));
+            for (s, seq) in row.iter().enumerate() {
+                positions.extend(0..seq.len() as u32);
+                segments.extend(std::iter::repeat_n(s as u32 + 1, seq.len()));
+            }
+        }
+        input.positions = Tensor::from_vec(positions, (rows.len(), len), device)?;
+        input.segments = Some(segments);
+        Ok(input)
     }
 
     /// One new token per row at the given positions (a decode step).
@@ -72,6 +103,7 @@ impl StepInput {
             ids: Tensor::from_slice(tokens, (batch, 1), device)?,
             positions: Tensor::from_slice(positions, (batch, 1), device)?,
             mask: vec![1; batch],
+            segments: None,
             batch,
             len: 1,
         })

@@ -14,6 +14,7 @@ mod decode_attn;
 pub mod error;
 pub mod export;
 mod frozen;
+mod full;
 mod fused;
 pub mod gguf_header;
 pub mod input;

@@ -16,7 +16,8 @@ use crate::model::WeightDtype;
 use crate::packed::{self, PackedMatmul};
 use crate::packed_bf16::{self, PackedBf16Matmul};
 
-/// The frozen weight of a linear layer, `[out, in]`.
+/// The base weight of a linear layer, `[out, in]`: frozen (LoRA trains beside it), or
+/// trainable itself under full fine-tuning.
 #[derive(Clone)]
 pub enum BaseWeight {
     Dense(Tensor),
@@ -35,6 +36,9 @@ pub enum BaseWeight {
         out: usize,
         inp: usize,
     },
+    /// A trainable dense weight (full fine-tuning, see [`crate::full`]): a plain matmul, so
+    /// autograd computes the weight's gradient as well as the input's.
+    Trainable(Var),
 }
 
 impl BaseWeight {
@@ -52,6 +56,14 @@ impl BaseWeight {
                 out: *out,
                 inp: *inp,
             }),
+            BaseWeight::Trainable(w) => {
+                let (k, n) = (x.dim(candle_core::D::Minus1)?, w.dim(0)?);
+                let mut out_dims = x.dims().to_vec();
+                *out_dims.last_mut().expect("x has a feature axis") = n;
+                x.reshape(((), k))?
+                    .matmul(&w.as_tensor().t()?)?
+                    .reshape(out_dims)
+            }
         }
     }
 
@@ -132,6 +144,7 @@ impl LoraLinear {
             BaseWeight::Quantized(q) => q.shape().dims2()?,
             BaseWeight::Packed { panels, out } => (*out, panels.dim(1)?),
             BaseWeight::PackedBf16 { out, inp, .. } => (*out, *inp),
+            BaseWeight::Trainable(w) => w.dims2()?,
         };
         Ok(LoraLinear {
             base,
@@ -188,6 +201,7 @@ impl LoraLinear {
             BaseWeight::Quantized(q) => q.dequantize(&q.device()),
             BaseWeight::Packed { panels, out } => packed::unpack(panels, *out),
             BaseWeight::PackedBf16 { panels, out, inp } => packed_bf16::unpack(panels, *out, *inp),
+            BaseWeight::Trainable(w) => Ok(w.as_tensor().clone()),
         }
     }
 

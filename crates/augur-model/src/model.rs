@@ -472,6 +472,11 @@ impl DecoderModel {
                 )));
             }
         }
+        if input.segments.is_some() && !matches!(ctx, Context::Fresh) {
+            return Err(ModelError::Input(
+                "packed rows run without a KV cache or shared prefixes".into(),
+            ));
+        }
         let tables = self.row_tables(input, &ctx)?;
         let mut x = self.embed(input)?;
         for (i, block) in self.blocks.iter().enumerate() {
@@ -563,7 +568,8 @@ impl DecoderModel {
     }
 
     /// Additive mask `[B, 1, 1, T, past + T]`: causal and blind to padded keys, where
-    /// `past` keys come from the KV cache or the rows' shared prefixes.
+    /// `past` keys come from the KV cache or the rows' shared prefixes; in packed rows also
+    /// blind to the keys of other sequences (block-diagonal).
     fn attention_bias(&self, input: &StepInput, ctx: &Context) -> Result<Tensor> {
         let (b, t) = (input.batch, input.len);
         let past = ctx.past_len();
@@ -575,7 +581,14 @@ impl DecoderModel {
                 for (j, slot) in out.iter_mut().enumerate().take(past + i + 1) {
                     let valid = match j < past {
                         true => ctx.past_valid(row, j),
-                        false => input.mask[row * t + (j - past)] != 0,
+                        false => {
+                            let key = row * t + (j - past);
+                            input.mask[key] != 0
+                                && input
+                                    .segments
+                                    .as_ref()
+                                    .is_none_or(|seg| seg[key] == seg[row * t + i])
+                        }
                     };
                     if valid {
                         *slot = 0.0;

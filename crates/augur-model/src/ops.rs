@@ -21,10 +21,14 @@ pub enum Grad {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, grad: Grad) -> Result<Tensor> {
     match grad {
         Grad::Off => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
-        Grad::Tracked if fused_cpu(&[x, weight]) => x.contiguous()?.apply_op1(RmsNorm {
-            weight: weight.clone(),
-            eps: eps as f32,
-        }),
+        // The fused op has no gradient for the weight: a trained one (full fine-tuning)
+        // takes the composite ops.
+        Grad::Tracked if fused_cpu(&[x, weight]) && !weight.is_variable() => {
+            x.contiguous()?.apply_op1(RmsNorm {
+                weight: weight.clone(),
+                eps: eps as f32,
+            })
+        }
         Grad::Tracked => {
             let dtype = x.dtype();
             let internal = match dtype {

@@ -119,6 +119,9 @@ pub fn parse_device(name: &str) -> std::result::Result<candle_core::Device, Stri
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoraSection {
+    /// Train LoRA adapters (true, default) or, with false, every weight of the model (full
+    /// fine-tuning, `augur sft` only; the other keys are then unused).
+    pub enabled: bool,
     /// Rank. Default 8.
     pub rank: usize,
     /// Scale numerator (`alpha / rank`). Default 16.
@@ -132,6 +135,7 @@ pub struct LoraSection {
 impl Default for LoraSection {
     fn default() -> Self {
         Self {
+            enabled: true,
             rank: 8,
             alpha: 16.0,
             targets: vec!["q".into(), "v".into()],
@@ -587,6 +591,12 @@ impl GrpoConfig {
         }
         if self.rollout.max_batch_rows == 0 {
             return bad("rollout.max_batch_rows", "must be at least 1");
+        }
+        if !self.lora.enabled {
+            return bad(
+                "lora.enabled",
+                "false (full fine-tuning) is supported by `augur sft` only",
+            );
         }
         if self.lora.rank == 0 {
             return bad("lora.rank", "must be at least 1");

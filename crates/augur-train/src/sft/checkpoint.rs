@@ -1,4 +1,5 @@
-//! SFT checkpoints: the PEFT adapter, optimizer state, trainer state (step, data cursor) and
+//! SFT checkpoints: the trained weights ([`super::weights`]: a PEFT adapter, or under full
+//! fine-tuning an HF model folder), optimizer state, trainer state (step, data cursor) and
 //! config in `augur grpo`'s file layout (so `augur export`, `augur generate --adapter` and
 //! `model.adapter` read them), plus the UDS diversity buffer. The run folder
 //! ([`crate::run_dir::RunDir`]) writes it into a hidden partial folder and renames it into
@@ -7,11 +8,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Var};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::uds::DiversityBuffer;
-use augur_model::peft::{load_adapter, save_adapter, PeftConfig};
+use super::weights::{missing_weights_file, TrainedModel};
 
 use crate::grpo::checkpoint::{
     save_tensors_atomic, write_atomic, CONFIG, OPTIMIZER, TRAINER_STATE,
@@ -37,8 +38,7 @@ pub struct SftState {
 
 /// Everything a checkpoint holds.
 pub struct Parts<'a> {
-    pub peft: &'a PeftConfig,
-    pub vars: &'a [(String, Var)],
+    pub weights: &'a TrainedModel,
     pub optimizer: &'a FusedAdamW,
     pub state: &'a SftState,
     pub config_toml: &'a str,
@@ -55,7 +55,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// Writes a full checkpoint into `dir` (the run folder's partial folder, renamed into place
 /// by [`crate::run_dir::RunDir::save_checkpoint`] once this returns).
 pub fn save(dir: &Path, parts: &Parts) -> Result<()> {
-    save_adapter(dir, parts.peft, parts.vars)?;
+    parts.weights.save(dir)?;
     save_tensors_atomic(&dir.join(OPTIMIZER), &parts.optimizer.export_state()?)?;
     let state =
         serde_json::to_vec_pretty(parts.state).map_err(|e| Error::Checkpoint(e.to_string()))?;
@@ -77,14 +77,38 @@ pub fn read_state(dir: &Path) -> Result<SftState> {
     serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))
 }
 
-/// Restores adapter weights, optimizer state and the UDS buffer from `dir`; returns the state.
+/// Files every checkpoint holds besides its weights (`selection.safetensors` only with UDS).
+const REQUIRED: [&str; 3] = [OPTIMIZER, TRAINER_STATE, CONFIG];
+
+/// Checks that `dir` is a whole checkpoint, naming the first missing file.
+pub fn check_complete(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::Checkpoint(format!(
+            "{}: no such folder",
+            dir.display()
+        )));
+    }
+    let missing =
+        missing_weights_file(dir).or_else(|| REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
+    match missing {
+        None => Ok(()),
+        Some(f) => Err(Error::Checkpoint(format!(
+            "{} is incomplete: {f} is missing (was the run killed while saving it?); resume from \
+             an earlier checkpoint",
+            dir.display()
+        ))),
+    }
+}
+
+/// Restores the trained weights, optimizer state and the UDS buffer from `dir`; returns the
+/// state.
 pub fn load(
     dir: &Path,
-    vars: &[(String, Var)],
+    weights: &TrainedModel,
     optimizer: &mut FusedAdamW,
     buffer: &mut DiversityBuffer,
 ) -> Result<SftState> {
-    load_adapter(dir, vars)?;
+    weights.restore(dir)?;
     let opt = candle_core::safetensors::load(dir.join(OPTIMIZER), &Device::Cpu)?;
     optimizer.import_state(&opt)?;
     let sel = dir.join(SELECTION);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::grpo::checkpoint::{check_complete, CONFIG};
+use super::checkpoint::check_complete;
+use crate::grpo::checkpoint::CONFIG;
 use crate::grpo::config::{
     apply_override, deserialize_named, resume_overrides, CheckpointSection, LoggingSection,
     LoraSection, ModelSection, OptimizerSection,
@@ -111,8 +112,12 @@ pub struct TrainSection {
     /// Optimizer steps; each trains on `selection.keep` examples. Default 100.
     pub steps: u64,
     /// Examples per forward/backward (gradient accumulation within a step), and per scoring
-    /// forward. Default 4.
+    /// forward; with `packing`, packed rows per training forward. Default 4.
     pub micro_batch_size: usize,
+    /// Pack the step's examples into rows of up to `data.max_seq_len` tokens, each example
+    /// attending only to itself (same loss, less padding; see [`super::packing`]). Scoring
+    /// and held-out forwards stay one example per row. Default false.
+    pub packing: bool,
 }
 
 impl Default for TrainSection {
@@ -120,6 +125,7 @@ impl Default for TrainSection {
         Self {
             steps: 100,
             micro_batch_size: 4,
+            packing: false,
         }
     }
 }
@@ -290,6 +296,28 @@ impl SftConfig {
         }
         if !(s.alpha.is_finite() && s.alpha >= 0.0) {
             return bad("selection.alpha", "must be a finite number >= 0");
+        }
+        if !self.lora.enabled {
+            // Full fine-tuning: no adapters to switch off or start from, dense weights only.
+            if s.method == SelectionMethod::Rho {
+                return bad(
+                    "selection.method",
+                    "rho needs LoRA (its reference is the model with the adapters off); with \
+                     [lora] enabled = false use uniform, maxloss or uds",
+                );
+            }
+            if self.model.adapter.is_some() {
+                return bad(
+                    "model.adapter",
+                    "a LoRA warm start needs [lora] enabled = true",
+                );
+            }
+            if self.model.keep_quantized {
+                return bad(
+                    "model.keep_quantized",
+                    "full fine-tuning ([lora] enabled = false) trains dense weights",
+                );
+            }
         }
         if let Some(e) = &self.eval {
             if e.file.as_os_str().is_empty() {

@@ -8,6 +8,8 @@
 //! The step loss is the mean over every target token of the optimizer step (all its
 //! micro-batches), so gradient accumulation gives the gradient of one big batch.
 
+use std::ops::Range;
+
 use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor, D};
 
@@ -23,51 +25,109 @@ pub struct Targets {
     /// Row-major `[B, width]`: 1 where the position's target is a trainable token.
     pub mask: Vec<f32>,
     pub width: usize,
+    /// Per row, the columns of each of its examples' targets, in order (one range per
+    /// example; a packed row has several).
+    pub spans: Vec<Vec<Range<usize>>>,
 }
 
-/// The teacher-forced inputs (`ids[..n-1]` per row) and their targets.
-pub fn teacher_forced(rows: &[&Example], pad_id: u32) -> (Vec<Vec<u32>>, Targets) {
-    let inputs: Vec<Vec<u32>> = rows
+/// The teacher-forced inputs of each row (its examples' `ids[..n-1]`, end to end: one
+/// example per row unless packed) and their targets.
+pub fn teacher_forced(rows: &[Vec<&Example>], pad_id: u32) -> (Vec<Vec<Vec<u32>>>, Targets) {
+    let inputs: Vec<Vec<Vec<u32>>> = rows
         .iter()
-        .map(|e| e.ids[..e.ids.len().saturating_sub(1)].to_vec())
+        .map(|r| {
+            r.iter()
+                .map(|e| e.ids[..e.ids.len() - 1].to_vec())
+                .collect()
+        })
+        .collect();
+    // A row's targets: its examples' `ids[1..]` with their flags, end to end.
+    let joined: Vec<(Vec<u32>, Vec<bool>)> = rows
+        .iter()
+        .map(|r| {
+            let ids = r.iter().flat_map(|e| e.ids[1..].iter().copied()).collect();
+            let flags = r
+                .iter()
+                .flat_map(|e| e.trainable[1..].iter().copied())
+                .collect();
+            (ids, flags)
+        })
         .collect();
     // From the first trainable target to the end of the row.
-    let width = rows
+    let width = joined
         .iter()
-        .map(|e| {
-            let first = e.trainable[1..].iter().position(|&t| t).unwrap_or(0);
-            e.ids.len() - 1 - first
-        })
+        .map(|(ids, flags)| ids.len() - flags.iter().position(|&t| t).unwrap_or(0))
         .max()
         .unwrap_or(1)
         .max(1);
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
-    for e in rows {
-        let (tgt, flags) = (&e.ids[1..], &e.trainable[1..]);
+    let (mut ids, mut mask, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, (tgt, flags)) in rows.iter().zip(&joined) {
         let take = tgt.len().min(width);
-        let pad = width - take;
+        let (pad, cut) = (width - take, tgt.len() - take);
         ids.extend(std::iter::repeat_n(pad_id, pad));
         mask.extend(std::iter::repeat_n(0f32, pad));
-        for j in tgt.len() - take..tgt.len() {
+        for j in cut..tgt.len() {
             ids.push(tgt[j]);
             mask.push(if flags[j] { 1.0 } else { 0.0 });
         }
+        // Row position p is column p - cut + pad.
+        let mut offset = 0;
+        let mut row_spans = Vec::with_capacity(row.len());
+        for e in row {
+            let (start, end) = (offset, offset + e.ids.len() - 1);
+            row_spans.push(start.max(cut) - cut + pad..end.max(cut) - cut + pad);
+            offset = end;
+        }
+        spans.push(row_spans);
     }
-    (inputs, Targets { ids, mask, width })
+    (
+        inputs,
+        Targets {
+            ids,
+            mask,
+            width,
+            spans,
+        },
+    )
 }
 
-/// Per-row summed negative log-likelihood of the masked targets, `[B]`, differentiable
-/// through `logits: [B, width, V]`.
-pub fn masked_nll(logits: &Tensor, targets: &Targets) -> Result<Tensor> {
+/// Per-position negative log-likelihood of the masked targets, `[B, width]` (0 where
+/// masked), differentiable through `logits: [B, width, V]`.
+pub fn masked_nll_tokens(logits: &Tensor, targets: &Targets) -> Result<Tensor> {
     let (b, w, _) = logits.dims3()?;
     let dev = logits.device();
     let ids = Tensor::from_slice(&targets.ids, (b, w), dev)?;
     let mask = Tensor::from_slice(&targets.mask, (b, w), dev)?;
     let logp = token_logprobs(logits, &ids)?.to_dtype(DType::F32)?;
-    Ok((logp * mask)?.sum(D::Minus1)?.neg()?)
+    Ok((logp * mask)?.neg()?)
 }
 
-/// A packed micro-batch, ready for the model.
+/// Per-row summed negative log-likelihood of the masked targets, `[B]`, differentiable
+/// through `logits: [B, width, V]`.
+pub fn masked_nll(logits: &Tensor, targets: &Targets) -> Result<Tensor> {
+    Ok(masked_nll_tokens(logits, targets)?.sum(D::Minus1)?)
+}
+
+/// Summed negative log-likelihood of each example (rows in order, a packed row's examples
+/// in order), from [`masked_nll_tokens`]'s `[B, width]`.
+pub fn example_nll_sums(tokens: &Tensor, targets: &Targets) -> Result<Vec<f64>> {
+    let flat = tokens
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let w = targets.width;
+    Ok(targets
+        .spans
+        .iter()
+        .enumerate()
+        .flat_map(|(r, spans)| {
+            let row = &flat[r * w..(r + 1) * w];
+            spans.iter().map(move |s| row[s.clone()].iter().sum())
+        })
+        .collect())
+}
+
+/// A micro-batch ready for the model (one example per row, or packed rows).
 pub struct Packed {
     pub input: StepInput,
     pub targets: Targets,
@@ -77,13 +137,30 @@ pub struct Packed {
     pub tokens: usize,
 }
 
-/// Packs `rows` for one forward on `dev`.
+/// One example per row, for one forward on `dev`.
 pub fn pack(rows: &[&Example], pad_id: u32, dev: &Device) -> Result<Packed> {
+    let rows: Vec<Vec<&Example>> = rows.iter().map(|&e| vec![e]).collect();
+    batch(&rows, false, pad_id, dev)
+}
+
+/// Rows of examples for one forward on `dev`; with `packed` each row's examples run end to
+/// end in one sequence, each attending only to itself ([`StepInput::packed`]).
+pub fn batch(rows: &[Vec<&Example>], packed: bool, pad_id: u32, dev: &Device) -> Result<Packed> {
     let (inputs, targets) = teacher_forced(rows, pad_id);
+    let input = match packed {
+        true => StepInput::packed(&inputs, pad_id, dev)?,
+        false => {
+            let flat: Vec<Vec<u32>> = inputs.iter().map(|r| r.concat()).collect();
+            StepInput::left_padded(&flat, pad_id, dev)?
+        }
+    };
     Ok(Packed {
-        tokens: inputs.iter().map(Vec::len).sum(),
-        input: StepInput::left_padded(&inputs, pad_id, dev)?,
-        counts: rows.iter().map(|e| e.target_count()).collect(),
+        tokens: inputs.iter().flatten().map(Vec::len).sum(),
+        input,
+        counts: rows
+            .iter()
+            .map(|r| r.iter().map(|e| e.target_count()).sum())
+            .collect(),
         targets,
     })
 }
@@ -139,12 +216,17 @@ mod tests {
             trainable: vec![false, false, false, false, false, true],
             truncated: false,
         };
-        let (inputs, t) = teacher_forced(&[&short, &long], 0);
-        assert_eq!(inputs, vec![vec![3, 2, 3, 1], vec![0, 0, 0, 0, 0]]);
+        let (inputs, t) = teacher_forced(&[vec![&short], vec![&long]], 0);
+        assert_eq!(
+            inputs,
+            vec![vec![vec![3, 2, 3, 1]], vec![vec![0, 0, 0, 0, 0]]]
+        );
         // Width 2: short's targets [1, 2]; long's last two targets [0 (prompt), 3].
         assert_eq!(t.width, 2);
         assert_eq!(t.ids, [1, 2, 0, 3]);
         assert_eq!(t.mask, [1.0, 1.0, 0.0, 1.0]);
+        // Columns of each example: short's 4 targets start 2 before the tail, long's 5 at 3.
+        assert_eq!(t.spans, vec![vec![0..2], vec![0..2]]);
 
         // Logits for V = 4 at the two tail positions of each row, by hand.
         let v = 4;

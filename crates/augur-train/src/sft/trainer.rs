@@ -1,6 +1,6 @@
 //! The SFT loop, top to bottom: draw N candidates in the seeded epoch order → score them and
-//! keep K ([`super::selection`]) → forward/backward the K in micro-batches, loss on completion
-//! tokens only → one AdamW step → (held-out loss) → metrics line → checkpoint.
+//! keep K ([`super::selection`]) → forward/backward the K in micro-batches (optionally packed,
+//! [`super::packing`]), loss on completion tokens only → one AdamW step → (held-out loss) → metrics line → checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,16 +8,16 @@ use std::time::Instant;
 use augur_rollout::ChatTemplate;
 use candle_core::DType;
 
-use super::checkpoint::{self, Parts, SftState};
+use super::checkpoint::{self, check_complete, Parts, SftState};
 use super::config::SftConfig;
 use super::data::{DataStats, Encoder, Example};
-use super::loss::{masked_nll, pack, per_example_mean, target_logits};
+use super::loss::{batch, masked_nll, pack, per_example_mean, target_logits};
+use super::packing::pack_rows;
 use super::selection::Selector;
-use crate::grpo::checkpoint::check_complete;
+use super::weights;
 use crate::grpo::data::ShuffledEpochs;
 use crate::metrics::{SftEvalMetrics, SftStepMetrics, SftTrainMetrics};
 use crate::optim::FusedAdamW;
-use crate::policy::{load_policy, Policy};
 use crate::run_dir::{Launch, RunDir};
 use crate::schedule::LrSchedule;
 use crate::Result;
@@ -60,11 +60,10 @@ pub fn run_with(
         launch.overwrite,
     )?;
 
-    // Model, adapters, optimizer.
-    let Policy { loaded, peft } = load_policy(&cfg.model, &cfg.lora)?;
-    let (model, tok) = (&loaded.model, &loaded.tokenizer);
-    let vars = model.lora_vars();
-    let mut opt = FusedAdamW::new(vars.clone(), cfg.optimizer.adamw.clone())?;
+    // Model, trained weights (adapters, or all of them), optimizer.
+    let trained = weights::load(&cfg.model, &cfg.lora)?;
+    let (model, tok) = (&trained.loaded.model, &trained.loaded.tokenizer);
+    let mut opt = FusedAdamW::new(trained.vars.clone(), cfg.optimizer.adamw.clone())?;
     let schedule = LrSchedule::new(cfg.schedule())?;
 
     // Data.
@@ -104,7 +103,7 @@ pub fn run_with(
     let mut selector = Selector::new(&cfg.selection, model.cfg.vocab_size, cfg.data.max_seq_len);
     let mut state = SftState::default();
     if let Some(dir) = resume {
-        state = checkpoint::load(dir, &vars, &mut opt, &mut selector.buffer)?;
+        state = checkpoint::load(dir, &trained, &mut opt, &mut selector.buffer)?;
     }
     let mut order = ShuffledEpochs::new(examples.len(), cfg.data.seed, state.data_cursor);
 
@@ -165,9 +164,14 @@ pub fn run_with(
         let t_train = Instant::now();
         let rows: Vec<&Example> = choice.chosen.iter().map(|&i| &examples[i]).collect();
         let targets: usize = rows.iter().map(|e| e.target_count()).sum();
+        let packing = cfg.train.packing;
+        let forward_rows: Vec<Vec<&Example>> = match packing {
+            true => pack_rows(&rows, cfg.data.max_seq_len),
+            false => rows.iter().map(|&e| vec![e]).collect(),
+        };
         let (mut loss, mut input_tokens) = (0.0, 0);
-        for chunk in rows.chunks(micro) {
-            let p = pack(chunk, pad, model.device())?;
+        for chunk in forward_rows.chunks(micro) {
+            let p = batch(chunk, packing, pad, model.device())?;
             let logits = target_logits(model, &p, true, Grad::Tracked)?;
             let part = (masked_nll(&logits, &p.targets)?.sum_all()? / targets as f64)?;
             loss += part.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -211,8 +215,7 @@ pub fn run_with(
         let every = cfg.checkpoint.every;
         if (every > 0 && state.step.is_multiple_of(every)) || state.step == cfg.train.steps {
             let parts = Parts {
-                peft: &peft,
-                vars: &vars,
+                weights: &trained,
                 optimizer: &opt,
                 state: &state,
                 config_toml: &config_toml,
