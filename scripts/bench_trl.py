@@ -44,7 +44,8 @@ runs only at similar loads, and prefer numbers taken on an otherwise idle machin
 
 Usage (from the repository root; trl is not in requirements-dev.txt, install it as below):
   .venv/bin/pip install -c <(printf 'torch==2.15.0\\ntransformers==5.24.0\\npeft==0.21.2\\naccelerate==1.15.0\\n') trl==1.16.0
-  .venv/bin/python scripts/bench_trl.py [--steps 3] [--augur PATH] [--engines augur,trl]
+  .venv/bin/python scripts/bench_trl.py [--steps 3] [--augur PATH] [--engines augur,trl] [--augur-set KEY=VALUE ...]
+--augur-set passes `--set KEY=VALUE` to augur, e.g. `--augur-set model.dtype=bf16` for bf16 weights.
 --augur defaults to target/release/augur; copy it elsewhere first if someone may rebuild it while
 the bench runs. With --steps 3 a run takes ~2.5 minutes on an idle 2-core machine (10-25 minutes
 at a load of 7-9).
@@ -52,21 +53,18 @@ at a load of 7-9).
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_common  # noqa: E402
+from bench_common import REPO, log, loadavg, mean  # noqa: E402
 from trl_setup import grpo_config, last_number_reward, load_model, load_prompts, lora_config  # noqa: E402
-CACHE = os.environ.get("AUGUR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "augur"))
-DEFAULT_MODEL = os.path.join(CACHE, "smollm2-135m-instruct-hf")
+
 DATASET = "datasets/arith/train.jsonl"  # relative to the repository root, as in quickstart.toml
 
 # The batch and the optimizer, shared by both engines.
@@ -121,33 +119,7 @@ micro_batch_size = {MICRO_BATCH}
 
 [algorithm.loss]
 beta = {BETA}
-
-[optimizer.schedule]
-lr = {LR}
-kind = "constant"
-
-[optimizer.adamw]
-max_grad_norm = {MAX_GRAD_NORM}
-
-[checkpoint]
-dir = {json.dumps(run_dir)}
-every = 0
-
-[logging]
-print = true
-"""
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def loadavg():
-    return round(os.getloadavg()[0], 2)
-
-
-def mean(xs):
-    return round(statistics.fmean(xs), 3) if xs else None
+""" + bench_common.config_tail(LR, MAX_GRAD_NORM, run_dir)
 
 
 def summarize(engine, steps, extra):
@@ -180,52 +152,12 @@ def summarize(engine, steps, extra):
 # augur
 
 
-def proc_cpu_s(pid):
-    """CPU seconds (user + system, all threads) of a live process, from /proc/<pid>/stat."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def count_lines(path):
-    try:
-        with open(path) as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
-        return 0
-
-
 def run_augur(args):
-    """Runs `augur grpo`; polls metrics.jsonl and the process's CPU time to get CPU seconds per step."""
+    """Runs `augur grpo`; CPU seconds per step come from polling the process between metrics lines."""
     run_dir = os.path.join(args.workdir, "augur")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    os.makedirs(args.workdir, exist_ok=True)
-    config = os.path.join(args.workdir, "augur.toml")
-    with open(config, "w") as f:
-        f.write(augur_config(args.model, run_dir, args.steps))
-    cmd = [args.augur, "grpo", "--config", config]
-    log("augur: " + " ".join(cmd))
-    metrics = os.path.join(run_dir, "metrics.jsonl")
-    load0 = loadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=sys.stderr, stderr=sys.stderr,
-                            env={**os.environ, "RAYON_NUM_THREADS": str(args.threads)})
-    cpu_at_line, load_at_line = [], []  # process CPU seconds / load average when metrics line i appeared
-    while proc.poll() is None:
-        cpu = proc_cpu_s(proc.pid)
-        while cpu is not None and count_lines(metrics) > len(cpu_at_line):
-            cpu_at_line.append(cpu)
-            load_at_line.append(loadavg())
-        time.sleep(0.1)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"bench_trl: augur exited with {proc.returncode}")
+    lines, load_at_line, cpu_at_line, extra = bench_common.run_augur(
+        args, "grpo", "augur", augur_config(args.model, run_dir, args.steps))
     # Keys: the metrics.jsonl schema in crates/augur-train/src/metrics.rs (StepMetrics).
-    with open(metrics) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
     rows = PROMPTS_PER_STEP * GROUP_SIZE
     steps = []
     for i, m in enumerate(lines):
@@ -239,22 +171,13 @@ def run_augur(args):
             # the poll sees line i up to 0.1 s late; step 1 has no start mark (model load before it)
             "cpu_s": cpu_at_line[i] - cpu_at_line[i - 1] if 0 < i < len(cpu_at_line) else None,
         })
-    return summarize("augur", steps, {
-        "binary": args.augur,
-        "threads": args.threads,
-        "run_wall_s": round(wall, 1),
-        "loadavg_1m": [load0, loadavg()],
-    })
+    return summarize("augur", steps, extra)
 
 
 # ---------------------------------------------------------------------------------------------
 # TRL
 
 def run_trl(args):
-    import peft
-    import torch
-    import transformers
-    import trl
     from transformers import TrainerCallback
     from trl import GRPOTrainer
 
@@ -319,33 +242,16 @@ def run_trl(args):
                                processing_class=tok, peft_config=lora, callbacks=[timer])
     timer.trainer = trainer
 
-    load0 = loadavg()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log dicts; keep stdout JSON
-        trainer.train()
-    wall = time.perf_counter() - t0
+    extra = bench_common.train_timed(trainer, config.optim)
     for s in timer.steps:
         s.setdefault("reward", float("nan"))
-    return summarize("trl", timer.steps, {
-        "trl": trl.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "optim": config.optim,
-        "run_wall_s": round(wall, 1),
-        "loadavg_1m": [load0, loadavg()],
-    })
+    return summarize("trl", timer.steps, extra)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps per engine; step 1 is warm-up")
-    ap.add_argument("--augur", default=os.path.join(REPO, "target", "release", "augur"))
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="HF folder (scripts/gguf-to-hf.py)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workdir", default="/tmp/bench-trl", help="run folders (deleted and rewritten)")
+    bench_common.add_augur_args(ap, "/tmp/bench-trl")
     ap.add_argument("--engines", default="augur,trl", help="comma-separated, run in this order")
     args = ap.parse_args()
 

@@ -40,25 +40,25 @@ the TRL line reports it.
 
 Usage (from the repository root):
   /path/to/venv/bin/python scripts/bench_trl_sft.py [--steps 4] [--augur PATH] \\
-      [--engines augur,trl] [--overhead]
+      [--engines augur,trl] [--overhead] [--augur-set KEY=VALUE ...]
+--augur-set passes `--set KEY=VALUE` to augur, e.g. `--augur-set model.dtype=bf16` for bf16 weights.
 --augur defaults to target/release/augur; copy it elsewhere first if someone may rebuild it
 while the bench runs. The TRL engine needs the augur run first (it reads augur's example order),
 so --engines takes augur,trl or augur alone.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("AUGUR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "augur"))
-DEFAULT_MODEL = os.path.join(CACHE, "smollm2-135m-instruct-hf")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_common  # noqa: E402
+from bench_common import REPO, log, loadavg, mean  # noqa: E402
+
 DATASET = "datasets/gsm8k/train.jsonl"  # relative to the repository root
 
 # The batch and the optimizer, shared by both engines.
@@ -107,33 +107,7 @@ method = "{method}"
 candidates = {candidates}
 keep = {keep}
 seed = {SEED}
-
-[optimizer.schedule]
-lr = {LR}
-kind = "constant"
-
-[optimizer.adamw]
-max_grad_norm = {MAX_GRAD_NORM}
-
-[checkpoint]
-dir = {json.dumps(run_dir)}
-every = 0
-
-[logging]
-print = true
-"""
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def loadavg():
-    return round(os.getloadavg()[0], 2)
-
-
-def mean(xs):
-    return round(statistics.fmean(xs), 3) if xs else None
+""" + bench_common.config_tail(LR, MAX_GRAD_NORM, run_dir)
 
 
 def summarize(engine, steps, extra):
@@ -162,43 +136,15 @@ def summarize(engine, steps, extra):
 # augur
 
 
-def count_lines(path):
-    try:
-        with open(path) as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
-        return 0
-
-
 def run_augur_sft(args, name, **config):
-    """Runs `augur sft` into <workdir>/<name>; returns its metrics lines and per-line load."""
+    """Runs `augur sft` into <workdir>/<name>; returns its training lines, per-line load, and extras."""
     run_dir = os.path.join(args.workdir, name)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    os.makedirs(args.workdir, exist_ok=True)
-    path = os.path.join(args.workdir, f"{name}.toml")
-    with open(path, "w") as f:
-        f.write(augur_config(args.model, run_dir, args.steps, **config))
-    cmd = [args.augur, "sft", "--config", path]
-    log("augur: " + " ".join(cmd))
-    metrics = os.path.join(run_dir, "metrics.jsonl")
-    load0 = loadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=sys.stderr, stderr=sys.stderr,
-                            env={**os.environ, "RAYON_NUM_THREADS": str(args.threads)})
-    load_at_line = []
-    while proc.poll() is None:
-        while count_lines(metrics) > len(load_at_line):
-            load_at_line.append(loadavg())
-        time.sleep(0.1)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"bench_trl_sft: augur exited with {proc.returncode}")
+    lines, load_at_line, _, extra = bench_common.run_augur(
+        args, "sft", name, augur_config(args.model, run_dir, args.steps, **config))
     # Keys: the metrics.jsonl schema in crates/augur-train/src/metrics.rs (SftStepMetrics).
-    with open(metrics) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
     lines = [m for m in lines if "loss" in m]  # training lines (no step-0 eval line here)
     loads = [load_at_line[i] if i < len(load_at_line) else loadavg() for i in range(len(lines))]
-    return lines, loads, {"run_wall_s": round(wall, 1), "loadavg_1m": [load0, loadavg()]}
+    return lines, loads, extra
 
 
 def run_augur(args):
@@ -210,7 +156,7 @@ def run_augur(args):
         "loss": m["loss"],
         "load": load,
     } for m, load in zip(lines, loads)]
-    rec = summarize("augur", steps, {"binary": args.augur, "threads": args.threads, **extra})
+    rec = summarize("augur", steps, extra)
     rec["selected"] = [m["selected"] for m in lines]
     return rec
 
@@ -248,9 +194,6 @@ def run_overhead(args):
 
 def run_trl(args, selected):
     import torch
-    import peft
-    import transformers
-    import trl
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -338,31 +281,13 @@ def run_trl(args, selected):
                                  peft_config=lora, callbacks=[timer])
     timer.trainer = trainer
 
-    load0 = loadavg()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its log dicts; keep stdout JSON
-        trainer.train()
-    wall = time.perf_counter() - t0
-    return summarize("trl", timer.steps, {
-        "trl": trl.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "optim": config.optim,
-        "run_wall_s": round(wall, 1),
-        "loadavg_1m": [load0, loadavg()],
-    })
+    return summarize("trl", timer.steps, bench_common.train_timed(trainer, config.optim))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4, help="optimizer steps per engine; step 1 is warm-up")
-    ap.add_argument("--augur", default=os.path.join(REPO, "target", "release", "augur"))
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="HF folder (scripts/gguf-to-hf.py)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workdir", default="/tmp/bench-trl-sft", help="run folders (deleted and rewritten)")
+    bench_common.add_augur_args(ap, "/tmp/bench-trl-sft")
     ap.add_argument("--engines", default="augur,trl", help="augur,trl (TRL replays augur's examples) or augur")
     ap.add_argument("--overhead", action="store_true", help="also time selection per method (augur)")
     args = ap.parse_args()

@@ -1,11 +1,10 @@
 //! The `augur` binary end to end: each subcommand on small inputs.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn augur() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-}
+mod common;
+use common::{augur, succeeded};
 
 #[test]
 fn score_math_file() {
@@ -199,12 +198,7 @@ fn grpo_trains_and_resumes_from_the_checkpoint_config() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = succeeded(&out);
     assert!(
         err.contains("step    2") && err.contains("eval acc"),
         "{err}"
@@ -217,11 +211,7 @@ fn grpo_trains_and_resumes_from_the_checkpoint_config() {
         .arg(run.join("checkpoint-2"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let steps: Vec<u64> = metrics
         .lines()

@@ -3,18 +3,17 @@
 //! `[model] path`, offline re-use, tokens, `push`, and `grpo --resume hub:...`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use augur_hub::fake::{tiny_model_files as tiny_model, Cut, FakeHub};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+mod common;
+use common::fixtures;
 
 /// `augur ARGS` with the Hub environment set (and the caller's own HF variables removed).
 fn augur(hub: &FakeHub, hf_home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_augur"));
+    let mut cmd = common::augur();
     hub.environment(cmd.args(args), hf_home);
     for (k, v) in env {
         cmd.env(k, v);
@@ -60,7 +59,7 @@ fn inspect_takes_hub_ids_online_offline_and_private() {
     assert_eq!(weights, 2, "{:?}", hub.log());
 
     // The same numbers as the local fixture.
-    let local = Command::new(env!("CARGO_BIN_EXE_augur"))
+    let local = common::augur()
         .arg("inspect")
         .arg(fixtures().join("parity/llama"))
         .arg("--tokenizer")

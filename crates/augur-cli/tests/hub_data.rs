@@ -5,7 +5,7 @@
 //! as the same files in a local folder do; and `sft` takes a Hub model id in `[model] path`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use augur_data::testing::write_parquet;
 use augur_hub::fake::{tiny_model_files as tiny_model, FakeHub};
@@ -13,13 +13,12 @@ use serde_json::{Map, Value};
 
 /// `augur ARGS` with the Hub environment set (and the caller's own HF variables removed).
 fn augur(hub: &FakeHub, hf_home: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_augur"));
+    let mut cmd = common::augur();
     hub.environment(cmd.args(args), hf_home).output().unwrap()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::stderr;
 
 fn metrics(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

@@ -26,9 +26,8 @@ const CHECKPOINT_FILES: [&str; 5] = [
     "config.toml",
 ];
 
-fn augur() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-}
+mod common;
+use common::augur;
 
 fn setup(root: &Path) -> PathBuf {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");

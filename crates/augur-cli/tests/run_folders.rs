@@ -3,17 +3,12 @@
 //! tiny random Llama fixture.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use augur_train::run_dir::line_step;
 
-fn augur() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_augur"))
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+mod common;
+use common::{augur, failed, fixtures, succeeded};
 
 /// Writes a 4-prompt dataset and a 2-step config (checkpoint every step) running in `run`.
 fn setup(root: &Path, run: &Path) -> PathBuf {
@@ -44,19 +39,6 @@ fn grpo(args: &[&str], paths: &[&Path]) -> Output {
         cmd.arg(p);
     }
     cmd.output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{err}");
-    err
-}
-
-fn failed(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "succeeded: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 fn steps(metrics: &Path) -> Vec<u64> {
@@ -104,7 +86,7 @@ fn resuming_a_copy_never_touches_the_original() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let config = setup(tmp.path(), &a);
     let metrics_set = format!("logging.metrics={:?}", a.join("metrics.jsonl"));
-    ok(&grpo(&["--set", &metrics_set, "--config"], &[&config]));
+    succeeded(&grpo(&["--set", &metrics_set, "--config"], &[&config]));
     copy_dir(&a, &b);
     let original = snapshot(&a);
 
@@ -112,7 +94,7 @@ fn resuming_a_copy_never_touches_the_original() {
         &["--set", "algorithm.steps=3", "--resume"],
         &[&b.join("checkpoint-2")],
     );
-    let err = ok(&out);
+    let err = succeeded(&out);
     assert!(
         err.contains(&b.join("checkpoint-3").display().to_string()),
         "{err}"
@@ -132,7 +114,7 @@ fn fresh_run_refuses_an_occupied_folder_unless_overwriting() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let config = setup(tmp.path(), &run);
-    ok(&grpo(&["--config"], &[&config]));
+    succeeded(&grpo(&["--config"], &[&config]));
     let before = snapshot(&run);
 
     let err = failed(&grpo(
@@ -145,7 +127,7 @@ fn fresh_run_refuses_an_occupied_folder_unless_overwriting() {
     );
     assert_eq!(snapshot(&run), before);
 
-    ok(&grpo(
+    succeeded(&grpo(
         &["--overwrite", "--set", "algorithm.steps=1", "--config"],
         &[&config],
     ));
@@ -165,7 +147,7 @@ fn partial_checkpoints_are_named_and_cleaned() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let config = setup(tmp.path(), &run);
-    ok(&grpo(&["--config"], &[&config]));
+    succeeded(&grpo(&["--config"], &[&config]));
 
     let partial = run.join("checkpoint-5");
     copy_dir(&run.join("checkpoint-2"), &partial);
@@ -188,7 +170,7 @@ fn partial_checkpoints_are_named_and_cleaned() {
     let killed = run.join(".partial-checkpoint-3");
     copy_dir(&run.join("checkpoint-2"), &killed);
     std::fs::remove_file(killed.join("config.toml")).unwrap();
-    ok(&grpo(
+    succeeded(&grpo(
         &["--set", "algorithm.steps=3", "--resume"],
         &[&run.join("checkpoint-2")],
     ));
@@ -204,11 +186,11 @@ fn resume_truncates_metrics_only_to_the_resumed_step() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let config = setup(tmp.path(), &run);
-    ok(&grpo(&["--config"], &[&config]));
+    succeeded(&grpo(&["--config"], &[&config]));
     let metrics = run.join("metrics.jsonl");
     let logged = std::fs::read_to_string(&metrics).unwrap();
     std::fs::write(&metrics, format!("{logged}{{\"step\": 3}}\n{{\"ste")).unwrap();
-    ok(&grpo(
+    succeeded(&grpo(
         &["--set", "algorithm.steps=3", "--resume"],
         &[&run.join("checkpoint-2")],
     ));
@@ -259,7 +241,7 @@ fn over_long_prompts_are_found_at_load() {
         "{err}"
     );
     assert!(!run.join("checkpoint-1").exists());
-    let err = ok(&grpo(
+    let err = succeeded(&grpo(
         &["--set", "data.too_long=skip", "--config"],
         &[&config],
     ));
@@ -381,7 +363,7 @@ fn errors_come_early_once_and_with_the_right_label() {
         .arg(tmp.path().join("scored.jsonl"))
         .output()
         .unwrap();
-    ok(&out);
+    succeeded(&out);
     let said = String::from_utf8(out.stdout).unwrap();
     assert!(
         said.starts_with("scored 2 lines: 1 correct (50.0%)"),
@@ -396,7 +378,7 @@ fn errors_come_early_once_and_with_the_right_label() {
     // An adapter whose tensors do not fit the model is an adapter error, not "optimizer state".
     let run = tmp.path().join("run");
     let config = setup(tmp.path(), &run);
-    ok(&grpo(
+    succeeded(&grpo(
         &["--set", "algorithm.steps=1", "--config"],
         &[&config],
     ));

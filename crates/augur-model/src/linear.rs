@@ -13,8 +13,8 @@ use rand::Rng;
 
 use crate::frozen::{FrozenMatmul, FrozenQMatmul};
 use crate::model::WeightDtype;
-use crate::packed::{self, PackedMatmul};
-use crate::packed_bf16::{self, PackedBf16Matmul};
+use crate::packed::{self, PackedMatmul, PanelFormat};
+use crate::packed_bf16;
 
 /// The base weight of a linear layer, `[out, in]`: frozen (LoRA trains beside it), or
 /// trainable itself under full fine-tuning.
@@ -50,11 +50,14 @@ impl BaseWeight {
             BaseWeight::Packed { panels, out } => x.apply_op1(PackedMatmul {
                 panels: panels.clone(),
                 out: *out,
+                inp: panels.dim(1)?,
+                format: PanelFormat::F32,
             }),
-            BaseWeight::PackedBf16 { panels, out, inp } => x.apply_op1(PackedBf16Matmul {
+            BaseWeight::PackedBf16 { panels, out, inp } => x.apply_op1(PackedMatmul {
                 panels: panels.clone(),
                 out: *out,
                 inp: *inp,
+                format: PanelFormat::Bf16,
             }),
             BaseWeight::Trainable(w) => {
                 let (k, n) = (x.dim(candle_core::D::Minus1)?, w.dim(0)?);
@@ -185,9 +188,11 @@ impl LoraLinear {
     /// through the frozen base, for ops that run the backward themselves (the chunked LM head).
     pub fn base_grad_input(&self, g: &Tensor) -> candle_core::Result<Tensor> {
         match &self.base {
-            BaseWeight::Packed { panels, out } => packed::grad_input(panels, *out, g),
+            BaseWeight::Packed { panels, out } => {
+                packed::grad_input(panels, PanelFormat::F32, *out, panels.dim(1)?, g)
+            }
             BaseWeight::PackedBf16 { panels, out, inp } => {
-                packed_bf16::grad_input(panels, *out, *inp, g)
+                packed::grad_input(panels, PanelFormat::Bf16, *out, *inp, g)
             }
             _ => g.broadcast_matmul(&self.dense_weight()?),
         }

@@ -72,16 +72,30 @@ pub(crate) fn unpack(panels: &Tensor, out: usize) -> candle_core::Result<Tensor>
     Tensor::from_vec(w, (out, inp), panels.device())
 }
 
-/// `x @ W^T` for a packed frozen `W` (from [`pack`]) with `out` features; records a
-/// backward pass for `x` only, like [`crate::frozen::FrozenMatmul`].
+/// How a packed weight's panels store it: f32 ([`pack`]) or bf16 pairs for the AVX512-BF16
+/// kernel ([`crate::packed_bf16::pack`]). One op and one backward serve both; only the
+/// products differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PanelFormat {
+    F32,
+    Bf16,
+}
+
+/// `x @ W^T` for a packed frozen `W: [out, inp]`; records a backward pass for `x` only, like
+/// [`crate::frozen::FrozenMatmul`].
 pub(crate) struct PackedMatmul {
     pub panels: Tensor,
     pub out: usize,
+    pub inp: usize,
+    pub format: PanelFormat,
 }
 
 impl CustomOp1 for PackedMatmul {
     fn name(&self) -> &'static str {
-        "packed-matmul"
+        match self.format {
+            PanelFormat::F32 => "packed-matmul",
+            PanelFormat::Bf16 => "packed-bf16-matmul",
+        }
     }
 
     fn cpu_fwd(
@@ -89,18 +103,24 @@ impl CustomOp1 for PackedMatmul {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, k, _) = self.panels.dims3()?;
+        let k = self.inp;
         let dims = layout.dims();
         if dims.last() != Some(&k) || !layout.is_contiguous() {
-            candle_core::bail!("packed matmul: input must be contiguous [.., {k}], got {dims:?}");
+            candle_core::bail!(
+                "{}: input must be contiguous [.., {k}], got {dims:?}",
+                self.name()
+            );
         }
         let m = layout.shape().elem_count() / k;
         let x = input_slice(storage, layout)?;
-        let mut y = vec![0f32; m * self.out];
-        with_f32(&self.panels, |w| {
-            matmul(x, m, k, w, self.out, &mut y);
-            Ok(())
-        })?;
+        let y = match self.format {
+            PanelFormat::F32 => with_f32(&self.panels, |w| {
+                let mut y = vec![0f32; m * self.out];
+                matmul(x, m, k, w, self.out, &mut y);
+                Ok(y)
+            })?,
+            PanelFormat::Bf16 => crate::packed_bf16::forward(&self.panels, x, m, k, self.out)?,
+        };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty") = self.out;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))
@@ -112,30 +132,36 @@ impl CustomOp1 for PackedMatmul {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        grad_input(&self.panels, self.out, grad_res).map(Some)
+        grad_input(&self.panels, self.format, self.out, self.inp, grad_res).map(Some)
     }
 }
 
-/// `g @ W` for `g: [.., out]` and a packed `W` with `out` features: the gradient of `x @ W^T`
-/// with respect to `x`.
+/// `g @ W` for `g: [.., out]` and a packed `W: [out, k]`: the gradient of `x @ W^T` with
+/// respect to `x`.
 ///
-/// It reads the panels in place ([`matmul_t`]): unpacking them on every backward call was
-/// ~10% of a LoRA update, and for the 49k-row LM head it also allocated a 113 MB copy per
-/// micro-batch.
-pub(crate) fn grad_input(panels: &Tensor, out: usize, g: &Tensor) -> candle_core::Result<Tensor> {
-    let (_, k, _) = panels.dims3()?;
+/// It reads the panels in place ([`matmul_t`], [`crate::packed_bf16::backward`]): unpacking
+/// them on every backward call was ~10% of a LoRA update, and for the 49k-row LM head it also
+/// allocated a 113 MB copy per micro-batch.
+pub(crate) fn grad_input(
+    panels: &Tensor,
+    format: PanelFormat,
+    out: usize,
+    k: usize,
+    g: &Tensor,
+) -> candle_core::Result<Tensor> {
     let g = g.contiguous()?;
     let dims = g.dims();
     if dims.last() != Some(&out) {
         candle_core::bail!("packed matmul backward: gradient must be [.., {out}], got {dims:?}");
     }
     let m = g.elem_count() / out;
-    let mut dx = vec![0f32; m * k];
-    with_f32(&g, |g| {
-        with_f32(panels, |w| {
+    let dx = with_f32(&g, |g| match format {
+        PanelFormat::F32 => with_f32(panels, |w| {
+            let mut dx = vec![0f32; m * k];
             matmul_t(g, m, out, w, k, &mut dx);
-            Ok(())
-        })
+            Ok(dx)
+        }),
+        PanelFormat::Bf16 => crate::packed_bf16::backward(panels, g, m, out, k),
     })?;
     let mut dx_dims = dims.to_vec();
     *dx_dims.last_mut().expect("non-empty") = k;
@@ -415,6 +441,8 @@ mod tests {
         let y = x.apply_op1(PackedMatmul {
             panels: panels.clone(),
             out: n,
+            inp: k,
+            format: PanelFormat::F32,
         })?;
         let want = x.matmul(&w.t()?)?;
         let diff = (y - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -438,7 +466,7 @@ mod tests {
                 return Ok(());
             }
             let g = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
-            let got = grad_input(&pack(&w)?, n, &g.reshape((1, m, n))?)?;
+            let got = grad_input(&pack(&w)?, PanelFormat::F32, n, k, &g.reshape((1, m, n))?)?;
             assert_eq!(got.dims(), &[1, m, k]);
             let got = got.flatten_all()?.to_vec1::<f32>()?;
             let (gv, wv) = (

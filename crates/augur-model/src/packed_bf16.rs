@@ -4,7 +4,7 @@
 //! `vdpbf16ps` does 32 multiply-adds per instruction where the f32 AVX2 kernel does 8. Only the
 //! frozen products run in bf16: each call rounds its input rows to bf16 (round to nearest even)
 //! and accumulates in f32, so LoRA adapters, norms, softmax, the loss and the optimizer stay
-//! f32. The backward pass ([`grad_input`]) multiplies by the same bf16 weights, so the
+//! f32. The backward pass ([`backward`]) multiplies by the same bf16 weights, so the
 //! gradient is that of the function the forward computed.
 //!
 //! Layout: `vdpbf16ps` multiplies pairs of bf16 and adds both products into one f32 lane, so
@@ -13,11 +13,11 @@
 //! feeds the 16 lanes (output features) with one input pair. The rows of `x` become pairs the
 //! same way (a bf16 row, padded to even length), each broadcast to all lanes.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{DType, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::cpu_data::{input_slice, with_f32};
+use crate::cpu_data::with_f32;
 use crate::packed::{panel_product, Microkernel, Out, MAX_ROWS, PANEL, T_BLOCK};
 
 /// Whether this CPU runs the bf16 kernel (AVX512-BF16; checked at run time, so one binary
@@ -82,78 +82,45 @@ pub(crate) fn unpack(panels: &Tensor, out: usize, k: usize) -> candle_core::Resu
     Tensor::from_vec(w, (out, k), panels.device())
 }
 
-/// `x @ W^T` for bf16 panels (from [`pack`]) of a frozen `W: [out, in]`; records a backward
-/// pass for `x` only, like [`crate::packed::PackedMatmul`].
-pub(crate) struct PackedBf16Matmul {
-    pub panels: Tensor,
-    pub out: usize,
-    pub inp: usize,
-}
-
-impl CustomOp1 for PackedBf16Matmul {
-    fn name(&self) -> &'static str {
-        "packed-bf16-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let k = self.inp;
-        let dims = layout.dims();
-        if dims.last() != Some(&k) || !layout.is_contiguous() {
-            candle_core::bail!("bf16 matmul: input must be contiguous [.., {k}], got {dims:?}");
-        }
-        let m = layout.shape().elem_count() / k;
-        let x = to_bf16_pairs(input_slice(storage, layout)?, m, k);
-        let mut y = vec![0f32; m * self.out];
-        with_bf16(&self.panels, |w| {
-            matmul(&x, m, k.div_ceil(2), w, self.out, &mut y);
-            Ok(())
-        })?;
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("non-empty") = self.out;
-        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        grad_input(&self.panels, self.out, self.inp, grad_res).map(Some)
-    }
-}
-
-/// `g @ W` for `g: [.., out]` and bf16 panels of `W: [out, k]`: the gradient of `x @ W^T` with
-/// respect to `x`, with `g` rounded to bf16 and f32 accumulation like the forward.
-///
-/// As in [`crate::packed::grad_input`], each task copies a 16-column slice of `W` (transposed
-/// tiles of the panels, `T_BLOCK` outputs at a time) into a scratch panel and runs the forward
-/// kernel on it, so the panels are read in place.
-pub(crate) fn grad_input(
+/// `x @ W^T` for `x: [m, k]` and bf16 panels (from [`pack`]) of `W: [n, k]`, with `x` rounded
+/// to bf16 and f32 accumulation: the forward of [`crate::packed::PackedMatmul`] for
+/// [`PanelFormat::Bf16`](crate::packed::PanelFormat).
+pub(crate) fn forward(
     panels: &Tensor,
-    out: usize,
+    x: &[f32],
+    m: usize,
     k: usize,
-    g: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let g = g.contiguous()?;
-    let dims = g.dims();
-    if dims.last() != Some(&out) {
-        candle_core::bail!("bf16 matmul backward: gradient must be [.., {out}], got {dims:?}");
-    }
-    let m = g.elem_count() / out;
-    let g2 = with_f32(&g, |g| Ok(to_bf16_pairs(g, m, out)))?;
-    let mut dx = vec![0f32; m * k];
+    n: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let x = to_bf16_pairs(x, m, k);
+    let mut y = vec![0f32; m * n];
     with_bf16(panels, |w| {
-        matmul_t(&g2, m, out, w, k, &mut dx);
+        matmul(&x, m, k.div_ceil(2), w, n, &mut y);
         Ok(())
     })?;
-    let mut dx_dims = dims.to_vec();
-    *dx_dims.last_mut().expect("non-empty") = k;
-    Tensor::from_vec(dx, dx_dims, g.device())
+    Ok(y)
+}
+
+/// `g @ W` for `g: [m, n]` and bf16 panels of `W: [n, k]`: the gradient of [`forward`] with
+/// respect to `x`, with `g` rounded to bf16 and f32 accumulation like the forward.
+///
+/// As in the f32 path, each task copies a 16-column slice of `W` (transposed tiles of the
+/// panels, `T_BLOCK` outputs at a time) into a scratch panel and runs the forward kernel on
+/// it, so the panels are read in place.
+pub(crate) fn backward(
+    panels: &Tensor,
+    g: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let g = to_bf16_pairs(g, m, n);
+    let mut dx = vec![0f32; m * k];
+    with_bf16(panels, |w| {
+        matmul_t(&g, m, n, w, k, &mut dx);
+        Ok(())
+    })?;
+    Ok(dx)
 }
 
 /// Rounds `x: [m, k]` to bf16 pairs `[m, ceil(k / 2)]` (the low half is the even feature), the
@@ -350,6 +317,7 @@ unsafe fn kernel<const R: usize, const ACC: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::{grad_input, PackedMatmul, PanelFormat};
     use candle_core::Device;
 
     /// `v` rounded to bf16 and back, the values the kernel multiplies.
@@ -385,10 +353,11 @@ mod tests {
         for (m, k, n) in SHAPES {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
-            let y = x.apply_op1(PackedBf16Matmul {
+            let y = x.apply_op1(PackedMatmul {
                 panels: pack(&w)?,
                 out: n,
                 inp: k,
+                format: PanelFormat::Bf16,
             })?;
             assert_eq!(y.dims(), &[m, n]);
             let (xv, wv, yv) = (values(&x), values(&w), values(&y));
@@ -432,12 +401,19 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             let g = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
             let panels = pack(&w)?;
-            let got = values(&grad_input(&panels, n, k, &g.reshape((1, m, n))?)?);
+            let got = values(&grad_input(
+                &panels,
+                PanelFormat::Bf16,
+                n,
+                k,
+                &g.reshape((1, m, n))?,
+            )?);
             let x = candle_core::Var::from_tensor(&Tensor::zeros((m, k), DType::F32, &dev)?)?;
-            let y = x.as_tensor().apply_op1(PackedBf16Matmul {
+            let y = x.as_tensor().apply_op1(PackedMatmul {
                 panels,
                 out: n,
                 inp: k,
+                format: PanelFormat::Bf16,
             })?;
             let grads = (y * &g)?.sum_all()?.backward()?;
             let autograd = values(grads.get(x.as_tensor()).expect("x has a gradient"));
