@@ -402,7 +402,8 @@ mod tests {
             }
             let below: f64 = (0..a)
                 .map(|j| {
-                    let ln_c = ln_fact[n as usize] - ln_fact[j as usize] - ln_fact[(n - j) as usize];
+                    let ln_c =
+                        ln_fact[n as usize] - ln_fact[j as usize] - ln_fact[(n - j) as usize];
                     (ln_c + j as f64 * x.ln() + (n - j) as f64 * (1.0 - x).ln()).exp()
                 })
                 .sum();
@@ -473,7 +474,15 @@ mod tests {
     fn beta_draws_pass_kolmogorov_smirnov() {
         let n = 50_000;
         let crit = ks_critical(n);
-        let integer = [(1u32, 1u32), (2, 7), (9, 1), (1, 9), (5, 5), (300, 40), (3, 1000)];
+        let integer = [
+            (1u32, 1u32),
+            (2, 7),
+            (9, 1),
+            (1, 9),
+            (5, 5),
+            (300, 40),
+            (3, 1000),
+        ];
         for (i, &(a, b)) in integer.iter().enumerate() {
             let xs = betas(i as u64, a as f32, b as f32, n);
             let d = ks_distance(xs, beta_cdf_integer(a, b));
@@ -498,7 +507,10 @@ mod tests {
         }
         // The test has power: draws of a neighbouring Beta are rejected.
         let d = ks_distance(betas(300, 2.0, 5.0, n), beta_cdf_integer(2, 6));
-        assert!(d > 3.0 * crit, "KS cannot tell Beta(2,5) from Beta(2,6): {d}");
+        assert!(
+            d > 3.0 * crit,
+            "KS cannot tell Beta(2,5) from Beta(2,6): {d}"
+        );
     }
 
     #[test]
@@ -538,7 +550,10 @@ mod tests {
         }
         let pos = xs.iter().filter(|&&x| x > ZIG_R).count() as f64;
         let neg = xs.iter().filter(|&&x| x < -ZIG_R).count() as f64;
-        assert!((pos - neg).abs() < 5.0 * (pos + neg).sqrt(), "tails {pos} vs {neg}");
+        assert!(
+            (pos - neg).abs() < 5.0 * (pos + neg).sqrt(),
+            "tails {pos} vs {neg}"
+        );
         let d = ks_distance(xs, normal_cdf);
         assert!(d < ks_critical(n), "normal: KS D = {d:.5}");
     }
