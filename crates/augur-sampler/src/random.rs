@@ -496,7 +496,8 @@ mod tests {
             let d = ks_distance(xs, beta_cdf_numeric(a, b));
             assert!(d < crit, "Beta({a},{b}): KS D = {d:.5} >= {crit:.5}");
         }
-        let closed: [(f32, f32, fn(f64) -> f64); 3] = [
+        type Cdf = fn(f64) -> f64;
+        let closed: [(f32, f32, Cdf); 3] = [
             (0.5, 0.5, |x| 2.0 / std::f64::consts::PI * x.sqrt().asin()),
             (0.3, 1.0, |x| x.powf(0.3)),
             (1.0, 0.7, |x| 1.0 - (1.0 - x).powf(0.7)),
