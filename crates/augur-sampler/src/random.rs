@@ -115,10 +115,24 @@ const ZIG_R: f64 = 3.654_152_885_361_009;
 const ZIG_V: f64 = 4.928_673_233_99e-3;
 const ZIG_LAYERS: usize = 256;
 
+/// The constant tables of the Beta sampler, built once: one lazy-initialisation check per
+/// Beta draw instead of one per table access.
+struct Tables {
+    zig: Ziggurat,
+    gamma: [GammaConstants; GAMMA_TABLE],
+}
+
 #[inline]
-fn ziggurat() -> &'static Ziggurat {
-    static TABLES: std::sync::OnceLock<Ziggurat> = std::sync::OnceLock::new();
-    TABLES.get_or_init(|| {
+fn tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| Tables {
+        zig: build_ziggurat(),
+        gamma: std::array::from_fn(|i| GammaConstants::compute(i as f32)),
+    })
+}
+
+fn build_ziggurat() -> Ziggurat {
+    {
         let m1 = 2_147_483_648.0f64;
         let (mut dn, mut tn) = (ZIG_R, ZIG_R);
         let q = ZIG_V / (-0.5 * dn * dn).exp();
@@ -140,7 +154,7 @@ fn ziggurat() -> &'static Ziggurat {
             z.w[i] = (dn / m1) as f32;
         }
         z
-    })
+    }
 }
 
 /// 24-bit uniform in [0, 1) from bits 8..32 of `r`, the bits [`normal_from`] does not read.
@@ -155,8 +169,7 @@ fn unit_from(r: u64) -> f32 {
 /// caller. `rand_distr`'s normal spends a whole f64 draw (and converts) where this needs 39
 /// bits, and Thompson sampling at 10^6 prompts makes 2·10^6 of them per select.
 #[inline(always)]
-fn normal_from(r: u64, rng: &mut SplitMix64) -> f32 {
-    let z = ziggurat();
+fn normal_from(z: &Ziggurat, r: u64, rng: &mut SplitMix64) -> f32 {
     let j = (r >> 32) as u32 as i32;
     let i = (r & 255) as usize;
     if j.unsigned_abs() < z.k[i] {
@@ -208,17 +221,17 @@ fn open01<R: RngCore + ?Sized>(rng: &mut R) -> f64 {
 /// its squeeze are inlined so that consecutive prompts' draws overlap in the CPU; the rest of
 /// the method is [`gamma_rejected`].
 #[inline(always)]
-fn sample_gamma_f32(rng: &mut SplitMix64, shape: f32) -> f32 {
-    let g = GammaConstants::of(shape);
+fn sample_gamma_f32(rng: &mut SplitMix64, tables: &Tables, shape: f32) -> f32 {
+    let g = GammaConstants::of(&tables.gamma, shape);
     let r = rng.next_u64();
-    let x = normal_from(r, rng);
+    let x = normal_from(&tables.zig, r, rng);
     let u = unit_from(r);
     let t = g.c * x;
     if t > -1.0 && g.squeeze(x, t, u) {
         let v = 1.0 + t;
         return g.d * (v * v * v);
     }
-    let (y, next) = gamma_rejected(rng.clone(), g, x, u);
+    let (y, next) = gamma_rejected(rng.clone(), &tables.zig, g, x, u);
     *rng = next;
     y
 }
@@ -248,15 +261,9 @@ impl GammaConstants {
     /// or failures plus one, so a table of whole shapes saves the square root and the division
     /// (the slowest instructions of a draw) for nearly every prompt; other shapes compute them.
     #[inline(always)]
-    fn of(a: f32) -> Self {
-        static TABLE: std::sync::OnceLock<Vec<GammaConstants>> = std::sync::OnceLock::new();
+    fn of(table: &[GammaConstants; GAMMA_TABLE], a: f32) -> Self {
         let whole = a as usize;
         if whole as f32 == a && whole < GAMMA_TABLE {
-            let table = TABLE.get_or_init(|| {
-                (0..GAMMA_TABLE)
-                    .map(|i| GammaConstants::compute(i as f32))
-                    .collect()
-            });
             return table[whole];
         }
         GammaConstants::compute(a)
@@ -289,6 +296,7 @@ impl GammaConstants {
 #[inline(never)]
 fn gamma_rejected(
     mut rng: SplitMix64,
+    z: &Ziggurat,
     g: GammaConstants,
     mut x: f32,
     mut u: f32,
@@ -307,7 +315,7 @@ fn gamma_rejected(
             }
         }
         let r = rng.next_u64();
-        x = normal_from(r, &mut rng);
+        x = normal_from(z, r, &mut rng);
         u = unit_from(r);
     }
 }
@@ -322,8 +330,9 @@ pub fn sample_beta(rng: &mut SplitMix64, a: f32, b: f32) -> f32 {
         return rng.random::<f32>();
     }
     if a >= 1.0 && b >= 1.0 {
-        let x = sample_gamma_f32(rng, a);
-        let y = sample_gamma_f32(rng, b);
+        let t = tables();
+        let x = sample_gamma_f32(rng, t, a);
+        let y = sample_gamma_f32(rng, t, b);
         return x / (x + y);
     }
     let (z, next) = sample_beta_small_shapes(rng.clone(), a, b);
@@ -520,7 +529,7 @@ mod tests {
         for (i, &a) in [1u32, 2, 8, 120].iter().enumerate() {
             let mut rng = chunk_rng(400 + i as u64, 0);
             let xs: Vec<f64> = (0..n)
-                .map(|_| sample_gamma_f32(&mut rng, a as f32) as f64)
+                .map(|_| sample_gamma_f32(&mut rng, tables(), a as f32) as f64)
                 .collect();
             let d = ks_distance(xs, |x| gamma_cdf_integer(a, x));
             assert!(d < ks_critical(n), "Gamma({a}): KS D = {d:.5}");
@@ -536,7 +545,7 @@ mod tests {
         let xs: Vec<f64> = (0..n)
             .map(|_| {
                 let r = rng.next_u64();
-                normal_from(r, &mut rng) as f64
+                normal_from(&tables().zig, r, &mut rng) as f64
             })
             .collect();
         for (cut, label) in [(2.0, "2"), (3.0, "3"), (ZIG_R, "R"), (4.0, "4")] {
