@@ -155,6 +155,37 @@ mod tests {
         assert_eq!(smallest_b(&ids[..3], 10, 9, score).len(), 3);
     }
 
+    /// The same selection on 1, 2 and 5 threads (the tasks' survivors merge in a different
+    /// order each time), with scores that tie in blocks so tie keys decide part of it.
+    #[test]
+    fn same_result_on_any_thread_count() {
+        let n = 7 * CHUNK + 123;
+        let ids: Vec<u32> = (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) >> 8)
+            .collect();
+        let score = |p: usize| (splitmix64(p as u64) % 50) as f32;
+        let on = |threads: usize, b: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| smallest_b(&ids, b, 5, score))
+        };
+        let mut naive: Vec<usize> = (0..n).collect();
+        naive.sort_by(|&a, &b| {
+            score(a)
+                .total_cmp(&score(b))
+                .then(tie_key(5, ids[a]).cmp(&tie_key(5, ids[b])))
+                .then(a.cmp(&b))
+        });
+        for b in [1, 256, 3 * CHUNK] {
+            let one = on(1, b);
+            assert_eq!(one, naive[..b].to_vec(), "b = {b}");
+            assert_eq!(one, on(2, b), "b = {b}");
+            assert_eq!(one, on(5, b), "b = {b}");
+        }
+    }
+
     /// All scores equal: the chosen *ids* do not depend on the pool's order, and over many
     /// seeds every id is chosen about equally often (positions 0..b are not favoured).
     #[test]
