@@ -5,8 +5,9 @@
 //! id*, never by its position: a pool sent as ids 0..N-1 in order and the same pool shuffled
 //! get the same selection, and prompts whose scores tie (e.g. DPS prompts that all decayed to
 //! the prior) are drawn uniformly instead of always the lowest ids. Keys pack the f32 score,
-//! the 64-bit tie key and the position into a u128, so the result is deterministic on any
-//! thread count.
+//! the 64-bit tie key and the position into a u128; keys are distinct, so "the b smallest" is
+//! one set whatever order the pool is scanned in, and the result is the same on any thread
+//! count.
 
 use crate::random::{splitmix64, CHUNK};
 use rayon::prelude::*;
@@ -32,56 +33,62 @@ fn pack(score_bits: u32, tie: u64, pos: usize) -> u128 {
     ((score_bits as u128) << 96) | ((tie as u128) << 32) | pos as u128
 }
 
-fn keep_smallest<T: Ord>(keys: &mut Vec<T>, b: usize) {
-    if keys.len() > b {
-        keys.select_nth_unstable(b - 1);
-        keys.truncate(b);
-    }
+/// The `b` smallest keys offered so far, kept in a buffer of at most `2b` that is cut back to
+/// `b` when full. After the first cut every key above the current b-th smallest is rejected
+/// before it is hashed or stored, so a scan costs about one comparison per candidate: for
+/// scores in random order only ~b·ln(n/b) candidates are ever stored.
+struct Best {
+    keys: Vec<u128>,
+    b: usize,
+    /// The b-th smallest key kept so far (u128::MAX until b keys were seen).
+    limit: u128,
 }
 
-/// The `b` best of positions `start..end` as full keys. Scores are ranked first with cheap
-/// (score, position) u64 keys; tie keys are hashed only for the candidates that beat the
-/// chunk's b-th score and for those tied with it, of which the b best by tie key are kept.
-fn chunk_best<F>(
-    candidates: &[u32],
-    (start, end): (usize, usize),
-    b: usize,
-    seed: u64,
-    score: &F,
-) -> Vec<u128>
-where
-    F: Fn(usize) -> f32,
-{
-    let full = |k: u64| {
-        let (bits, p) = ((k >> 32) as u32, start + (k & 0xFFFF_FFFF) as usize);
-        pack(bits, tie_key(seed, candidates[p]), p)
-    };
-    let mut keys: Vec<u64> = (start..end)
-        .map(|p| ((ordered_bits(score(p)) as u64) << 32) | (p - start) as u64)
-        .collect();
-    if keys.len() <= b {
-        return keys.into_iter().map(full).collect();
+impl Best {
+    fn new(b: usize) -> Self {
+        Best {
+            keys: Vec::with_capacity(2 * b),
+            b,
+            limit: u128::MAX,
+        }
     }
-    keys.select_nth_unstable(b - 1);
-    let boundary = keys[b - 1] >> 32;
-    let mut out: Vec<u128> = keys[..b]
-        .iter()
-        .filter(|&&k| k >> 32 < boundary)
-        .map(|&k| full(k))
-        .collect();
-    let mut tied: Vec<u128> = keys
-        .iter()
-        .filter(|&&k| k >> 32 == boundary)
-        .map(|&k| full(k))
-        .collect();
-    keep_smallest(&mut tied, b - out.len());
-    out.extend(tied);
-    out
+
+    /// Offers position `pos` (prompt `id`) with score bits `bits`; `seed` seeds its tie key.
+    #[inline]
+    fn offer(&mut self, bits: u32, seed: u64, id: u32, pos: usize) {
+        if bits > (self.limit >> 96) as u32 {
+            return;
+        }
+        let key = pack(bits, tie_key(seed, id), pos);
+        if key > self.limit {
+            return;
+        }
+        self.keys.push(key);
+        if self.keys.len() >= 2 * self.b {
+            self.cut();
+        }
+    }
+
+    /// Keeps the `b` smallest keys and lowers the limit to the largest of them.
+    fn cut(&mut self) {
+        if self.keys.len() > self.b {
+            self.keys.select_nth_unstable(self.b - 1);
+            self.keys.truncate(self.b);
+            self.limit = self.keys[self.b - 1];
+        }
+    }
+
+    fn merge(mut self, other: Best) -> Best {
+        self.keys.extend(other.keys);
+        self.cut();
+        self
+    }
 }
 
 /// Positions (into `candidates`) of the `b` smallest `score(pos)`, in ascending score order;
-/// equal scores are ordered by [`tie_key`]`(tie_seed, candidates[pos])`. Each chunk keeps its
-/// own best `b`, then the survivors are merged: O(n) work, parallel.
+/// equal scores are ordered by [`tie_key`]`(tie_seed, candidates[pos])`. Each parallel task
+/// scans whole [`CHUNK`]s into its own [`Best`], then the tasks' survivors are merged: O(n)
+/// work with no per-candidate allocation.
 pub fn smallest_b<F>(candidates: &[u32], b: usize, tie_seed: u64, score: F) -> Vec<usize>
 where
     F: Fn(usize) -> f32 + Sync,
@@ -92,17 +99,26 @@ where
     if b == 0 {
         return Vec::new();
     }
-    let best = |start: usize| {
-        let range = (start, (start + CHUNK).min(n));
-        chunk_best(candidates, range, b, tie_seed, &score)
+    let scan = |mut best: Best, chunk: usize| {
+        let start = chunk * CHUNK;
+        let end = (start + CHUNK).min(n);
+        for (pos, &id) in candidates[start..end].iter().enumerate() {
+            let pos = start + pos;
+            best.offer(ordered_bits(score(pos)), tie_seed, id, pos);
+        }
+        best
     };
-    let mut keys: Vec<u128> = if n <= CHUNK {
-        best(0)
+    let chunks = n.div_ceil(CHUNK);
+    let mut best = if chunks == 1 {
+        scan(Best::new(b), 0)
     } else {
-        let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
-        starts.par_iter().flat_map_iter(|&s| best(s)).collect()
+        (0..chunks)
+            .into_par_iter()
+            .fold(|| Best::new(b), scan)
+            .reduce(|| Best::new(b), Best::merge)
     };
-    keep_smallest(&mut keys, b);
+    best.cut();
+    let mut keys = best.keys;
     keys.sort_unstable();
     keys.into_iter()
         .map(|k| (k & 0xFFFF_FFFF) as usize)
@@ -137,6 +153,37 @@ mod tests {
         });
         assert_eq!(got, all[..50].to_vec());
         assert_eq!(smallest_b(&ids[..3], 10, 9, score).len(), 3);
+    }
+
+    /// The same selection on 1, 2 and 5 threads (the tasks' survivors merge in a different
+    /// order each time), with scores that tie in blocks so tie keys decide part of it.
+    #[test]
+    fn same_result_on_any_thread_count() {
+        let n = 7 * CHUNK + 123;
+        let ids: Vec<u32> = (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) >> 8)
+            .collect();
+        let score = |p: usize| (splitmix64(p as u64) % 50) as f32;
+        let on = |threads: usize, b: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| smallest_b(&ids, b, 5, score))
+        };
+        let mut naive: Vec<usize> = (0..n).collect();
+        naive.sort_by(|&a, &b| {
+            score(a)
+                .total_cmp(&score(b))
+                .then(tie_key(5, ids[a]).cmp(&tie_key(5, ids[b])))
+                .then(a.cmp(&b))
+        });
+        for b in [1, 256, 3 * CHUNK] {
+            let one = on(1, b);
+            assert_eq!(one, naive[..b].to_vec(), "b = {b}");
+            assert_eq!(one, on(2, b), "b = {b}");
+            assert_eq!(one, on(5, b), "b = {b}");
+        }
     }
 
     /// All scores equal: the chosen *ids* do not depend on the pool's order, and over many

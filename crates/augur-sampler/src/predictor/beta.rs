@@ -144,14 +144,22 @@ impl Predictor for BetaPredictor {
     fn predict(&self, ids: &[u32], q: Quantity, ctx: PredictCtx, out: &mut [f32]) -> Result<()> {
         check_len(ids, out)?;
         let work = |c: usize, ids: &[u32], out: &mut [f32]| {
-            let mut rng = (q == Quantity::Sample).then(|| chunk_rng(ctx.seed, c));
+            if q == Quantity::Sample {
+                // The hot path of Thompson sampling: one draw per candidate, nothing else.
+                let mut rng = chunk_rng(ctx.seed, c);
+                for (o, &id) in out.iter_mut().zip(ids) {
+                    let (a, b) = self.params(id);
+                    *o = sample_beta(&mut rng, a, b);
+                }
+                return;
+            }
             for (o, &id) in out.iter_mut().zip(ids) {
                 let (a, b) = self.params(id);
                 *o = match q {
                     Quantity::Mean => a / (a + b),
                     Quantity::Std => (a * b / ((a + b) * (a + b) * (a + b + 1.0))).sqrt(),
-                    Quantity::Partial => beta_partial(a, b, ctx.k),
-                    Quantity::Sample => sample_beta(rng.as_mut().expect("rng for Sample"), a, b),
+                    // Partial (Sample returned above).
+                    _ => beta_partial(a, b, ctx.k),
                 };
             }
         };
