@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod push;
 mod rss;
+mod run_args;
 mod sampler;
 mod score;
 mod sft;
