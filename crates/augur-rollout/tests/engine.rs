@@ -204,7 +204,7 @@ fn logprobs_equal_teacher_forced_forward() {
 
 /// With `kv_dtype = Bf16` generation completes (prefill through the widened cache, decode
 /// through the fused kernel, rows copied and dropped) and its logprobs stay within bf16
-/// rounding of the f32 teacher-forced forward: measured 2.4e-3 on this fixture (logits O(1)),
+/// rounding of the f32 teacher-forced forward: measured 8.2e-3 on this fixture (logits O(1)),
 /// bound 2e-2; and they differ from it by more than f32 round-off (the cache was bf16).
 #[test]
 fn bf16_kv_cache_logprobs_stay_near_teacher_forced_f32() {
