@@ -437,8 +437,19 @@ fn bf16_kv_cache_runs_through_generate_and_grpo() {
     let generate = |kv: &str| {
         augur()
             .args([
-                "generate", "--raw", "--prompt", "12", "--prompt", "7", "--n", "3",
-                "--max-new-tokens", "6", "--kv-dtype", kv, "--model",
+                "generate",
+                "--raw",
+                "--prompt",
+                "12",
+                "--prompt",
+                "7",
+                "--n",
+                "3",
+                "--max-new-tokens",
+                "6",
+                "--kv-dtype",
+                kv,
+                "--model",
             ])
             .arg(fixtures().join("parity/llama"))
             .arg("--tokenizer")

@@ -57,12 +57,22 @@ pub(crate) fn decode_attention(
         d,
     };
     let out = match (ks, vs) {
-        (CpuStorage::F32(kd), CpuStorage::F32(vd)) => {
-            attend(q, &Cache::new(kd, kl)?, &Cache::new(vd, vl)?, bias, shape)
-        }
-        (CpuStorage::BF16(kd), CpuStorage::BF16(vd)) => {
-            attend(q, &Cache::new(kd, kl)?, &Cache::new(vd, vl)?, bias, shape)
-        }
+        (CpuStorage::F32(kd), CpuStorage::F32(vd)) => attend(
+            q,
+            &Cache::new(kd, kl)?,
+            &Cache::new(vd, vl)?,
+            bias,
+            shape,
+            true,
+        ),
+        (CpuStorage::BF16(kd), CpuStorage::BF16(vd)) => attend(
+            q,
+            &Cache::new(kd, kl)?,
+            &Cache::new(vd, vl)?,
+            bias,
+            shape,
+            true,
+        ),
         _ => return Ok(None),
     };
     Ok(Some(Tensor::from_vec(
@@ -84,67 +94,139 @@ struct Shape {
 
 /// A cached element read as f32.
 trait Widen: Copy + Sync {
-    fn widen(self) -> f32;
+    /// `row` as f32: itself for f32, widened into `buf` (which it returns) otherwise.
+    fn as_f32<'b>(row: &'b [Self], buf: &'b mut [f32]) -> &'b [f32];
 }
 
 impl Widen for f32 {
     #[inline(always)]
-    fn widen(self) -> f32 {
-        self
+    fn as_f32<'b>(row: &'b [f32], _: &'b mut [f32]) -> &'b [f32] {
+        row
     }
 }
 
 impl Widen for bf16 {
     /// bf16 is the top half of an f32: widening is a shift, exact, and vectorises.
     #[inline(always)]
-    fn widen(self) -> f32 {
-        f32::from_bits(u32::from(self.to_bits()) << 16)
+    fn as_f32<'b>(row: &'b [bf16], buf: &'b mut [f32]) -> &'b [f32] {
+        for (w, x) in buf.iter_mut().zip(row) {
+            *w = f32::from_bits(u32::from(x.to_bits()) << 16);
+        }
+        &buf[..row.len()]
     }
 }
 
-/// The attention loop for cache elements `E`; returns `[B, heads, d]` row-major.
+/// The attention loop for cache elements `E`; returns `[B, heads, d]` row-major. With `simd`
+/// (and a CPU that has AVX2) each unit runs in a copy of the loop compiled for AVX2: the same
+/// operations in the same order (Rust never fuses or reorders float operations), so the same
+/// bits, in 8-wide instead of 4-wide vectors.
 fn attend<E: Widen>(
     q: &[f32],
     k: &Cache<E>,
     v: &Cache<E>,
     bias: &[f32],
     shape: Shape,
+    simd: bool,
 ) -> Vec<f32> {
     let Shape {
         b,
         heads,
         kv_heads,
-        s,
         d,
+        ..
     } = shape;
     let rep = heads / kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; b * heads * d];
-    out.par_chunks_mut(rep * d)
-        .enumerate()
-        .for_each_init(Vec::new, |scores, (unit, out)| {
-            let (row, g) = (unit / kv_heads, unit % kv_heads);
-            let q = &q[unit * rep * d..(unit + 1) * rep * d];
-            let bias = &bias[row * s..(row + 1) * s];
-            scores.clear();
-            scores.resize(rep * s, 0f32);
-            for j in 0..s {
-                let key = k.at(row, g, j, d);
-                for r in 0..rep {
-                    scores[r * s + j] = dot(&q[r * d..(r + 1) * d], key) * scale + bias[j];
-                }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = simd && is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = {
+        let _ = simd;
+        false
+    };
+    out.par_chunks_mut(rep * d).enumerate().for_each_init(
+        Scratch::default,
+        |scratch, (unit, out)| {
+            let job = Unit {
+                q,
+                k,
+                v,
+                bias,
+                shape,
+                unit,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (checked above).
+                unsafe { attend_unit_avx2(&job, scratch, out) };
+                return;
             }
-            for probs in scores.chunks_mut(s) {
-                softmax_in_place(probs);
-            }
-            for j in 0..s {
-                let value = v.at(row, g, j, d);
-                for r in 0..rep {
-                    axpy(&mut out[r * d..(r + 1) * d], scores[r * s + j], value);
-                }
-            }
-        });
+            let _ = avx2;
+            attend_unit(&job, scratch, out);
+        },
+    );
     out
+}
+
+/// One `(row, KV head)` pair of a decode attention call: its `rep` query heads.
+struct Unit<'a, 'c, E> {
+    q: &'a [f32],
+    k: &'a Cache<'c, E>,
+    v: &'a Cache<'c, E>,
+    bias: &'a [f32],
+    shape: Shape,
+    unit: usize,
+}
+
+/// Per-thread buffers: the scores of a unit's query heads, and one widened cache row.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    row: Vec<f32>,
+}
+
+/// [`attend_unit`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn attend_unit_avx2<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: &mut [f32]) {
+    attend_unit(job, scratch, out)
+}
+
+/// Scores, softmax and weighted values of one unit's `rep` query heads into `out: [rep, d]`.
+#[inline(always)]
+fn attend_unit<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: &mut [f32]) {
+    let Shape {
+        heads,
+        kv_heads,
+        s,
+        d,
+        ..
+    } = job.shape;
+    let rep = heads / kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let unit = job.unit;
+    let (row, g) = (unit / kv_heads, unit % kv_heads);
+    let q = &job.q[unit * rep * d..(unit + 1) * rep * d];
+    let bias = &job.bias[row * s..(row + 1) * s];
+    let Scratch { scores, row: buf } = scratch;
+    scores.clear();
+    scores.resize(rep * s, 0f32);
+    buf.resize(d, 0f32);
+    for j in 0..s {
+        let key = E::as_f32(job.k.at(row, g, j, d), buf);
+        for r in 0..rep {
+            scores[r * s + j] = dot(&q[r * d..(r + 1) * d], key) * scale + bias[j];
+        }
+    }
+    for probs in scores.chunks_mut(s) {
+        softmax_in_place(probs);
+    }
+    for j in 0..s {
+        let value = E::as_f32(job.v.at(row, g, j, d), buf);
+        for r in 0..rep {
+            axpy(&mut out[r * d..(r + 1) * d], scores[r * s + j], value);
+        }
+    }
 }
 
 /// A strided `[B, kv_heads, S, d]` view into cache storage.
@@ -172,30 +254,33 @@ impl<'a, E> Cache<'a, E> {
 }
 
 /// Dot product with eight independent accumulators, so it vectorises.
-fn dot<E: Widen>(a: &[f32], b: &[E]) -> f32 {
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8
         .remainder()
         .iter()
         .zip(b8.remainder())
-        .map(|(x, y)| x * y.widen())
+        .map(|(x, y)| x * y)
         .sum();
     for (x, y) in a8.zip(b8) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i].widen();
+            acc[i] += x[i] * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
 /// `y += alpha * x`.
-fn axpy<E: Widen>(y: &mut [f32], alpha: f32, x: &[E]) {
+#[inline(always)]
+fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
-        *y += alpha * x.widen();
+        *y += alpha * x;
     }
 }
 
+#[inline(always)]
 fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
@@ -313,6 +398,54 @@ mod tests {
             .fold(0.0, f64::max)
     }
 
+    /// [`attend`] with and without its AVX2 copy of the loop, on an f32 and a bf16 cache.
+    fn portable_and_simd(c: &Case, dtype: DType) -> (Vec<f32>, Vec<f32>) {
+        let cache = |x: &[f32]| {
+            Tensor::from_slice(x, (B, KV_HEADS, CAP, D), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+                .narrow(2, 0, S)
+                .unwrap()
+        };
+        let (k, v) = (cache(&c.k), cache(&c.v));
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&*ks, &*vs) else {
+            unreachable!("CPU tensors")
+        };
+        let shape = Shape {
+            b: B,
+            heads: HEADS,
+            kv_heads: KV_HEADS,
+            s: S,
+            d: D,
+        };
+        let run = |simd| match (ks, vs) {
+            (CpuStorage::F32(kd), CpuStorage::F32(vd)) => {
+                let (k, v) = (Cache::new(kd, kl).unwrap(), Cache::new(vd, vl).unwrap());
+                attend(&c.q, &k, &v, &c.bias, shape, simd)
+            }
+            (CpuStorage::BF16(kd), CpuStorage::BF16(vd)) => {
+                let (k, v) = (Cache::new(kd, kl).unwrap(), Cache::new(vd, vl).unwrap());
+                attend(&c.q, &k, &v, &c.bias, shape, simd)
+            }
+            _ => unreachable!("f32 or bf16"),
+        };
+        (run(false), run(true))
+    }
+
+    /// The AVX2 copy of the loop gives the portable loop's bits (so the default f32 path's
+    /// results do not depend on the CPU), for both cache dtypes.
+    #[test]
+    fn simd_loop_gives_the_portable_bits() {
+        let c = case();
+        for dtype in [DType::F32, DType::BF16] {
+            let (portable, simd) = portable_and_simd(&c, dtype);
+            assert_eq!(portable, simd, "{dtype:?}");
+        }
+    }
+
     /// The f32 cache against the definition, to f32 round-off.
     #[test]
     fn f32_cache_matches_the_definition() {
@@ -353,15 +486,18 @@ mod tests {
             for h in 0..HEADS {
                 let g = h / rep;
                 let q = &c.q[(row * HEADS + h) * D..][..D];
-                let cached = |x: &[f32], j: usize| {
-                    x[((row * KV_HEADS + g) * CAP + j) * D..][..D].to_vec()
-                };
+                let cached =
+                    |x: &[f32], j: usize| x[((row * KV_HEADS + g) * CAP + j) * D..][..D].to_vec();
                 let live: Vec<usize> = (0..S).filter(|&j| c.bias[row * S + j] == 0.0).collect();
                 let ds = live
                     .iter()
                     .map(|&j| {
                         let key = cached(&c.k, j);
-                        let s: f64 = q.iter().zip(&key).map(|(a, b)| f64::from((a * b).abs())).sum();
+                        let s: f64 = q
+                            .iter()
+                            .zip(&key)
+                            .map(|(a, b)| f64::from((a * b).abs()))
+                            .sum();
                         u * s / (D as f64).sqrt()
                     })
                     .fold(0.0, f64::max);
@@ -379,6 +515,9 @@ mod tests {
             }
         }
         eprintln!("bf16 cache vs f32 values: worst error {worst_share:.3} of its bound");
-        assert!(any_diff, "bf16 cache gave the f32 result: no rounding happened");
+        assert!(
+            any_diff,
+            "bf16 cache gave the f32 result: no rounding happened"
+        );
     }
 }

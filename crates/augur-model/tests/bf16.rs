@@ -332,7 +332,10 @@ fn bf16_kv_cache_keeps_rollout_and_update_within_rounding() {
         let (d, mean) = rollout_update_mismatch(&model, &prompts, 3, 6, KvDtype::Bf16);
         eprintln!("{arch} bf16 KV: rollout vs update |dlogp| max {d}, mean {mean} (f32 KV: max {f32_max})");
         assert!(d < KV_BF16_TINY_BOUND, "{arch}: max |dlogp| {d}");
-        assert!(d > f32_max, "{arch}: bf16 KV {d} not above f32 KV {f32_max}");
+        assert!(
+            d > f32_max,
+            "{arch}: bf16 KV {d} not above f32 KV {f32_max}"
+        );
     }
 }
 
@@ -361,7 +364,9 @@ fn smollm2_bf16_kv_cache_keeps_rollout_and_update_together() {
             tok.encode("Write the number seven as a word:").unwrap(),
         ];
         let (d, mean) = rollout_update_mismatch(&loaded.model, &prompts, 4, 24, KvDtype::Bf16);
-        eprintln!("SmolLM2 {weights:?} weights, bf16 KV: rollout vs update |dlogp| max {d}, mean {mean}");
+        eprintln!(
+            "SmolLM2 {weights:?} weights, bf16 KV: rollout vs update |dlogp| max {d}, mean {mean}"
+        );
         assert!(d < bound, "{weights:?}: rollout vs update max |dlogp| {d}");
     }
 }

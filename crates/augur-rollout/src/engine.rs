@@ -167,9 +167,11 @@ impl<'a> Engine<'a> {
                 .collect(),
         };
         let input = StepInput::left_padded(&prefill, self.tokenizer.pad_id, device)?;
-        let mut cache = self
-            .model
-            .new_cache_with(prefill.len(), longest + params.max_new_tokens, self.kv_dtype)?;
+        let mut cache = self.model.new_cache_with(
+            prefill.len(),
+            longest + params.max_new_tokens,
+            self.kv_dtype,
+        )?;
         cache.reserve_rows(prompts.len() * params.n)?;
         let logits = self
             .model

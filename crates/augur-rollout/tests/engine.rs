@@ -214,7 +214,10 @@ fn bf16_kv_cache_logprobs_stay_near_teacher_forced_f32() {
     let worst = worst_gap_to_teacher_forcing(&engine, 1.0);
     eprintln!("bf16 KV cache: max |dlogprob| vs teacher-forced f32 {worst}");
     assert!(worst < 2e-2, "max |dlogprob| {worst}");
-    assert!(worst > 1e-4, "max |dlogprob| {worst}: no bf16 rounding seen");
+    assert!(
+        worst > 1e-4,
+        "max |dlogprob| {worst}: no bf16 rounding seen"
+    );
 }
 
 #[test]

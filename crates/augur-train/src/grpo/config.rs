@@ -905,11 +905,15 @@ mod tests {
     #[test]
     fn rollout_kv_dtype_is_parsed_and_checked() {
         assert_eq!(
-            GrpoConfig::from_toml_str(BASE, &[]).unwrap().rollout.kv_dtype,
+            GrpoConfig::from_toml_str(BASE, &[])
+                .unwrap()
+                .rollout
+                .kv_dtype,
             KvDtype::F32
         );
-        let cfg = GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\nkv_dtype = \"bf16\"\n"), &[])
-            .unwrap();
+        let cfg =
+            GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\nkv_dtype = \"bf16\"\n"), &[])
+                .unwrap();
         assert_eq!(cfg.rollout.kv_dtype, KvDtype::Bf16);
         let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
         assert_eq!(back.rollout.kv_dtype, KvDtype::Bf16);
@@ -921,10 +925,18 @@ mod tests {
             "{err}"
         );
         let text = format!("{BASE}[rollout]\nkv_dtype = \"fp8\"\n");
-        let err = GrpoConfig::from_toml_str(&text, &[]).unwrap_err().to_string();
-        let line = text.lines().position(|l| l.starts_with("kv_dtype")).unwrap() + 1;
+        let err = GrpoConfig::from_toml_str(&text, &[])
+            .unwrap_err()
+            .to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("kv_dtype"))
+            .unwrap()
+            + 1;
         assert!(
-            err.contains("rollout.kv_dtype") && err.contains("fp8") && err.contains(&format!("line {line}")),
+            err.contains("rollout.kv_dtype")
+                && err.contains("fp8")
+                && err.contains(&format!("line {line}")),
             "{err}"
         );
     }
