@@ -178,11 +178,13 @@ struct Unit<'a, 'c, E> {
     unit: usize,
 }
 
-/// Per-thread buffers: the scores of a unit's query heads, and one widened cache row.
+/// Per-thread buffers: the scores of a unit's query heads, one widened key row, and the
+/// unit's values as one f32 block (when they are not already stored so).
 #[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
     row: Vec<f32>,
+    values: Vec<f32>,
 }
 
 /// [`attend_unit`] compiled for AVX2.
@@ -192,7 +194,8 @@ unsafe fn attend_unit_avx2<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: 
     attend_unit(job, scratch, out)
 }
 
-/// Scores, softmax and weighted values of one unit's `rep` query heads into `out: [rep, d]`.
+/// Scores, softmax and weighted values of one unit's `rep` query heads into `out: [rep, d]`
+/// (zeroed by the caller).
 #[inline(always)]
 fn attend_unit<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: &mut [f32]) {
     let Shape {
@@ -208,7 +211,11 @@ fn attend_unit<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: &mut [f32]) 
     let (row, g) = (unit / kv_heads, unit % kv_heads);
     let q = &job.q[unit * rep * d..(unit + 1) * rep * d];
     let bias = &job.bias[row * s..(row + 1) * s];
-    let Scratch { scores, row: buf } = scratch;
+    let Scratch {
+        scores,
+        row: buf,
+        values: vbuf,
+    } = scratch;
     scores.clear();
     scores.resize(rep * s, 0f32);
     buf.resize(d, 0f32);
@@ -221,10 +228,47 @@ fn attend_unit<E: Widen>(job: &Unit<E>, scratch: &mut Scratch, out: &mut [f32]) 
     for probs in scores.chunks_mut(s) {
         softmax_in_place(probs);
     }
-    for j in 0..s {
-        let value = E::as_f32(job.v.at(row, g, j, d), buf);
-        for r in 0..rep {
-            axpy(&mut out[r * d..(r + 1) * d], scores[r * s + j], value);
+    let values: &[f32] = match job.v.block(row, g, s, d) {
+        Some(block) => {
+            vbuf.resize(s * d, 0f32);
+            E::as_f32(block, vbuf)
+        }
+        None => {
+            vbuf.clear();
+            for j in 0..s {
+                vbuf.extend_from_slice(E::as_f32(job.v.at(row, g, j, d), buf));
+            }
+            vbuf
+        }
+    };
+    for (r, probs) in scores.chunks(s).enumerate() {
+        weighted_rows(&mut out[r * d..(r + 1) * d], probs, values, d);
+    }
+}
+
+/// `out[i] += sum_j p[j] * values[j * d + i]`, each element summed over `j` in order (the
+/// order of one [`axpy`] per value row, so the same bits), `LANES` outputs at a time held in
+/// registers instead of loaded and stored once per value row.
+#[inline(always)]
+fn weighted_rows(out: &mut [f32], p: &[f32], values: &[f32], d: usize) {
+    const LANES: usize = 32;
+    let whole = d / LANES * LANES;
+    for c in (0..whole).step_by(LANES) {
+        let chunk: &mut [f32; LANES] = (&mut out[c..c + LANES]).try_into().expect("LANES wide");
+        let mut acc = *chunk;
+        for (j, &pj) in p.iter().enumerate() {
+            let v: &[f32; LANES] = values[j * d + c..j * d + c + LANES]
+                .try_into()
+                .expect("LANES wide");
+            for i in 0..LANES {
+                acc[i] += pj * v[i];
+            }
+        }
+        *chunk = acc;
+    }
+    if whole < d {
+        for (j, &pj) in p.iter().enumerate() {
+            axpy(&mut out[whole..d], pj, &values[j * d + whole..(j + 1) * d]);
         }
     }
 }
@@ -250,6 +294,13 @@ impl<'a, E> Cache<'a, E> {
     fn at(&self, row: usize, head: usize, pos: usize, d: usize) -> &'a [E] {
         let o = row * self.strides[0] + head * self.strides[1] + pos * self.strides[2];
         &self.data[o..o + d]
+    }
+
+    /// Positions `0..s` of `(row, head)` as one `[s, d]` slice, when they are stored so (the
+    /// KV cache's layout).
+    fn block(&self, row: usize, head: usize, s: usize, d: usize) -> Option<&'a [E]> {
+        let o = row * self.strides[0] + head * self.strides[1];
+        (self.strides[2] == d).then(|| &self.data[o..o + s * d])
     }
 }
 
@@ -305,8 +356,9 @@ mod tests {
     /// Capacity of the test cache; the kernel reads the first `S` positions (a narrowed view).
     const CAP: usize = 9;
     const S: usize = 7;
-    /// Not a multiple of 8, so the dot product's tail runs too.
-    const D: usize = 12;
+    /// One 32-lane block of the weighted sum plus a tail, and not a multiple of 8, so the dot
+    /// product's tail runs too.
+    const D: usize = 44;
 
     struct Case {
         q: Vec<f32>,
