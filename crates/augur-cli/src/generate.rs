@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use augur_model::{load_model, BuildOptions, WeightDtype};
+use augur_model::{load_model, BuildOptions, KvDtype, WeightDtype};
 use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -66,6 +66,11 @@ pub struct Args {
     /// (elsewhere f32 with a warning); like `[model] dtype` of the trainers.
     #[arg(long, default_value = "f32")]
     dtype: WeightDtype,
+    /// Precision of the KV cache: `f32`, or `bf16` (half the cache memory and decode reads, at
+    /// bf16 rounding of keys and values; CPU only, elsewhere the model's dtype with a
+    /// warning); like `[rollout] kv_dtype` of `augur grpo`.
+    #[arg(long, default_value = "f32")]
+    kv_dtype: KvDtype,
     /// Output JSONL (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -129,6 +134,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut engine = Engine::new(&loaded.model, tok);
     engine.max_batch_rows = args.max_batch_rows;
+    engine.kv_dtype = args.kv_dtype;
+    if let (_, Some(why)) = args
+        .kv_dtype
+        .resolve(loaded.model.dtype(), loaded.model.device())
+    {
+        eprintln!("warning: {why}");
+    }
     let bar = ProgressBar::new((prompts.len() * params.n * params.max_new_tokens) as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} tokens ({per_sec}) {elapsed}",

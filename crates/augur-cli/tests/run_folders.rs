@@ -410,3 +410,75 @@ fn errors_come_early_once_and_with_the_right_label() {
     );
     assert!(err.contains("adapter_model.safetensors"), "{err}");
 }
+
+/// `--kv-dtype bf16` / `[rollout] kv_dtype = "bf16"` through the binary: `generate` writes its
+/// samples with finite logprobs, a GRPO step runs and its saved config keeps the key, and a bad
+/// value is an error naming the flag or the key with the value.
+#[test]
+fn bf16_kv_cache_runs_through_generate_and_grpo() {
+    let generate = |kv: &str| {
+        augur()
+            .args([
+                "generate",
+                "--raw",
+                "--prompt",
+                "12",
+                "--prompt",
+                "7",
+                "--n",
+                "3",
+                "--max-new-tokens",
+                "6",
+                "--kv-dtype",
+                kv,
+                "--model",
+            ])
+            .arg(fixtures().join("parity/llama"))
+            .arg("--tokenizer")
+            .arg(fixtures().join("char-tokenizer"))
+            .output()
+            .unwrap()
+    };
+    let out = generate("bf16");
+    ok(&out);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for line in &lines {
+        let logprobs = line["logprobs"].as_array().unwrap();
+        assert_eq!(logprobs.len(), line["token_ids"].as_array().unwrap().len());
+        assert!(logprobs
+            .iter()
+            .all(|l| l.as_f64().is_some_and(|l| l.is_finite() && l <= 0.0)));
+    }
+    let err = failed(&generate("f16"));
+    assert!(err.contains("--kv-dtype") && err.contains("f16"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let config = setup(tmp.path(), &run);
+    ok(&grpo(
+        &[
+            "--set",
+            "algorithm.steps=1",
+            "--set",
+            "rollout.kv_dtype=\"bf16\"",
+            "--config",
+        ],
+        &[&config],
+    ));
+    assert_eq!(steps(&run.join("metrics.jsonl")), [1]);
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(saved.contains("kv_dtype = \"bf16\""), "{saved}");
+    let err = failed(&grpo(
+        &["--set", "rollout.kv_dtype=\"int8\"", "--config"],
+        &[&config],
+    ));
+    assert!(
+        err.contains("rollout.kv_dtype (--set)") && err.contains("int8"),
+        "{err}"
+    );
+}

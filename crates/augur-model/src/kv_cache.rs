@@ -10,6 +10,56 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 
+/// The precision of the cached keys and values (`[rollout] kv_dtype`, `augur generate
+/// --kv-dtype`).
+///
+/// `Bf16` rounds each key and value to bf16 as it enters the cache. Decode steps read it
+/// in the fused CPU kernel ([`crate::decode_attn`]), widening to f32 as they go; every other
+/// attention over the cache (the prefill, several new tokens at once) widens the cached
+/// slice to f32 first, so all tokens see the same rounded keys and values. It applies to
+/// an f32 model on the CPU only: on other devices, or with a bf16/f16 model, the cache keeps
+/// the model's dtype (see [`KvDtype::resolve`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvDtype {
+    /// The model's own dtype (f32 by default): rollouts and updates see identical keys.
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl KvDtype {
+    /// The candle dtype the cache of a `model_dtype` model on `device` holds for a request of
+    /// `self`; the second value explains a fallback (for a one-line warning). On CUDA the
+    /// cache stays in the model's dtype: there is no fused decode kernel there, and widening
+    /// the whole cached slice every step would cost more than the smaller reads save.
+    pub fn resolve(self, model_dtype: DType, device: &Device) -> (DType, Option<String>) {
+        match self {
+            KvDtype::F32 => (model_dtype, None),
+            KvDtype::Bf16 if !device.is_cpu() => (
+                model_dtype,
+                Some("kv_dtype = \"bf16\" is for the CPU decode kernel; on this device the KV cache keeps the model's dtype".into()),
+            ),
+            KvDtype::Bf16 if model_dtype != DType::F32 => (model_dtype, None),
+            KvDtype::Bf16 => (DType::BF16, None),
+        }
+    }
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(KvDtype::F32),
+            "bf16" => Ok(KvDtype::Bf16),
+            other => Err(format!(
+                "unknown KV cache dtype {other:?}: expected \"f32\" or \"bf16\""
+            )),
+        }
+    }
+}
+
 /// Cached keys and values for every layer, `[B, kv_heads, capacity, head_dim]` each.
 pub struct KvCache {
     /// Allocated buffers, possibly with more rows than `batch`: rows are dropped and
@@ -102,8 +152,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// The dtype the keys and values are stored in.
+    pub fn dtype(&self) -> DType {
+        self.layers.first().map_or(DType::F32, |(k, _)| k.dtype())
+    }
+
     /// Writes layer `layer`'s new keys/values `[B, kv_heads, t, head_dim]` at the
-    /// current offset and returns all cached keys/values including them.
+    /// current offset (rounded to the cache's dtype) and returns all cached keys/values
+    /// including them, in the cache's dtype.
     pub(crate) fn append(
         &mut self,
         layer: usize,
@@ -113,8 +169,9 @@ impl KvCache {
         let t = k.dim(2)?;
         let (ck, cv) = &self.layers[layer];
         let (ck, cv) = (ck.narrow(0, 0, self.batch)?, cv.narrow(0, 0, self.batch)?);
-        ck.slice_set(&k.contiguous()?, 2, self.len)?;
-        cv.slice_set(&v.contiguous()?, 2, self.len)?;
+        // `to_dtype` is a no-op when the dtypes agree (the default f32 cache).
+        ck.slice_set(&k.to_dtype(ck.dtype())?.contiguous()?, 2, self.len)?;
+        cv.slice_set(&v.to_dtype(cv.dtype())?.contiguous()?, 2, self.len)?;
         Ok((
             ck.narrow(2, 0, self.len + t)?,
             cv.narrow(2, 0, self.len + t)?,

@@ -36,7 +36,7 @@ pub use checkpoint::LayerTape;
 pub use config::{Arch, ModelConfig};
 pub use error::{ModelError, Result};
 pub use input::StepInput;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvDtype};
 pub use loader::{load_model, LoadedModel, ModelFormat};
 pub use lora::{LoraConfig, Target};
 pub use model::{BuildOptions, DecoderModel, ForwardOpts, LogitsAt, WeightDtype};

@@ -11,7 +11,7 @@ use crate::decode_attn::decode_attention;
 use crate::error::{ModelError, Result};
 use crate::fused::FusedBase;
 use crate::input::StepInput;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvDtype};
 use crate::linear::{BaseWeight, LoraLinear};
 use crate::ops::{apply_rope, masked_softmax, rms_norm, Grad, Rotary};
 use crate::weights::TensorSource;
@@ -401,9 +401,16 @@ impl DecoderModel {
         self.rotary.max_positions()
     }
 
-    /// Allocates a KV cache for `batch` rows of up to `capacity` positions.
+    /// Allocates a KV cache for `batch` rows of up to `capacity` positions, in the model's dtype.
     pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
-        KvCache::new(&self.cfg, batch, capacity, self.dtype, &self.device)
+        self.new_cache_with(batch, capacity, KvDtype::F32)
+    }
+
+    /// Allocates a KV cache whose keys and values are stored at `kv` precision where this
+    /// model and device support it ([`KvDtype::resolve`]; its warning is the caller's to show).
+    pub fn new_cache_with(&self, batch: usize, capacity: usize, kv: KvDtype) -> Result<KvCache> {
+        let (dtype, _) = kv.resolve(self.dtype, &self.device);
+        KvCache::new(&self.cfg, batch, capacity, dtype, &self.device)
     }
 
     /// Runs the decoder on `input`, appending to `cache` when given.
@@ -653,6 +660,8 @@ impl DecoderModel {
                 return Ok(attn.o.forward(&out, opts.adapters)?);
             }
         }
+        // A bf16 KV cache is widened for the generic path (no-op for a cache in the model's dtype).
+        let (k, v) = (k.to_dtype(q.dtype())?, v.to_dtype(q.dtype())?);
         let s = k.dim(2)?;
         let rep = cfg.kv_groups();
         // Grouped-query attention without copying K/V: fold the query heads that

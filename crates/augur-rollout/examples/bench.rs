@@ -1,19 +1,22 @@
 //! Throughput benchmark on a real model, printing one JSON line per measurement in
 //! the same shape as `scripts/bench_hf.py` so the two can be compared side by side.
 //!
-//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--prompts FILE]`
+//! `cargo run --release -p augur-rollout --example bench -- MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--kv-dtype f32|bf16] [--prompts FILE]`
 //! - forward: full forward (no grad) at batch 8 x 128 tokens, median of 5 runs.
 //! - generate: the first 16 prompts of `--prompts` (default `datasets/bench/generate-16.jsonl`,
 //!   the list `scripts/bench_hf.py` uses too) x 8 samples, 128 new tokens, temperature 1.0.
 //! - `--keep-quantized`: a GGUF's linear weights stay quantized (QLoRA-style frozen
 //!   base) instead of being dequantized to f32; not comparable with transformers' f32.
 //! - `--dtype bf16`: frozen weights as bf16 panels on AVX512-BF16 CPUs (`[model] dtype`).
+//! - `--kv-dtype bf16`: keys and values cached as bf16 (`[rollout] kv_dtype`).
 
 use std::time::Instant;
 
 use serde_json::json;
 
-use augur_model::{load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, StepInput, WeightDtype};
+use augur_model::{
+    load_model, BuildOptions, ForwardOpts, Grad, KvDtype, LogitsAt, StepInput, WeightDtype,
+};
 use augur_rollout::{ChatTemplate, Engine, Message, SamplingParams};
 
 /// The prompt list shared with `scripts/bench_hf.py`, so both engines see the same batch.
@@ -41,12 +44,13 @@ fn main() -> anyhow::Result<()> {
     augur_model::mem::keep_freed_memory();
     augur_model::cpu_threads::configure();
     let usage =
-        "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--prompts FILE]";
+        "usage: bench MODEL [forward|generate|all] [--keep-quantized] [--dtype f32|bf16] [--kv-dtype f32|bf16] [--prompts FILE]";
     let mut args = std::env::args().skip(1);
     let model_path = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let (mut which, mut keep_quantized) = ("all".to_owned(), false);
     let mut prompts_path = DEFAULT_PROMPTS.to_owned();
     let mut dtype = WeightDtype::F32;
+    let mut kv_dtype = KvDtype::F32;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keep-quantized" => keep_quantized = true,
@@ -60,6 +64,12 @@ fn main() -> anyhow::Result<()> {
                 dtype = v
                     .parse()
                     .map_err(|e| anyhow::anyhow!("--dtype: {e}; {usage}"))?
+            }
+            "--kv-dtype" => {
+                let v = args.next().unwrap_or_default();
+                kv_dtype = v
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--kv-dtype: {e}; {usage}"))?
             }
             "forward" | "generate" | "all" => which = arg,
             other => anyhow::bail!("unknown argument {other:?}; {usage}"),
@@ -128,11 +138,14 @@ fn main() -> anyhow::Result<()> {
             seed: 0,
             ..Default::default()
         };
+        let mut engine = Engine::new(model, tok);
+        engine.kv_dtype = kv_dtype;
         let t = Instant::now();
-        let (_, stats) = Engine::new(model, tok).generate(&prompts, &params, &mut |_| {})?;
+        let (_, stats) = engine.generate(&prompts, &params, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
         let record = json!({
             "engine": "augur", "weights": weights, "threads": rayon::current_num_threads(),
+            "kv_cache": format!("{:?}", model.new_cache_with(1, 1, kv_dtype)?.dtype()).to_lowercase(),
             "bench": "generate", "prompts": prompts.len(), "n": 8, "max_new_tokens": 128,
             "prompt_tokens": prompts.iter().map(Vec::len).sum::<usize>(),
             "generated_tokens": stats.generated_tokens, "seconds": secs,

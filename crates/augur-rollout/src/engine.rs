@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use augur_kernels::{sample_last, RowRng, SamplingConfig};
-use augur_model::{DecoderModel, ForwardOpts, KvCache, StepInput, TokenizerBundle};
+use augur_model::{DecoderModel, ForwardOpts, KvCache, KvDtype, StepInput, TokenizerBundle};
 use candle_core::{DType, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -97,6 +97,9 @@ pub struct Engine<'a> {
     /// Prefill each prompt once and copy its cache to its samples (default). Off
     /// prefills every sample separately; kept to test that both paths agree.
     pub share_prefix: bool,
+    /// Precision of the KV cache (`[rollout] kv_dtype`): `Bf16` halves the cache and the
+    /// bytes each decode step reads, at bf16 rounding of keys and values (f32 default).
+    pub kv_dtype: KvDtype,
 }
 
 impl<'a> Engine<'a> {
@@ -106,6 +109,7 @@ impl<'a> Engine<'a> {
             tokenizer,
             max_batch_rows: 256,
             share_prefix: true,
+            kv_dtype: KvDtype::F32,
         }
     }
 
@@ -163,9 +167,11 @@ impl<'a> Engine<'a> {
                 .collect(),
         };
         let input = StepInput::left_padded(&prefill, self.tokenizer.pad_id, device)?;
-        let mut cache = self
-            .model
-            .new_cache(prefill.len(), longest + params.max_new_tokens)?;
+        let mut cache = self.model.new_cache_with(
+            prefill.len(),
+            longest + params.max_new_tokens,
+            self.kv_dtype,
+        )?;
         cache.reserve_rows(prompts.len() * params.n)?;
         let logits = self
             .model

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use augur_model::WeightDtype;
+use augur_model::{KvDtype, WeightDtype};
 use serde::{Deserialize, Serialize};
 
 use super::data::PromptSpec;
@@ -209,6 +209,11 @@ pub struct RolloutSection {
     pub seed: u64,
     /// Most rows decoded together. Default 256.
     pub max_batch_rows: usize,
+    /// Precision of the rollouts' KV cache: `f32` (default; rollout and update logprobs
+    /// agree to f32 round-off) or `bf16` (half the cache and the bytes decode attention reads;
+    /// keys and values rounded to bf16, which the update does not see, so the first-epoch
+    /// importance ratio moves off 1 by that rounding). CPU only; elsewhere f32 with a warning.
+    pub kv_dtype: KvDtype,
 }
 
 impl Default for RolloutSection {
@@ -223,6 +228,7 @@ impl Default for RolloutSection {
             stop_strings: Vec::new(),
             seed: 0,
             max_batch_rows: 256,
+            kv_dtype: KvDtype::F32,
         }
     }
 }
@@ -890,6 +896,47 @@ mod tests {
         let err = GrpoConfig::from_toml_str(BASE, &["model.dtype=\"fp8\"".into()]).unwrap_err();
         assert!(
             err.to_string().contains("dtype") && err.to_string().contains("fp8"),
+            "{err}"
+        );
+    }
+
+    /// `[rollout] kv_dtype` takes `f32` (the default) or `bf16` and survives the saved config;
+    /// any other value is an error naming the key, the value and where it was set.
+    #[test]
+    fn rollout_kv_dtype_is_parsed_and_checked() {
+        assert_eq!(
+            GrpoConfig::from_toml_str(BASE, &[])
+                .unwrap()
+                .rollout
+                .kv_dtype,
+            KvDtype::F32
+        );
+        let cfg =
+            GrpoConfig::from_toml_str(&format!("{BASE}[rollout]\nkv_dtype = \"bf16\"\n"), &[])
+                .unwrap();
+        assert_eq!(cfg.rollout.kv_dtype, KvDtype::Bf16);
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back.rollout.kv_dtype, KvDtype::Bf16);
+        let err = GrpoConfig::from_toml_str(BASE, &["rollout.kv_dtype=\"f16\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rollout.kv_dtype") && err.contains("f16") && err.contains("(--set)"),
+            "{err}"
+        );
+        let text = format!("{BASE}[rollout]\nkv_dtype = \"fp8\"\n");
+        let err = GrpoConfig::from_toml_str(&text, &[])
+            .unwrap_err()
+            .to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("kv_dtype"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains("rollout.kv_dtype")
+                && err.contains("fp8")
+                && err.contains(&format!("line {line}")),
             "{err}"
         );
     }

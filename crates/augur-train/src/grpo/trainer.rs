@@ -187,6 +187,10 @@ pub fn run_with(
     let g = cfg.rollout.group_size;
     let mut engine = Engine::new(model, tok);
     engine.max_batch_rows = cfg.rollout.max_batch_rows;
+    engine.kv_dtype = cfg.rollout.kv_dtype;
+    if let (_, Some(why)) = cfg.rollout.kv_dtype.resolve(model.dtype(), model.device()) {
+        eprintln!("warning: {why}");
+    }
     let roller = Roller {
         cfg,
         params: train_params(cfg),
