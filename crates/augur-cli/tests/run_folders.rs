@@ -440,7 +440,7 @@ fn bf16_kv_cache_runs_through_generate_and_grpo() {
             .unwrap()
     };
     let out = generate("bf16");
-    ok(&out);
+    succeeded(&out);
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -460,7 +460,7 @@ fn bf16_kv_cache_runs_through_generate_and_grpo() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let config = setup(tmp.path(), &run);
-    ok(&grpo(
+    succeeded(&grpo(
         &[
             "--set",
             "algorithm.steps=1",
