@@ -364,8 +364,7 @@ mod tests {
         let base = values(n * h, 9);
         let loss_of = |xs: &[f32]| -> f64 {
             let x = Tensor::from_vec(xs.to_vec(), (n, h), &Device::Cpu).unwrap();
-            let out =
-                head_logprob_entropy(&x, &targets, None, &f, 2, HeadGrad::Off).unwrap();
+            let out = head_logprob_entropy(&x, &targets, None, &f, 2, HeadGrad::Off).unwrap();
             let o = out.to_vec2::<f32>().unwrap();
             o.iter().map(|r| r[0] as f64 + 0.5 * r[1] as f64).sum()
         };
@@ -426,8 +425,7 @@ mod tests {
         let x = Var::from_vec(values(n * h, 11), (n, h), &Device::Cpu).unwrap();
         let a = Tensor::from_vec(values(n, 12), n, &Device::Cpu).unwrap();
         let run = |active: Option<&[bool]>, grad: HeadGrad| {
-            let out =
-                head_logprob_entropy(x.as_tensor(), &targets, active, &f, 4, grad).unwrap();
+            let out = head_logprob_entropy(x.as_tensor(), &targets, active, &f, 4, grad).unwrap();
             let lp = out.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
             let loss = (&lp * &a).unwrap().sum_all().unwrap();
             let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
@@ -451,8 +449,8 @@ mod tests {
                 }
             }
         }
-        let out = head_logprob_entropy(x.as_tensor(), &targets, None, &f, 4, HeadGrad::Logprob)
-            .unwrap();
+        let out =
+            head_logprob_entropy(x.as_tensor(), &targets, None, &f, 4, HeadGrad::Logprob).unwrap();
         let ent = out.narrow(1, 1, 1).unwrap().sum_all().unwrap();
         assert!(ent.backward().is_err());
     }

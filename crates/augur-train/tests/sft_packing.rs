@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use augur_model::weights::SafetensorsSource;
 use augur_model::{BuildOptions, DecoderModel, Grad, LoraConfig, ModelConfig, Target};
 use augur_train::sft::data::Example;
-use augur_train::sft::loss::{batch, example_nll_sums, masked_nll_tokens, target_logits, target_nll};
+use augur_train::sft::loss::{
+    batch, example_nll_sums, masked_nll_tokens, target_logits, target_nll,
+};
 use augur_train::sft::packing::pack_rows;
 use candle_core::{Device, Tensor};
 
