@@ -323,7 +323,9 @@ impl CustomOp2 for SwiGlu {
             .zip(g.par_chunks(SWIGLU_TASK).zip(u.par_chunks(SWIGLU_TASK)))
             .for_each(|(y, (g, u))| {
                 for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g * sigmoid(g) * u;
+                    // candle's own SiLU arithmetic, so the training forward gives the
+                    // rollout's values bit for bit (bf16 weights round these activations).
+                    *y = (g / (1.0 + (-g).exp())) * u;
                 }
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
