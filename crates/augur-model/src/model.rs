@@ -13,7 +13,7 @@ use crate::fused::FusedBase;
 use crate::input::StepInput;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::linear::{BaseWeight, LoraLinear};
-use crate::ops::{apply_rope, masked_softmax, rms_norm, Grad, Rotary};
+use crate::ops::{apply_rope, masked_softmax, rms_norm, swiglu, Grad, Rotary};
 use crate::weights::TensorSource;
 
 /// Which positions get logits.
@@ -548,7 +548,7 @@ impl DecoderModel {
                 m.up.forward(&normed, opts.adapters)?,
             ),
         };
-        let hidden = (candle_nn::ops::silu(&gate)? * up)?;
+        let hidden = swiglu(&gate, &up, opts.grad)?;
         Ok((x1 + m.down.forward(&hidden, opts.adapters)?)?)
     }
 

@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use crate::train_ops::{MaskedSoftmax, RmsNorm, Rope};
+use crate::train_ops::{MaskedSoftmax, RmsNorm, Rope, SwiGlu};
 
 /// Whether a forward pass must be differentiable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,17 @@ pub fn masked_softmax(scores: &Tensor, bias: &Tensor, scale: f64, grad: Grad) ->
     match grad {
         Grad::Off => candle_nn::ops::softmax_last_dim(&x.contiguous()?),
         Grad::Tracked => candle_nn::ops::softmax(&x, D::Minus1),
+    }
+}
+
+/// SwiGLU's gating `silu(gate) * up`: augur's fused op (one parallel pass each way) for
+/// tracked f32 on the CPU, candle's ops otherwise.
+pub fn swiglu(gate: &Tensor, up: &Tensor, grad: Grad) -> Result<Tensor> {
+    match grad {
+        Grad::Tracked if fused_cpu(&[gate, up]) => {
+            gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+        }
+        _ => candle_nn::ops::silu(gate)? * up,
     }
 }
 

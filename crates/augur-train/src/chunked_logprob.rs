@@ -1,25 +1,30 @@
 //! Token log-probabilities and entropies straight from final hidden states, without ever holding
-//! the `[N, V]` logits of the whole batch.
+//! the `[N, V]` logits of the whole batch, and with the backward's work done in the forward.
 //!
-//! With a 150k-token vocabulary the logits dominate a training step's memory: a micro-batch of
-//! 8 × 512 tokens has 2.5 GB of f32 logits, and the composite log-softmax keeps four or five
-//! tensors of that size alive for the backward. Here the frozen LM head is applied to `chunk`
-//! rows at a time inside one custom op:
+//! The composite path (`logits → logsumexp → gather`, [`crate::logprob`]) runs a dozen
+//! vocabulary-sized elementwise passes forward and backward on one thread, allocating a fresh
+//! `[N, V]` tensor for each: with a 49k vocabulary that was a third of an SFT step on ~200-token
+//! rows (the passes, and the kernel zeroing the pages of those allocations). Here the frozen LM
+//! head is applied to `chunk` rows at a time inside one custom op, and each chunk's logits are
+//! used up before the next:
 //!
-//! * forward: per chunk, logits → (target logprob, entropy) per row with an online logsumexp, and
-//!   the chunk's logits are dropped;
-//! * backward: per chunk, the logits are recomputed (gradient checkpointing), turned in place
-//!   into `dL/dlogits = g_lp·(onehot(y) − p) − g_H·p·(x − E_p[x])`, and multiplied by the head's
-//!   weight to give the hidden states' gradient.
+//! * forward, per chunk: logits → (target logprob, entropy) per row (rayon over rows); with a
+//!   gradient, the logits are then turned in place into `onehot(y) − p` (and, for the entropy,
+//!   `−p·(x − E_p[x])`) and multiplied by the head's weight, giving each row's Jacobian
+//!   `d logprob / d hidden` (`[H]`, and `d entropy / d hidden`);
+//! * backward: `dL/dhidden[i] = g_lp[i]·J_lp[i] + g_H[i]·J_H[i]`, a scaled copy.
 //!
-//! Peak extra memory is one chunk's logits instead of several batch-sized copies; the price is
-//! one more LM-head matmul per row in the backward. The head must be frozen (augur never adapts
-//! the LM head), since its weights get no gradient here. CPU and f32 only; other devices use
-//! the composite ops of [`crate::logprob`].
+//! So each row costs one LM-head matmul forward and one backward, as a plain autograd graph would,
+//! with no logits recomputation, and the op keeps `[N, H]` (not `[N, V]`) for its backward. Rows
+//! that are not `active` (padding, prompt positions: no loss) get 0 and no head matmul at all.
+//!
+//! The head must be frozen (augur never adapts the LM head), since its weights get no gradient
+//! here. CPU and f32 only; other devices use the composite ops of [`crate::logprob`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use augur_kernels::row_stats;
+use augur_model::DecoderModel;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -40,19 +45,48 @@ pub struct FrozenHead {
     pub backward: HeadBackward,
 }
 
+impl FrozenHead {
+    /// The LM head of `model` (its own matmul forward; the backward reads a packed weight in place).
+    pub fn of(model: &DecoderModel) -> Self {
+        let (fwd, bwd) = (model.lm_head().clone(), model.lm_head().clone());
+        FrozenHead {
+            forward: Arc::new(move |x: &Tensor| fwd.forward(x, false)),
+            backward: Arc::new(move |g: &Tensor| bwd.base_grad_input(g)),
+        }
+    }
+}
+
+/// Which gradients the op prepares during its forward (it cannot know whether a backward will
+/// follow, and preparing costs one more LM-head product per row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadGrad {
+    /// No backward: scoring, the reference policy, evaluation.
+    Off,
+    /// The log-probability column is differentiable; a gradient reaching the entropy column is
+    /// an error (it would otherwise be dropped silently).
+    Logprob,
+    /// Both columns are differentiable (an entropy bonus in the loss).
+    LogprobEntropy,
+}
+
 /// `[N, 2]`: column 0 the log-probability of `targets[i]` under `head(hidden[i])`, column 1 the
-/// entropy of that distribution; differentiable with respect to `hidden: [N, H]` (f32, CPU).
+/// entropy of that distribution, for the rows where `active` is true (all rows when `None`); the
+/// other rows get `(0, 0)` and no gradient. Differentiable with respect to `hidden: [N, H]`
+/// (f32, CPU) as `grad` says; the head runs on `chunk` rows at a time.
 pub fn head_logprob_entropy(
     hidden: &Tensor,
     targets: &[u32],
+    active: Option<&[bool]>,
     head: &FrozenHead,
     chunk: usize,
+    grad: HeadGrad,
 ) -> Result<Tensor> {
     let (n, _) = hidden.dims2()?;
-    if targets.len() != n {
+    if targets.len() != n || active.is_some_and(|a| a.len() != n) {
         return Err(Error::Shape(format!(
-            "{} targets for {n} hidden rows",
-            targets.len()
+            "{} targets and {} active flags for {n} hidden rows",
+            targets.len(),
+            active.map_or(n, <[bool]>::len)
         )));
     }
     if !hidden.device().is_cpu() || hidden.dtype() != DType::F32 {
@@ -60,28 +94,46 @@ pub fn head_logprob_entropy(
             "the chunked LM-head logprob runs on CPU f32 hidden states".into(),
         ));
     }
-    Ok(hidden.contiguous()?.apply_op1(HeadLogprob {
+    let rows: Vec<usize> = (0..n).filter(|&i| active.is_none_or(|a| a[i])).collect();
+    let op = HeadLogprob {
         targets: targets.to_vec(),
+        rows,
         head: head.clone(),
         chunk: chunk.max(1),
-    })?)
+        grad,
+        jacobians: Mutex::new(Vec::new()),
+    };
+    let hidden = hidden.contiguous()?;
+    Ok(match grad {
+        HeadGrad::Off => hidden.apply_op1_no_bwd(&op)?,
+        HeadGrad::Logprob | HeadGrad::LogprobEntropy => hidden.apply_op1(op)?,
+    })
 }
 
 struct HeadLogprob {
     targets: Vec<u32>,
+    /// The active rows, ascending.
+    rows: Vec<usize>,
     head: FrozenHead,
     chunk: usize,
+    grad: HeadGrad,
+    /// Filled by the forward when `grad` is not `Off`: per active row (in `rows` order), the
+    /// `[H]` gradient of its logprob with respect to its hidden state, then (with the entropy)
+    /// that of its entropy.
+    jacobians: Mutex<Vec<f32>>,
 }
 
 impl HeadLogprob {
-    /// The chunk's logits `[rows, V]` as a contiguous f32 vector.
-    fn logits(&self, x: &Tensor) -> candle_core::Result<(Vec<f32>, usize)> {
-        let logits = (self.head.forward)(x)?.to_dtype(DType::F32)?;
-        let v = logits.dim(candle_core::D::Minus1)?;
-        Ok((logits.flatten_all()?.to_vec1::<f32>()?, v))
+    /// Columns per active row in `jacobians`: 1 (logprob) or 2 (and entropy).
+    fn columns(&self) -> usize {
+        match self.grad {
+            HeadGrad::LogprobEntropy => 2,
+            _ => 1,
+        }
     }
 
-    fn check_target(&self, row: usize, v: usize) -> candle_core::Result<usize> {
+    /// Target of `row`, checked against the vocabulary size `v`.
+    fn target(&self, row: usize, v: usize) -> candle_core::Result<usize> {
         let y = self.targets[row] as usize;
         if y >= v {
             candle_core::bail!("target id {y} at row {row} is outside the vocabulary of {v}");
@@ -106,27 +158,72 @@ impl CustomOp1 for HeadLogprob {
         };
         let data = &data[layout.start_offset()..layout.start_offset() + n * h];
         let mut out = vec![0f32; n * 2];
-        for start in (0..n).step_by(self.chunk) {
-            let rows = self.chunk.min(n - start);
-            let x = Tensor::from_slice(
-                &data[start * h..(start + rows) * h],
-                (rows, h),
-                &Device::Cpu,
-            )?;
-            let (logits, v) = self.logits(&x)?;
-            for r in 0..rows {
-                self.check_target(start + r, v)?;
+        let cols = self.columns();
+        let mut jac = match self.grad {
+            HeadGrad::Off => Vec::new(),
+            _ => vec![0f32; self.rows.len() * cols * h],
+        };
+        for (c, rows) in self.rows.chunks(self.chunk).enumerate() {
+            let mut x = Vec::with_capacity(rows.len() * h);
+            for &r in rows {
+                x.extend_from_slice(&data[r * h..(r + 1) * h]);
             }
-            out[start * 2..(start + rows) * 2]
-                .par_chunks_mut(2)
-                .zip(logits.par_chunks(v))
-                .enumerate()
-                .for_each(|(r, (o, row))| {
-                    let (lse, mean) = row_stats(row);
-                    o[0] = row[self.targets[start + r] as usize] - lse;
-                    o[1] = lse - mean;
+            let x = Tensor::from_vec(x, (rows.len(), h), &Device::Cpu)?;
+            let logits = (self.head.forward)(&x)?.to_dtype(DType::F32)?;
+            let v = logits.dim(candle_core::D::Minus1)?;
+            let ys = rows
+                .iter()
+                .map(|&r| self.target(r, v))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let mut logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            // The entropy's Jacobian needs the logits after the first is written over them.
+            let mut ent = match self.grad {
+                HeadGrad::LogprobEntropy => logits.clone(),
+                _ => Vec::new(),
+            };
+            let stats: Vec<(f32, f32)> = logits.par_chunks(v).map(row_stats).collect();
+            for (i, ((&r, &y), &(lse, mean))) in rows.iter().zip(&ys).zip(&stats).enumerate() {
+                out[r * 2] = logits[i * v + y] - lse;
+                out[r * 2 + 1] = lse - mean;
+            }
+            if self.grad == HeadGrad::Off {
+                continue;
+            }
+            logits
+                .par_chunks_mut(v)
+                .zip(ys.par_iter().zip(stats.par_iter()))
+                .for_each(|(row, (&y, &(lse, _)))| {
+                    for x in row.iter_mut() {
+                        *x = -(*x - lse).exp();
+                    }
+                    row[y] += 1.0;
                 });
+            if !ent.is_empty() {
+                ent.par_chunks_mut(v)
+                    .zip(stats.par_iter())
+                    .for_each(|(row, &(lse, mean))| {
+                        for x in row.iter_mut() {
+                            let p = (*x - lse).exp();
+                            // p = 0 for a masked (-inf) logit: no gradient, and no 0·inf.
+                            *x = if p == 0.0 { 0.0 } else { -p * (*x - mean) };
+                        }
+                    });
+                logits.extend_from_slice(&ent);
+            }
+            let d = Tensor::from_vec(logits, (cols * rows.len(), v), &Device::Cpu)?;
+            let j = (self.head.backward)(&d)?.to_dtype(DType::F32)?;
+            let j = j.flatten_all()?.to_vec1::<f32>()?;
+            // `j` is [cols, rows, H]; `jac` is [rows of all chunks, cols, H].
+            let start = c * self.chunk;
+            for k in 0..cols {
+                for i in 0..rows.len() {
+                    let dst = ((start + i) * cols + k) * h;
+                    let src = (k * rows.len() + i) * h;
+                    jac[dst..dst + h].copy_from_slice(&j[src..src + h]);
+                }
+            }
         }
+        *self.jacobians.lock().expect("jacobians lock") = jac;
         Ok((CpuStorage::F32(out), Shape::from((n, 2))))
     }
 
@@ -138,32 +235,31 @@ impl CustomOp1 for HeadLogprob {
     ) -> candle_core::Result<Option<Tensor>> {
         let (n, h) = arg.dims2()?;
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut grads = Vec::with_capacity(n.div_ceil(self.chunk));
-        for start in (0..n).step_by(self.chunk) {
-            let rows = self.chunk.min(n - start);
-            let x = arg.narrow(0, start, rows)?.contiguous()?.detach();
-            let (mut d, v) = self.logits(&x)?;
-            for r in 0..rows {
-                self.check_target(start + r, v)?;
+        let cols = self.columns();
+        if cols == 1 {
+            if let Some(i) = self.rows.iter().find(|&&r| g[r * 2 + 1] != 0.0) {
+                candle_core::bail!(
+                    "head logprob: the entropy of row {i} got a gradient, but the op was built \
+                     for log-probability gradients only (HeadGrad::Logprob)"
+                );
             }
-            d.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
-                let (g_lp, g_h) = (g[(start + r) * 2], g[(start + r) * 2 + 1]);
-                let (lse, mean) = row_stats(row);
-                for x in row.iter_mut() {
-                    let p = (*x - lse).exp();
-                    // p = 0 for a masked (-inf) logit: no gradient, and no 0·inf.
-                    *x = if p == 0.0 {
-                        0.0
-                    } else {
-                        -g_lp * p - g_h * p * (*x - mean)
-                    };
-                }
-                row[self.targets[start + r] as usize] += g_lp;
-            });
-            let d = Tensor::from_vec(d, (rows, v), &Device::Cpu)?;
-            grads.push((self.head.backward)(&d)?.to_dtype(DType::F32)?);
         }
-        Ok(Some(Tensor::cat(&grads, 0)?.reshape((n, h))?))
+        let jac = self.jacobians.lock().expect("jacobians lock");
+        if jac.len() != self.rows.len() * cols * h {
+            candle_core::bail!("head logprob: backward without the forward's Jacobians");
+        }
+        let mut dx = vec![0f32; n * h];
+        for (i, &r) in self.rows.iter().enumerate() {
+            let dst = &mut dx[r * h..(r + 1) * h];
+            for k in 0..cols {
+                let gk = g[r * 2 + k];
+                let src = &jac[(i * cols + k) * h..(i * cols + k + 1) * h];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += gk * s;
+                }
+            }
+        }
+        Ok(Some(Tensor::from_vec(dx, (n, h), arg.device())?))
     }
 }
 
@@ -209,7 +305,15 @@ mod tests {
         );
         let x = Var::from_vec(values(n * h, 1), (n, h), &Device::Cpu).unwrap();
         for chunk in [1, 3, 7, 100] {
-            let out = head_logprob_entropy(x.as_tensor(), &targets, &f, chunk).unwrap();
+            let out = head_logprob_entropy(
+                x.as_tensor(),
+                &targets,
+                None,
+                &f,
+                chunk,
+                HeadGrad::LogprobEntropy,
+            )
+            .unwrap();
             let (lp, ent) = (out.narrow(1, 0, 1).unwrap(), out.narrow(1, 1, 1).unwrap());
             let loss = ((lp.squeeze(1).unwrap() * &a).unwrap().sum_all().unwrap()
                 + (ent.squeeze(1).unwrap() * &b).unwrap().sum_all().unwrap())
@@ -260,12 +364,20 @@ mod tests {
         let base = values(n * h, 9);
         let loss_of = |xs: &[f32]| -> f64 {
             let x = Tensor::from_vec(xs.to_vec(), (n, h), &Device::Cpu).unwrap();
-            let out = head_logprob_entropy(&x, &targets, &f, 2).unwrap();
+            let out = head_logprob_entropy(&x, &targets, None, &f, 2, HeadGrad::Off).unwrap();
             let o = out.to_vec2::<f32>().unwrap();
             o.iter().map(|r| r[0] as f64 + 0.5 * r[1] as f64).sum()
         };
         let x = Var::from_vec(base.clone(), (n, h), &Device::Cpu).unwrap();
-        let out = head_logprob_entropy(x.as_tensor(), &targets, &f, 2).unwrap();
+        let out = head_logprob_entropy(
+            x.as_tensor(),
+            &targets,
+            None,
+            &f,
+            2,
+            HeadGrad::LogprobEntropy,
+        )
+        .unwrap();
         let w = Tensor::new(&[[1f32, 0.5]], &Device::Cpu).unwrap();
         let loss = out.broadcast_mul(&w).unwrap().sum_all().unwrap();
         let grad = loss
@@ -294,7 +406,52 @@ mod tests {
     fn out_of_range_targets_are_an_error() {
         let (_, f) = head(4, 2);
         let x = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
-        assert!(head_logprob_entropy(&x, &[0, 4], &f, 8).is_err());
-        assert!(head_logprob_entropy(&x, &[0], &f, 8).is_err());
+        for grad in [HeadGrad::Off, HeadGrad::Logprob] {
+            assert!(head_logprob_entropy(&x, &[0, 4], None, &f, 8, grad).is_err());
+            assert!(head_logprob_entropy(&x, &[0], None, &f, 8, grad).is_err());
+            assert!(head_logprob_entropy(&x, &[0, 1], Some(&[true]), &f, 8, grad).is_err());
+        }
+    }
+
+    /// Inactive rows give (0, 0), cost no head product and get no gradient; the active ones get
+    /// what they get when every row is active. With `HeadGrad::Logprob` the logprob gradient is
+    /// the same, and a gradient reaching the entropy column is an error rather than dropped.
+    #[test]
+    fn inactive_rows_are_skipped_and_logprob_only_gradients_match() {
+        let (n, h, v) = (6, 4, 9);
+        let (_, f) = head(v, h);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 5) % v as u32).collect();
+        let active = [true, false, true, true, false, true];
+        let x = Var::from_vec(values(n * h, 11), (n, h), &Device::Cpu).unwrap();
+        let a = Tensor::from_vec(values(n, 12), n, &Device::Cpu).unwrap();
+        let run = |active: Option<&[bool]>, grad: HeadGrad| {
+            let out = head_logprob_entropy(x.as_tensor(), &targets, active, &f, 4, grad).unwrap();
+            let lp = out.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+            let loss = (&lp * &a).unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+            (out.to_vec2::<f32>().unwrap(), g.to_vec2::<f32>().unwrap())
+        };
+        let (all_out, all_g) = run(None, HeadGrad::LogprobEntropy);
+        for grad in [HeadGrad::Logprob, HeadGrad::LogprobEntropy] {
+            let (out, g) = run(Some(&active), grad);
+            for i in 0..n {
+                match active[i] {
+                    true => {
+                        assert_eq!(out[i], all_out[i], "row {i}");
+                        for (p, q) in g[i].iter().zip(&all_g[i]) {
+                            assert!((p - q).abs() < 1e-6, "row {i}: {p} vs {q}");
+                        }
+                    }
+                    false => {
+                        assert_eq!(out[i], [0.0, 0.0], "row {i}");
+                        assert!(g[i].iter().all(|&d| d == 0.0), "row {i}");
+                    }
+                }
+            }
+        }
+        let out =
+            head_logprob_entropy(x.as_tensor(), &targets, None, &f, 4, HeadGrad::Logprob).unwrap();
+        let ent = out.narrow(1, 1, 1).unwrap().sum_all().unwrap();
+        assert!(ent.backward().is_err());
     }
 }

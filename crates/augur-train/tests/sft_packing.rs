@@ -1,12 +1,15 @@
 //! `[train] packing`: examples packed end to end into shared rows get the same per-example
-//! losses, and the same LoRA gradients, as one example per row (tiny Llama fixture).
+//! losses, and the same LoRA gradients, as one example per row (tiny Llama fixture); and the
+//! fused LM-head loss the SFT step trains with equals the whole-logits one.
 
 use std::path::PathBuf;
 
 use augur_model::weights::SafetensorsSource;
 use augur_model::{BuildOptions, DecoderModel, Grad, LoraConfig, ModelConfig, Target};
 use augur_train::sft::data::Example;
-use augur_train::sft::loss::{batch, example_nll_sums, masked_nll_tokens, target_logits};
+use augur_train::sft::loss::{
+    batch, example_nll_sums, masked_nll_tokens, target_logits, target_nll,
+};
 use augur_train::sft::packing::pack_rows;
 use candle_core::{Device, Tensor};
 
@@ -56,6 +59,15 @@ fn examples() -> Vec<Example> {
         .collect()
 }
 
+/// How the per-token loss is computed from the model.
+#[derive(Clone, Copy, Debug)]
+enum Head {
+    /// Whole `[B, width, V]` logits and the composite ops.
+    Logits,
+    /// `target_nll`: the fused LM-head op on the target positions (CPU f32).
+    Fused,
+}
+
 /// Mean token loss of each example (in `order`'s order) and the loss sum's LoRA gradients.
 fn losses_and_grads(
     model: &DecoderModel,
@@ -63,9 +75,24 @@ fn losses_and_grads(
     packed: bool,
     grad: Grad,
 ) -> (Vec<f64>, Option<Vec<Tensor>>) {
+    losses_and_grads_via(model, rows, packed, grad, Head::Logits)
+}
+
+fn losses_and_grads_via(
+    model: &DecoderModel,
+    rows: &[Vec<&Example>],
+    packed: bool,
+    grad: Grad,
+    head: Head,
+) -> (Vec<f64>, Option<Vec<Tensor>>) {
     let p = batch(rows, packed, 0, &Device::Cpu).unwrap();
-    let logits = target_logits(model, &p, true, grad).unwrap();
-    let tokens = masked_nll_tokens(&logits, &p.targets).unwrap();
+    let tokens = match head {
+        Head::Logits => {
+            let logits = target_logits(model, &p, true, grad).unwrap();
+            masked_nll_tokens(&logits, &p.targets).unwrap()
+        }
+        Head::Fused => target_nll(model, &p, true, grad).unwrap(),
+    };
     let sums = example_nll_sums(&tokens, &p.targets).unwrap();
     let means = rows
         .iter()
@@ -132,4 +159,46 @@ fn packed_rows_give_the_unpacked_losses_and_gradients() {
         (leaky[1] - unpacked[first_packed + 1]).abs() > 1e-4,
         "joined without the mask, the second example's loss must change"
     );
+}
+
+/// The fused LM-head path the SFT step trains with gives the per-example losses and LoRA
+/// gradients of the whole-logits path, on plain (left-padded, prompt positions in the tail) and
+/// packed rows.
+#[test]
+fn fused_head_nll_equals_the_logits_path() {
+    let model = model();
+    let ex = examples();
+    let refs: Vec<&Example> = ex.iter().collect();
+    let single: Vec<Vec<&Example>> = refs.iter().map(|&e| vec![e]).collect();
+    let packed = pack_rows(&refs, 10);
+    for (rows, is_packed) in [(&single, false), (&packed, true)] {
+        for grad in [Grad::Off, Grad::Tracked] {
+            let (want, want_g) = losses_and_grads_via(&model, rows, is_packed, grad, Head::Logits);
+            let (got, got_g) = losses_and_grads_via(&model, rows, is_packed, grad, Head::Fused);
+            assert_eq!(want.len(), got.len());
+            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert!((w - g).abs() < 1e-5, "{grad:?} example {i}: {w} vs {g}");
+            }
+            assert_eq!(want_g.is_some(), got_g.is_some());
+            for (w, g) in want_g.iter().flatten().zip(got_g.iter().flatten()) {
+                let diff = (w - g)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let size = w
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(size > 0.0, "the gradient must not vanish");
+                assert!(diff <= 1e-4 * size.max(1.0), "gradient differs by {diff}");
+            }
+        }
+    }
 }

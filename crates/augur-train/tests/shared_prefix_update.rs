@@ -1,5 +1,5 @@
-//! The policy update with shared prompt prefixes, the one whose LM head runs in chunks
-//! (`logits_memory_mb`), and the one with activation checkpointing
+//! The policy update with shared prompt prefixes, the one whose LM head runs one row at a time
+//! (`logits_memory_mb = 0`) instead of all rows at once, and the one with activation checkpointing
 //! (`activation_checkpointing`) equal the plain update that runs every row in full with whole
 //! logits: same loss, same gradient norm, same adapter weights after the optimizer step.
 

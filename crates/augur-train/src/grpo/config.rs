@@ -276,9 +276,10 @@ pub struct AlgorithmSection {
     /// prompt + completion per row: same logits and gradients, and far fewer tokens when
     /// a group's G completions share a prompt. Default true; false is for comparisons.
     pub shared_prefix: bool,
-    /// Most memory (MiB) one micro-batch's f32 logits may take; above it the LM head runs in
-    /// chunks of this size with a recomputing backward, so the `[B, C, V]` logits and their
-    /// softmax never exist whole (large vocabularies: 150k for Qwen). Default 256.
+    /// Most memory (MiB) of f32 logits the update holds at once: on the CPU the LM head runs
+    /// on the completion tokens in chunks of this size inside one op, so the `[B, C, V]`
+    /// logits and their softmax never exist whole (large vocabularies: 150k for Qwen).
+    /// Default 256.
     pub logits_memory_mb: usize,
     /// Activation (gradient) checkpointing of the policy's forward in the update: keep only
     /// each decoder block's input and run the block again in the backward, so one block's

@@ -3,14 +3,13 @@
 //! and the policy loss's gradients are accumulated over the micro-batches of each mini-batch into
 //! one optimizer step (PPO-style: `ppo_epochs` passes × mini-batches optimizer steps per batch).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use augur_model::{DecoderModel, ForwardOpts, Grad, LayerTape, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::AlgorithmSection;
-use crate::chunked_logprob::{head_logprob_entropy, FrozenHead};
+use crate::chunked_logprob::{head_logprob_entropy, FrozenHead, HeadGrad};
 use crate::logprob::{token_entropy, token_logprobs};
 use crate::loss::{batch_counts, policy_loss, BatchCounts, LossInputs, LossStats};
 use crate::optim::{FusedAdamW, StepReport};
@@ -177,11 +176,12 @@ struct Scored<'a> {
 
 /// Scores the completion tokens of `mb`: log-probabilities, and entropies when `entropy`.
 ///
-/// When the micro-batch's logits would take more than `cfg.logits_memory_mb` (CPU, f32), the
-/// LM head runs in chunks of that size inside one op (see [`crate::chunked_logprob`]), so the
-/// whole `[B, C, V]` logits never exist; below it, the plain logits and composite ops. With
-/// `cfg.activation_checkpointing` a tracked forward keeps only each decoder block's input
-/// (see [`augur_model::checkpoint`]) and returns the tape that back-propagates through them.
+/// On the CPU in f32 the LM head runs inside one op on the completion tokens only, in chunks of
+/// at most `cfg.logits_memory_mb` of logits, with its backward prepared in the forward (see
+/// [`crate::chunked_logprob`]): the `[B, C, V]` logits never exist. Elsewhere, the plain logits
+/// and the fused or composite logprob ops. With `cfg.activation_checkpointing` a tracked
+/// forward keeps only each decoder block's input (see [`augur_model::checkpoint`]) and returns
+/// the tape that back-propagates through them.
 fn completion_logprobs<'a>(
     model: &'a DecoderModel,
     mb: &'a MicroBatch,
@@ -193,7 +193,7 @@ fn completion_logprobs<'a>(
     let (b, c) = mb.targets.dims2()?;
     let vocab = model.lm_head().out_features;
     let budget_rows = (cfg.logits_memory_mb << 20) / (vocab * 4).max(1);
-    let chunked = model.device().is_cpu() && model.dtype() == DType::F32 && b * c > budget_rows;
+    let chunked = model.device().is_cpu() && model.dtype() == DType::F32;
     let at = match chunked {
         true => LogitsAt::HiddenTail(mb.width),
         false => LogitsAt::Tail(mb.width),
@@ -232,8 +232,26 @@ fn completion_logprobs<'a>(
         (true, _) => {
             let hidden = out.flatten_to(1)?;
             let targets = mb.targets.flatten_all()?.to_vec1::<u32>()?;
-            let both =
-                head_logprob_entropy(&hidden, &targets, &frozen_head(model), budget_rows.max(1))?;
+            let active: Vec<bool> = mb
+                .mask
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .map(|&m| m != 0.0)
+                .collect();
+            let head_grad = match (grad, entropy) {
+                (Grad::Off, _) => HeadGrad::Off,
+                (Grad::Tracked, false) => HeadGrad::Logprob,
+                (Grad::Tracked, true) => HeadGrad::LogprobEntropy,
+            };
+            let both = head_logprob_entropy(
+                &hidden,
+                &targets,
+                Some(&active),
+                &FrozenHead::of(model),
+                budget_rows.max(1),
+                head_grad,
+            )?;
             let logp = both.narrow(1, 0, 1)?.reshape((b, c))?;
             let ent = entropy
                 .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
@@ -265,15 +283,6 @@ fn fused_logprobs(
         .then(|| both.narrow(1, 1, 1)?.reshape((b, c)))
         .transpose()?;
     Ok((logp, ent))
-}
-
-/// The model's LM head as the chunked logprob op takes it.
-fn frozen_head(model: &DecoderModel) -> FrozenHead {
-    let (fwd, bwd) = (model.lm_head().clone(), model.lm_head().clone());
-    FrozenHead {
-        forward: Arc::new(move |x: &Tensor| fwd.forward(x, false)),
-        backward: Arc::new(move |g: &Tensor| bwd.base_grad_input(g)),
-    }
 }
 
 /// What one update did, for the step's metrics.

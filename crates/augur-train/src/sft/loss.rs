@@ -14,6 +14,7 @@ use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor, D};
 
 use super::data::Example;
+use crate::chunked_logprob::{head_logprob_entropy, FrozenHead, HeadGrad};
 use crate::logprob::token_logprobs;
 use crate::Result;
 
@@ -180,10 +181,47 @@ pub fn target_logits(
     Ok(model.forward(&p.input, None, opts)?.to_dtype(DType::F32)?)
 }
 
+/// Per-position negative log-likelihood of the masked targets, `[B, width]` (0 where masked),
+/// from the model; differentiable through the adapters when `grad` is tracked.
+///
+/// On the CPU in f32 the LM head runs inside one op on the target positions only, with its
+/// backward prepared in the forward (see [`crate::chunked_logprob`]): no `[B, width, V]` logits,
+/// and no head product for prompt or padding positions. Elsewhere it is
+/// [`masked_nll_tokens`] of [`target_logits`].
+pub fn target_nll(model: &DecoderModel, p: &Packed, adapters: bool, grad: Grad) -> Result<Tensor> {
+    if !(model.device().is_cpu() && model.dtype() == DType::F32) {
+        return masked_nll_tokens(&target_logits(model, p, adapters, grad)?, &p.targets);
+    }
+    let (b, w) = (p.targets.mask.len() / p.targets.width, p.targets.width);
+    let opts = ForwardOpts {
+        adapters,
+        grad,
+        logits: LogitsAt::HiddenTail(w),
+    };
+    let hidden = model.forward(&p.input, None, opts)?.flatten_to(1)?;
+    let active: Vec<bool> = p.targets.mask.iter().map(|&m| m != 0.0).collect();
+    let head_grad = match grad {
+        Grad::Off => HeadGrad::Off,
+        Grad::Tracked => HeadGrad::Logprob,
+    };
+    // Chunks of 256 MiB of logits at most.
+    let chunk = (256 << 20) / (model.lm_head().out_features * 4).max(1);
+    let both = head_logprob_entropy(
+        &hidden,
+        &p.targets.ids,
+        Some(&active),
+        &FrozenHead::of(model),
+        chunk,
+        head_grad,
+    )?;
+    // Inactive positions are 0 already.
+    Ok(both.narrow(1, 0, 1)?.reshape((b, w))?.neg()?)
+}
+
 /// Mean loss per example (no gradients), e.g. for MaxLoss and RHO scores.
 pub fn example_losses(model: &DecoderModel, p: &Packed, adapters: bool) -> Result<Vec<f64>> {
-    let logits = target_logits(model, p, adapters, Grad::Off)?;
-    per_example_mean(&masked_nll(&logits, &p.targets)?, &p.counts)
+    let nll = target_nll(model, p, adapters, Grad::Off)?;
+    per_example_mean(&nll.sum(D::Minus1)?, &p.counts)
 }
 
 /// Row sums `[B]` divided by each row's target count.

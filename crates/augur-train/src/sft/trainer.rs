@@ -11,7 +11,7 @@ use candle_core::DType;
 use super::checkpoint::{self, check_complete, Parts, SftState};
 use super::config::SftConfig;
 use super::data::{DataStats, Encoder, Example};
-use super::loss::{batch, masked_nll, pack, per_example_mean, target_logits};
+use super::loss::{batch, pack, per_example_mean, target_nll};
 use super::packing::pack_rows;
 use super::selection::Selector;
 use super::weights;
@@ -165,15 +165,18 @@ pub fn run_with(
         let rows: Vec<&Example> = choice.chosen.iter().map(|&i| &examples[i]).collect();
         let targets: usize = rows.iter().map(|e| e.target_count()).sum();
         let packing = cfg.train.packing;
-        let forward_rows: Vec<Vec<&Example>> = match packing {
+        let mut forward_rows: Vec<Vec<&Example>> = match packing {
             true => pack_rows(&rows, cfg.data.max_seq_len),
             false => rows.iter().map(|&e| vec![e]).collect(),
         };
+        // Rows of similar length share a micro-batch, so fewer padding tokens run: the step's
+        // loss and gradient are sums over its rows, whatever the order.
+        forward_rows.sort_by_key(|r| r.iter().map(|e| e.ids.len()).sum::<usize>());
         let (mut loss, mut input_tokens) = (0.0, 0);
         for chunk in forward_rows.chunks(micro) {
             let p = batch(chunk, packing, pad, model.device())?;
-            let logits = target_logits(model, &p, true, Grad::Tracked)?;
-            let part = (masked_nll(&logits, &p.targets)?.sum_all()? / targets as f64)?;
+            let nll = target_nll(model, &p, true, Grad::Tracked)?;
+            let part = (nll.sum_all()? / targets as f64)?;
             loss += part.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             opt.accumulate(&part.backward()?)?;
             input_tokens += p.tokens;
@@ -246,8 +249,7 @@ pub fn held_out_loss(
     let rows: Vec<&Example> = examples.iter().collect();
     for chunk in rows.chunks(micro) {
         let p = pack(chunk, pad_id, model.device())?;
-        let logits = target_logits(model, &p, true, Grad::Off)?;
-        let sums = masked_nll(&logits, &p.targets)?;
+        let sums = target_nll(model, &p, true, Grad::Off)?.sum(candle_core::D::Minus1)?;
         let per = per_example_mean(&sums, &p.counts)?;
         sum += per
             .iter()
