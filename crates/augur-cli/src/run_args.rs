@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use augur_train::run_dir::{prepare, Launch, RunConfig};
+use augur_train::launch::{prepare, RunConfig};
+use augur_train::run_dir::Launch;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -28,7 +29,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The run's configuration and folder, resolved as `augur_train::run_dir::prepare` does.
+    /// The run's configuration and folder, resolved as `augur_train::launch::prepare` does.
     pub fn prepare<C: RunConfig>(&self) -> anyhow::Result<(C, Launch)> {
         Ok(prepare(
             self.config.as_deref(),

@@ -4,37 +4,19 @@
 
 mod common;
 
-use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, LoraConfig, StepInput, Target};
+use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
-use common::*;
+use common::shared_rows::{self, full_rows, prefixed_rows, WIDTH};
 
-const PROMPTS: [&[u32]; 2] = [&[5, 9, 200, 17], &[44, 12]];
-/// (prompt, continuation) per row, rows of one prompt not adjacent, lengths differing.
-const ROWS: [(usize, &[u32]); 4] = [(0, &[3, 8]), (1, &[9, 10, 11]), (0, &[77]), (1, &[1])];
-const WIDTH: usize = 3;
-
+/// B of every adapter: deterministic and non-zero.
 fn adapted(arch: &str, dtype: DType) -> DecoderModel {
-    let mut model = fixture_model(arch, dtype);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            targets: Target::ALL.to_vec(),
-            seed: 3,
-        })
-        .unwrap();
-    for (i, (name, var)) in model.lora_vars().into_iter().enumerate() {
-        if name.ends_with("lora_B.weight") {
-            // Deterministic and non-zero, so every adapter gets a gradient through the next.
-            let v: Vec<f64> = (0..var.elem_count())
-                .map(|j| ((i * 31 + j * 17) % 23) as f64 / 23.0 - 0.5)
-                .collect();
-            let b = Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap() * 0.4;
-            var.set(&b.unwrap().to_dtype(dtype).unwrap()).unwrap();
-        }
-    }
-    model
+    shared_rows::adapted(arch, dtype, |i, var| {
+        let v: Vec<f64> = (0..var.elem_count())
+            .map(|j| ((i * 31 + j * 17) % 23) as f64 / 23.0 - 0.5)
+            .collect();
+        (Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap() * 0.4).unwrap()
+    })
 }
 
 /// The batch either as full rows (prompt + continuation) or as continuations of the shared
@@ -45,25 +27,16 @@ struct Batch {
 }
 
 fn batch(shared: bool) -> Batch {
-    let dev = Device::Cpu;
     if !shared {
-        let full: Vec<Vec<u32>> = ROWS
-            .iter()
-            .map(|(p, c)| [PROMPTS[*p], *c].concat())
-            .collect();
         return Batch {
-            input: StepInput::left_padded(&full, 0, &dev).unwrap(),
+            input: full_rows(),
             prefixes: None,
         };
     }
-    let continuations: Vec<Vec<u32>> = ROWS.iter().map(|(_, c)| c.to_vec()).collect();
-    let starts: Vec<u32> = ROWS.iter().map(|(p, _)| PROMPTS[*p].len() as u32).collect();
+    let (prefixes, of_row, input) = prefixed_rows();
     Batch {
-        input: StepInput::left_padded_from(&continuations, &starts, 0, &dev).unwrap(),
-        prefixes: Some((
-            StepInput::left_padded(&PROMPTS.map(<[u32]>::to_vec), 0, &dev).unwrap(),
-            ROWS.iter().map(|(p, _)| *p).collect(),
-        )),
+        input,
+        prefixes: Some((prefixes, of_row)),
     }
 }
 

@@ -3,15 +3,10 @@
 
 mod common;
 
-use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, LoraConfig, StepInput, Target};
+use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{DType, Device, Tensor, Var};
+use common::shared_rows::{self, full_rows, prefixed_rows, ROWS, WIDTH};
 use common::*;
-
-const PROMPTS: [&[u32]; 2] = [&[5, 9, 200, 17], &[44, 12]];
-/// (prompt, continuation) per row: prompts of different lengths, continuations of
-/// different lengths, rows of one prompt not adjacent.
-const ROWS: [(usize, &[u32]); 4] = [(0, &[3, 8]), (1, &[9, 10, 11]), (0, &[77]), (1, &[1])];
-const WIDTH: usize = 3;
 
 fn opts(grad: Grad) -> ForwardOpts {
     ForwardOpts {
@@ -23,23 +18,8 @@ fn opts(grad: Grad) -> ForwardOpts {
 
 /// `[rows, WIDTH, V]` logits of the continuation tokens (right-aligned), both ways.
 fn both_ways(model: &DecoderModel, grad: Grad) -> (Tensor, Tensor) {
-    let dev = Device::Cpu;
-    let full: Vec<Vec<u32>> = ROWS
-        .iter()
-        .map(|(p, c)| [PROMPTS[*p], *c].concat())
-        .collect();
-    let full = model
-        .forward(
-            &StepInput::left_padded(&full, 0, &dev).unwrap(),
-            None,
-            opts(grad),
-        )
-        .unwrap();
-    let prefixes = StepInput::left_padded(&PROMPTS.map(<[u32]>::to_vec), 0, &dev).unwrap();
-    let continuations: Vec<Vec<u32>> = ROWS.iter().map(|(_, c)| c.to_vec()).collect();
-    let starts: Vec<u32> = ROWS.iter().map(|(p, _)| PROMPTS[*p].len() as u32).collect();
-    let input = StepInput::left_padded_from(&continuations, &starts, 0, &dev).unwrap();
-    let of_row: Vec<usize> = ROWS.iter().map(|(p, _)| *p).collect();
+    let full = model.forward(&full_rows(), None, opts(grad)).unwrap();
+    let (prefixes, of_row, input) = prefixed_rows();
     let shared = model
         .forward_with_prefixes(&prefixes, &of_row, &input, opts(grad))
         .unwrap();
@@ -60,23 +40,11 @@ fn continuation_mask(vocab: usize, dtype: DType) -> Tensor {
         .unwrap()
 }
 
+/// B of every adapter: random, non-zero.
 fn adapted(arch: &str, dtype: DType) -> DecoderModel {
-    let mut model = fixture_model(arch, dtype);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            targets: Target::ALL.to_vec(),
-            seed: 3,
-        })
-        .unwrap();
-    for (name, var) in model.lora_vars() {
-        if name.ends_with("lora_B.weight") {
-            let b = Tensor::randn(0f32, 0.2, var.shape(), &Device::Cpu).unwrap();
-            var.set(&b.to_dtype(dtype).unwrap()).unwrap();
-        }
-    }
-    model
+    shared_rows::adapted(arch, dtype, |_, var| {
+        Tensor::randn(0f32, 0.2, var.shape(), &Device::Cpu).unwrap()
+    })
 }
 
 #[test]

@@ -9,7 +9,8 @@ use num_rational::BigRational;
 use num_traits::Zero;
 
 use crate::math::extract::{last_boxed, last_tag};
-use crate::verifier::{wrong_reference, Reference, Score, Verifier};
+use crate::reference::Reference;
+use crate::verifier::{wrong_reference, Score, Verifier};
 
 /// Countdown rules and reward shaping.
 #[derive(Debug, Clone, Copy, PartialEq)]

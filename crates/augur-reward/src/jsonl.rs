@@ -19,11 +19,12 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::code::{CodeOptions, CodeTests, CodeVerifier, IoCase};
+use crate::code::{CodeOptions, CodeVerifier};
 use crate::countdown::{CountdownOptions, CountdownVerifier};
 use crate::error::RewardError;
 use crate::math::{MathOptions, MathVerifier};
-use crate::verifier::{Reference, Verifier};
+use crate::reference::{CodeTests, IoCase, Reference};
+use crate::verifier::Verifier;
 
 /// The task family of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,27 +6,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::code::CodeTests;
-
-/// The ground truth a completion is checked against.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Reference {
-    /// A math problem's final answer, usually LaTeX (`\frac{14}{3}`, `(3,4]`, `\text{(C)}`...).
-    Math {
-        /// The reference answer.
-        answer: String,
-    },
-    /// A Countdown puzzle: reach `target` with arithmetic on `numbers`.
-    Countdown {
-        /// The numbers available.
-        numbers: Vec<i64>,
-        /// The value to reach.
-        target: i64,
-    },
-    /// A programming problem judged by running tests.
-    Code(CodeTests),
-}
+use crate::reference::Reference;
 
 /// The outcome of checking one completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

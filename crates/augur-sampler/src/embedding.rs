@@ -88,7 +88,7 @@ impl EmbeddingTable {
                     "embeddings: prompt id {id} too large"
                 )));
             }
-            crate::predictor::ensure_len(&mut self.row_of, id, MISSING)?;
+            crate::prompt_table::ensure_len(&mut self.row_of, id, MISSING)?;
             match self.row_of[id as usize] {
                 MISSING => {
                     self.row_of[id as usize] = (self.data.len() / dim) as u32;

@@ -32,6 +32,7 @@ pub mod embedding;
 mod error;
 mod outcome;
 pub mod predictor;
+mod prompt_table;
 pub mod protocol;
 pub mod random;
 mod sampler;

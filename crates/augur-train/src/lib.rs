@@ -18,6 +18,7 @@ pub mod advantage;
 pub mod chunked_logprob;
 pub mod error;
 pub mod grpo;
+pub mod launch;
 pub mod logprob;
 pub mod loss;
 pub mod metrics;

@@ -15,10 +15,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::grpo::config::ModelSection;
-use crate::grpo::GrpoConfig;
-use crate::policy::fetch_hub_model;
-use crate::sft::SftConfig;
 use crate::{Error, Result};
 
 /// The resolved config, at the top of the run folder.
@@ -51,69 +47,6 @@ impl Launch {
             overwrite: false,
         }
     }
-}
-
-/// A run config that a run command starts from: its own file, or the copy a checkpoint holds.
-pub trait RunConfig: Sized {
-    /// The config in `path` with `--set` `overrides` applied.
-    fn load(path: &Path, overrides: &[String]) -> Result<Self>;
-    /// The config of a run resumed from `checkpoint` without a config file.
-    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self>;
-    /// Its `[model]` section (a Hub id there is resolved to a local folder).
-    fn model_mut(&mut self) -> &mut ModelSection;
-}
-
-impl RunConfig for GrpoConfig {
-    fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        Self::load(path, overrides)
-    }
-    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
-        Self::load_for_resume(checkpoint, overrides)
-    }
-    fn model_mut(&mut self) -> &mut ModelSection {
-        &mut self.model
-    }
-}
-
-impl RunConfig for SftConfig {
-    fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        Self::load(path, overrides)
-    }
-    fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
-        Self::load_for_resume(checkpoint, overrides)
-    }
-    fn model_mut(&mut self) -> &mut ModelSection {
-        &mut self.model
-    }
-}
-
-/// How `augur grpo` and `augur sft` start from their arguments: a `hub:` checkpoint is fetched
-/// into the Hub cache, the config is read from `config` (else from the checkpoint's own copy,
-/// the run continuing in the checkpoint's parent folder), a Hub model id in `[model] path` is
-/// resolved to its local folder, and the [`Launch`] says fresh or resumed.
-pub fn prepare<C: RunConfig>(
-    config: Option<&Path>,
-    resume: Option<&Path>,
-    overrides: &[String],
-    overwrite: bool,
-) -> Result<(C, Launch)> {
-    let resume = resume
-        .map(|spec| {
-            augur_hub::checkpoint_path(spec)
-                .map_err(|e| Error::Checkpoint(format!("{}: {e}", spec.display())))
-        })
-        .transpose()?;
-    let mut cfg = match (config, &resume) {
-        (Some(c), _) => C::load(c, overrides)?,
-        (None, Some(r)) => C::load_for_resume(r, overrides)?,
-        (None, None) => {
-            return Err(Error::Config(
-                "give --config FILE, or --resume CHECKPOINT".into(),
-            ))
-        }
-    };
-    fetch_hub_model(cfg.model_mut())?;
-    Ok((cfg, Launch { resume, overwrite }))
 }
 
 /// An opened run folder (see the module docs for what opening it guarantees).
@@ -380,6 +313,94 @@ impl MetricsLog {
             .map_err(|e| Error::Metrics(format!("{}: {e}", self.path.display())))?;
         json.push('\n');
         self.file.write_all(json.as_bytes()).map_err(io(&self.path))
+    }
+}
+
+/// The checks a trainer makes before its (slow) model load: the checkpoint `launch` resumes
+/// from is complete and at step `step_of(checkpoint)` (each trainer reads its own state file),
+/// and [`RunDir::check`] lets the run open `root`.
+pub fn check_launch(
+    root: &Path,
+    metrics: &Path,
+    launch: &Launch,
+    step_of: impl FnOnce(&Path) -> Result<u64>,
+) -> Result<()> {
+    let resume = launch.resume.as_deref();
+    let resumed_step = resume.map(step_of).transpose()?;
+    RunDir::check(root, metrics, resumed_step.zip(resume), launch.overwrite)?;
+    Ok(())
+}
+
+/// A run in progress: its folder opened for `launch`, the resolved config written at its top,
+/// the metrics log open, and each line also handed to the front end. The part of the loop that
+/// GRPO and SFT share; the step between two [`ActiveRun::emit`]s is each trainer's own.
+pub struct ActiveRun<'a, M> {
+    folder: RunDir,
+    metrics: MetricsLog,
+    on_line: &'a mut dyn FnMut(&M),
+    resumed_from: Option<PathBuf>,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl<'a, M: serde::Serialize> ActiveRun<'a, M> {
+    /// Opens `root` (see [`RunDir::open`]) for a run starting at `step` (0 fresh, the
+    /// checkpoint's step on resume), writes `config_toml` into it and opens the metrics log.
+    pub fn open(
+        root: &Path,
+        metrics: &Path,
+        launch: &Launch,
+        step: u64,
+        config_toml: &str,
+        on_line: &'a mut dyn FnMut(&M),
+    ) -> Result<Self> {
+        let resume = launch.resume.as_deref();
+        let folder = RunDir::open(
+            root,
+            metrics,
+            resume.map(|dir| (step, dir)),
+            launch.overwrite,
+        )?;
+        folder.write_config(config_toml)?;
+        let metrics = folder.append_metrics()?;
+        Ok(Self {
+            folder,
+            metrics,
+            on_line,
+            resumed_from: resume.map(Path::to_path_buf),
+            last_checkpoint: None,
+        })
+    }
+
+    /// The run folder.
+    pub fn root(&self) -> &Path {
+        self.folder.root()
+    }
+
+    /// Appends `line` to the metrics log, then hands it to the front end.
+    pub fn emit(&mut self, line: M) -> Result<()> {
+        self.metrics.write(&line)?;
+        (self.on_line)(&line);
+        Ok(())
+    }
+
+    /// Saves checkpoint `step` (complete or invisible, see [`RunDir::save_checkpoint`]).
+    pub fn save_checkpoint(
+        &mut self,
+        step: u64,
+        write: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let dir = self.folder.save_checkpoint(step, write)?;
+        self.last_checkpoint = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// The checkpoint the run ends at: the last one this call saved, else the one it resumed
+    /// from (empty when it saved none and started fresh).
+    pub fn final_checkpoint(&self) -> PathBuf {
+        self.last_checkpoint
+            .clone()
+            .or_else(|| self.resumed_from.clone())
+            .unwrap_or_default()
     }
 }
 

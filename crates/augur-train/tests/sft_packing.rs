@@ -68,13 +68,16 @@ enum Head {
     Fused,
 }
 
+/// Each example's mean token loss, and the LoRA gradients of the loss sum (when tracked).
+type LossesAndGrads = (Vec<f64>, Option<Vec<Tensor>>);
+
 /// Mean token loss of each example (in `order`'s order) and the loss sum's LoRA gradients.
 fn losses_and_grads(
     model: &DecoderModel,
     rows: &[Vec<&Example>],
     packed: bool,
     grad: Grad,
-) -> (Vec<f64>, Option<Vec<Tensor>>) {
+) -> LossesAndGrads {
     losses_and_grads_via(model, rows, packed, grad, Head::Logits)
 }
 
@@ -84,7 +87,7 @@ fn losses_and_grads_via(
     packed: bool,
     grad: Grad,
     head: Head,
-) -> (Vec<f64>, Option<Vec<Tensor>>) {
+) -> LossesAndGrads {
     let p = batch(rows, packed, 0, &Device::Cpu).unwrap();
     let tokens = match head {
         Head::Logits => {
@@ -111,6 +114,29 @@ fn losses_and_grads_via(
     (means, grads)
 }
 
+/// Two ways of computing the same examples agree: per-example losses within 1e-5, and each LoRA
+/// gradient (when tracked) within 1e-4 of its size, none of them vanishing.
+fn assert_same((want, want_g): &LossesAndGrads, (got, got_g): &LossesAndGrads, grad: Grad) {
+    assert_eq!(want.len(), got.len());
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        assert!((w - g).abs() < 1e-5, "{grad:?} example {i}: {w} vs {g}");
+    }
+    assert_eq!(want_g.is_some(), got_g.is_some());
+    let max_abs = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    for (w, g) in want_g.iter().flatten().zip(got_g.iter().flatten()) {
+        let (diff, size) = (max_abs(&(w - g).unwrap()), max_abs(w));
+        assert!(size > 0.0, "the gradient must not vanish");
+        assert!(diff <= 1e-4 * size.max(1.0), "gradient differs by {diff}");
+    }
+}
+
 #[test]
 fn packed_rows_give_the_unpacked_losses_and_gradients() {
     let model = model();
@@ -125,30 +151,9 @@ fn packed_rows_give_the_unpacked_losses_and_gradients() {
     // The packed order, one example per row: the reference.
     let single: Vec<Vec<&Example>> = rows.iter().flatten().map(|&e| vec![e]).collect();
     for grad in [Grad::Off, Grad::Tracked] {
-        let (want, want_g) = losses_and_grads(&model, &single, false, grad);
-        let (got, got_g) = losses_and_grads(&model, &rows, true, grad);
-        assert_eq!(want.len(), got.len());
-        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-            assert!((w - g).abs() < 1e-5, "{grad:?} example {i}: {w} vs {g}");
-        }
-        for (w, g) in want_g.iter().flatten().zip(got_g.iter().flatten()) {
-            let diff = (w - g)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let size = w
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff <= 1e-4 * size.max(1.0), "gradient differs by {diff}");
-        }
+        let want = losses_and_grads(&model, &single, false, grad);
+        let got = losses_and_grads(&model, &rows, true, grad);
+        assert_same(&want, &got, grad);
     }
     // Without the block-diagonal mask the later examples of a row would see the earlier ones.
     let (unpacked, _) = losses_and_grads(&model, &single, false, Grad::Off);
@@ -173,32 +178,9 @@ fn fused_head_nll_equals_the_logits_path() {
     let packed = pack_rows(&refs, 10);
     for (rows, is_packed) in [(&single, false), (&packed, true)] {
         for grad in [Grad::Off, Grad::Tracked] {
-            let (want, want_g) = losses_and_grads_via(&model, rows, is_packed, grad, Head::Logits);
-            let (got, got_g) = losses_and_grads_via(&model, rows, is_packed, grad, Head::Fused);
-            assert_eq!(want.len(), got.len());
-            for (i, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert!((w - g).abs() < 1e-5, "{grad:?} example {i}: {w} vs {g}");
-            }
-            assert_eq!(want_g.is_some(), got_g.is_some());
-            for (w, g) in want_g.iter().flatten().zip(got_g.iter().flatten()) {
-                let diff = (w - g)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let size = w
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(size > 0.0, "the gradient must not vanish");
-                assert!(diff <= 1e-4 * size.max(1.0), "gradient differs by {diff}");
-            }
+            let want = losses_and_grads_via(&model, rows, is_packed, grad, Head::Logits);
+            let got = losses_and_grads_via(&model, rows, is_packed, grad, Head::Fused);
+            assert_same(&want, &got, grad);
         }
     }
 }

@@ -7,6 +7,8 @@ use augur_model::weights::SafetensorsSource;
 use augur_model::{BuildOptions, DecoderModel, ModelConfig, WeightDtype};
 use candle_core::{DType, Device, Tensor};
 
+pub mod shared_rows;
+
 /// `tests/fixtures/parity/{arch}` at the repo root.
 pub fn fixture_dir(arch: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

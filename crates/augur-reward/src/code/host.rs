@@ -1,93 +1,71 @@
 //! Host-side plumbing of the sandbox: rlimits applied between `fork` and `exec`, uid leases, killing
-//! leftovers by uid, run directories, interpreter discovery. Kept apart from the policy in `sandbox.rs`.
+//! leftovers by uid, run directories, interpreter discovery. Kept apart from the policy in `sandbox.rs`,
+//! which builds on it (this module knows nothing of `SandboxConfig`).
+//!
+//! System calls go through `nix`'s safe wrappers; none is left raw.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sandbox::SandboxConfig;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::{geteuid, setgid, setgroups, setsid, setuid, Gid, Pid, Uid};
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// True once the child has exited; it stays a zombie (WNOWAIT) so its process group id stays reserved.
-pub(crate) fn exited_without_reaping(pid: libc::pid_t) -> bool {
-    // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let r = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        r == 0 && info.si_pid() != 0
+pub(crate) fn exited_without_reaping(pid: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(pid), flags) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(_) => true,
+        // nix reports a death by a signal it has no name for (a real-time one) as EINVAL; the
+        // flags are valid, so EINVAL can only mean that: the child has exited.
+        Err(Errno::EINVAL) => true,
+        Err(_) => false,
     }
 }
 
+/// The rlimits a sandboxed process starts under (soft = hard for each).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
-    cpu: u64,
-    mem: u64,
-    nproc: u64,
-    fsize: u64,
-    nofile: u64,
-}
-
-impl From<&SandboxConfig> for Limits {
-    fn from(c: &SandboxConfig) -> Self {
-        Limits {
-            cpu: c.cpu_seconds.max(1),
-            mem: c.memory_bytes,
-            nproc: c.max_processes,
-            fsize: c.max_file_bytes,
-            nofile: c.max_open_files,
-        }
-    }
+    /// `RLIMIT_CPU`, seconds.
+    pub(crate) cpu_seconds: u64,
+    /// `RLIMIT_AS`, bytes.
+    pub(crate) memory_bytes: u64,
+    /// `RLIMIT_NPROC`.
+    pub(crate) processes: u64,
+    /// `RLIMIT_FSIZE`, bytes.
+    pub(crate) file_bytes: u64,
+    /// `RLIMIT_NOFILE`.
+    pub(crate) open_files: u64,
 }
 
 impl Limits {
-    /// Runs in the forked child before `exec`: only async-signal-safe calls.
+    /// Runs in the forked child before `exec`: only async-signal-safe calls (each nix wrapper
+    /// below is one system call, with no allocation).
     pub(crate) fn apply(&self, drop_to_uid: Option<u32>) -> std::io::Result<()> {
-        let check = |r: libc::c_int| {
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        };
-        // SAFETY: raw syscalls with valid arguments, in the child process.
-        unsafe {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
-            let set = |res, v: u64| {
-                let l = libc::rlimit {
-                    rlim_cur: v,
-                    rlim_max: v,
-                };
-                check(libc::setrlimit(res, &l))
-            };
-            set(libc::RLIMIT_CPU, self.cpu)?;
-            set(libc::RLIMIT_AS, self.mem)?;
-            set(libc::RLIMIT_NPROC, self.nproc)?;
-            set(libc::RLIMIT_FSIZE, self.fsize)?;
-            set(libc::RLIMIT_NOFILE, self.nofile)?;
-            set(libc::RLIMIT_CORE, 0)?;
-            if let Some(uid) = drop_to_uid {
-                check(libc::setgroups(0, std::ptr::null()))?;
-                check(libc::setgid(uid))?;
-                check(libc::setuid(uid))?;
-            }
+        setsid()?;
+        set_pdeathsig(Signal::SIGKILL)?;
+        let set = |resource, v: u64| setrlimit(resource, v, v);
+        set(Resource::RLIMIT_CPU, self.cpu_seconds)?;
+        set(Resource::RLIMIT_AS, self.memory_bytes)?;
+        set(Resource::RLIMIT_NPROC, self.processes)?;
+        set(Resource::RLIMIT_FSIZE, self.file_bytes)?;
+        set(Resource::RLIMIT_NOFILE, self.open_files)?;
+        set(Resource::RLIMIT_CORE, 0)?;
+        if let Some(uid) = drop_to_uid {
+            setgroups(&[])?;
+            setgid(Gid::from_raw(uid))?;
+            setuid(Uid::from_raw(uid))?;
         }
         Ok(())
     }
@@ -102,11 +80,7 @@ pub(crate) fn kill_uid(uid: u32) {
             return;
         };
         for e in entries.flatten() {
-            let Some(pid) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<libc::pid_t>().ok())
-            else {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
             let Ok(status) = fs::read_to_string(e.path().join("status")) else {
@@ -119,10 +93,8 @@ pub(crate) fn kill_uid(uid: u32) {
                 .and_then(|u| u.parse::<u32>().ok());
             if real_uid == Some(uid) {
                 found = true;
-                // SAFETY: plain syscall; the pid runs as a uid reserved for sandboxed programs.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+                // The pid runs as a uid reserved for sandboxed programs; one already gone is fine.
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         if !found || Instant::now() >= deadline {
@@ -133,13 +105,14 @@ pub(crate) fn kill_uid(uid: u32) {
 }
 
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    geteuid().is_root()
 }
 
-pub(crate) fn python_candidates(cfg: &SandboxConfig) -> Vec<PathBuf> {
-    if let Some(p) = &cfg.python {
-        return vec![p.clone()];
+/// The interpreters to try: `explicit` alone when given, else `/usr/bin/python3`, then the
+/// `python3` found on `PATH` (resolved to the real binary).
+pub(crate) fn python_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
     }
     let mut v = vec![PathBuf::from("/usr/bin/python3")];
     let resolved = Command::new("python3")
@@ -156,8 +129,7 @@ pub(crate) fn python_candidates(cfg: &SandboxConfig) -> Vec<PathBuf> {
 
 fn base_dir() -> std::io::Result<PathBuf> {
     // One base per user: another user's base is not ours to chmod or write into.
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = geteuid();
     let base = std::env::temp_dir().join(format!("augur-sandbox-{euid}"));
     fs::create_dir_all(&base)?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o711))?;
@@ -165,8 +137,7 @@ fn base_dir() -> std::io::Result<PathBuf> {
 }
 
 /// Leases `n` uids from `base..base+4096` by holding an exclusive `flock` on one lock file per uid.
-pub(crate) fn lease_uids(base: u32, n: usize) -> std::io::Result<(Vec<u32>, Vec<fs::File>)> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn lease_uids(base: u32, n: usize) -> std::io::Result<(Vec<u32>, Vec<Flock<fs::File>>)> {
     let dir = base_dir()?;
     let (mut uids, mut files) = (Vec::new(), Vec::new());
     for k in 0..4096u32 {
@@ -179,10 +150,9 @@ pub(crate) fn lease_uids(base: u32, n: usize) -> std::io::Result<(Vec<u32>, Vec<
             .truncate(false)
             .write(true)
             .open(dir.join(format!("uid-{uid}.lock")))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if let Ok(lock) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             uids.push(uid);
-            files.push(f);
+            files.push(lock);
         }
     }
     if uids.len() < n {

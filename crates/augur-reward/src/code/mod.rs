@@ -16,50 +16,12 @@ mod host;
 pub mod sandbox;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::RewardError;
-use crate::verifier::{wrong_reference, Reference, Score, Verifier};
+use crate::reference::Reference;
+pub use crate::reference::{CodeTests, IoCase};
+use crate::verifier::{wrong_reference, Score, Verifier};
 use sandbox::{Outcome, RunOutput, Sandbox, SandboxConfig};
-
-/// The tests a program is judged by.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "style", rename_all = "snake_case")]
-pub enum CodeTests {
-    /// HumanEval: a `check(candidate)` function.
-    HumanEval {
-        /// The problem prompt (signature + docstring), prepended to the program.
-        #[serde(default)]
-        prompt: String,
-        /// Source defining `check`.
-        test: String,
-        /// The function passed to `check`.
-        entry_point: String,
-    },
-    /// MBPP: independent `assert` statements.
-    Asserts {
-        /// Code run after the program and before the asserts (imports, fixtures: MBPP's `test_setup_code`
-        /// builds objects from classes the program defines).
-        #[serde(default)]
-        setup: String,
-        /// One Python statement per test.
-        asserts: Vec<String>,
-    },
-    /// Competitive-programming style stdin/stdout pairs.
-    StdIo {
-        /// The cases.
-        cases: Vec<IoCase>,
-    },
-}
-
-/// One stdin/stdout test case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IoCase {
-    /// Fed on stdin.
-    pub input: String,
-    /// Expected stdout.
-    pub output: String,
-}
 
 /// Reward for a program: all-or-nothing, or the fraction of tests passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

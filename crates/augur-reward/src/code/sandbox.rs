@@ -47,6 +47,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::Flock;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 use super::host::{
     exited_without_reaping, is_root, kill_uid, lease_uids, make_run_dir, python_candidates, Limits,
 };
@@ -141,7 +145,7 @@ pub struct Sandbox {
     slots: Mutex<Vec<u32>>,
     freed: Condvar,
     uids: Vec<u32>,
-    _leases: Arc<Vec<fs::File>>,
+    _leases: Arc<Vec<Flock<fs::File>>>,
 }
 
 impl Sandbox {
@@ -155,7 +159,7 @@ impl Sandbox {
             modes.push(Isolation::UserNamespaces);
         }
         modes.push(Isolation::Plain);
-        let pythons = python_candidates(&cfg);
+        let pythons = python_candidates(cfg.python.as_deref());
         let (uids, leases) = lease_uids(cfg.uid_base, workers.max(1))
             .map_err(|e| RewardError::Sandbox(format!("uid lease: {e}")))?;
         let leases = Arc::new(leases);
@@ -325,7 +329,7 @@ impl Sandbox {
 
     /// Waits for the child under the wall-clock limit and output caps, then kills its process group.
     fn supervise(&self, child: &mut Child, start: Instant) -> Result<RunOutput, RewardError> {
-        let pid = child.id() as libc::pid_t;
+        let pid = Pid::from_raw(child.id() as i32);
         let overflow = Arc::new(AtomicBool::new(false));
         let cap = self.cfg.max_output_bytes;
         let out_rx = spawn_reader(child.stdout.take(), cap, overflow.clone());
@@ -345,11 +349,9 @@ impl Sandbox {
                 nap = (nap * 2).min(Duration::from_millis(5));
             }
         }
-        // The child is not reaped yet, so its pid (= process group id) cannot have been reused.
-        // SAFETY: plain syscall on a group id we own.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        // The child is not reaped yet, so its pid (= process group id) cannot have been reused;
+        // a group already empty is fine.
+        let _ = killpg(pid, Signal::SIGKILL);
         let status = child
             .wait()
             .map_err(|e| RewardError::Sandbox(format!("wait: {e}")))?;
@@ -374,6 +376,18 @@ impl Sandbox {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             elapsed,
         })
+    }
+}
+
+impl From<&SandboxConfig> for Limits {
+    fn from(c: &SandboxConfig) -> Self {
+        Limits {
+            cpu_seconds: c.cpu_seconds.max(1),
+            memory_bytes: c.memory_bytes,
+            processes: c.max_processes,
+            file_bytes: c.max_file_bytes,
+            open_files: c.max_open_files,
+        }
     }
 }
 

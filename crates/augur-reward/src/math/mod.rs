@@ -12,7 +12,8 @@ pub mod extract;
 pub mod lexer;
 pub mod normalize;
 
-use crate::verifier::{wrong_reference, Reference, Score, Verifier};
+use crate::reference::Reference;
+use crate::verifier::{wrong_reference, Score, Verifier};
 
 /// Longest extracted answer that is parsed; longer ones are judged wrong (bounds the cost of hostile text).
 const MAX_ANSWER_CHARS: usize = 2000;

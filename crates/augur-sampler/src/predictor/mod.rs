@@ -16,6 +16,7 @@ pub use gps::{DiversityMode, GpsConfig, GpsPredictor, CONTEXT_DIM};
 
 use crate::error::{Result, SamplerError};
 use crate::outcome::Outcome;
+pub(crate) use crate::prompt_table::ensure_len;
 use serde::{Deserialize, Serialize};
 
 /// A summary of the predicted success-rate distribution of one prompt.
@@ -108,18 +109,4 @@ impl Predictor for NonePredictor {
     fn load(&mut self, _state: serde_json::Value) -> Result<()> {
         Ok(())
     }
-}
-
-/// Grows a per-prompt table so that `id` is a valid index, filling with `fill`; running out
-/// of memory is reported as an error instead of aborting. Growth is amortised (`try_reserve`
-/// doubles), so ids arriving in increasing order stay O(1) each.
-pub(crate) fn ensure_len<T: Clone>(v: &mut Vec<T>, id: u32, fill: T) -> Result<()> {
-    let need = id as usize + 1;
-    if v.len() < need {
-        v.try_reserve(need - v.len()).map_err(|e| {
-            SamplerError::InvalidArgument(format!("prompt id {id}: cannot grow state table: {e}"))
-        })?;
-        v.resize(need, fill);
-    }
-    Ok(())
 }

@@ -104,13 +104,24 @@ const REQUIRED: [&str; 5] = [
 
 /// Checks that `dir` is a whole checkpoint, naming the first missing file.
 pub fn check_complete(dir: &Path) -> Result<()> {
+    check_whole(dir, || {
+        REQUIRED.into_iter().find(|f| !dir.join(f).is_file())
+    })
+}
+
+/// Checks that `dir` is a folder and that `missing` (which looks for the first absent file of
+/// a trainer's checkpoint) finds none; the error names the file.
+pub(crate) fn check_whole(
+    dir: &Path,
+    missing: impl FnOnce() -> Option<&'static str>,
+) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::Checkpoint(format!(
             "{}: no such folder",
             dir.display()
         )));
     }
-    match REQUIRED.iter().find(|f| !dir.join(f).is_file()) {
+    match missing() {
         None => Ok(()),
         Some(f) => Err(Error::Checkpoint(format!(
             "{} is incomplete: {f} is missing (was the run killed while saving it?); resume from \
@@ -122,6 +133,11 @@ pub fn check_complete(dir: &Path) -> Result<()> {
 
 /// The trainer state saved in `dir`.
 pub fn read_trainer_state(dir: &Path) -> Result<TrainerState> {
+    read_state_file(dir)
+}
+
+/// The `trainer_state.json` in `dir`, as the trainer's own state type `T`.
+pub(crate) fn read_state_file<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
     let path = dir.join(TRAINER_STATE);
     let text = std::fs::read(&path).map_err(io(&path))?;
     serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use augur_model::{KvDtype, WeightDtype};
+use augur_rollout::SamplingParams;
 use serde::{Deserialize, Serialize};
 
 use super::data::PromptSpec;
@@ -233,6 +234,21 @@ impl Default for RolloutSection {
     }
 }
 
+impl RolloutSection {
+    /// The training rollouts' sampling parameters.
+    pub fn sampling_params(&self) -> SamplingParams {
+        SamplingParams {
+            n: self.group_size,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            max_new_tokens: self.max_new_tokens,
+            stop_strings: self.stop_strings.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// `[reward]`: the verifier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -438,10 +454,7 @@ impl EvalSection {
     /// Whether the policy is evaluated after `step` of a `total`-step run (step 0: before the
     /// first step).
     pub fn due(&self, step: u64, total: u64) -> bool {
-        match step {
-            0 => self.at_start,
-            s => s == total || (self.every > 0 && s.is_multiple_of(self.every)),
-        }
+        eval_due(self.at_start, self.every, step, total)
     }
 }
 
@@ -506,17 +519,19 @@ impl Default for LoggingSection {
     }
 }
 
+impl LoggingSection {
+    /// Where the metrics go: `metrics`, else `metrics.jsonl` in the run folder `run_dir`.
+    pub fn metrics_path(&self, run_dir: &Path) -> PathBuf {
+        self.metrics
+            .clone()
+            .unwrap_or_else(|| run_dir.join("metrics.jsonl"))
+    }
+}
+
 impl GrpoConfig {
     /// Reads `path` and applies `overrides` (`key.path=value`, value in TOML syntax, bare words as strings).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_toml_str(&text, overrides).map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-            e => e,
-        })
+        Self::from_toml_str(&read_config(path)?, overrides).map_err(in_file(path))
     }
 
     /// The config of a run resumed from `checkpoint` without a config file: the checkpoint's
@@ -526,17 +541,11 @@ impl GrpoConfig {
     pub fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
         super::checkpoint::check_complete(checkpoint)?;
         let path = checkpoint.join(super::checkpoint::CONFIG);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let in_file = |e: Error| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-            e => e,
-        };
+        let text = read_config(&path)?;
+        let in_file = in_file(&path);
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let old: Self = Self::from_table(&text, table.clone(), &[]).map_err(in_file)?;
+            toml::from_str(&text).map_err(|e| in_file(Error::Config(e.to_string())))?;
+        let old: Self = Self::from_table(&text, table.clone(), &[]).map_err(&in_file)?;
         let moved = resume_overrides(
             checkpoint,
             &old.checkpoint.dir,
@@ -545,7 +554,7 @@ impl GrpoConfig {
         for o in moved.iter().chain(overrides) {
             apply_override(&mut table, o)?;
         }
-        Self::from_table(&text, table, overrides).map_err(in_file)
+        Self::from_table(&text, table, overrides).map_err(&in_file)
     }
 
     /// Parses TOML text, applies `overrides`, deserialises and validates. An error names the key
@@ -622,7 +631,8 @@ impl GrpoConfig {
                 "× group_size × algorithm.ppo_epochs overflows",
             );
         }
-        super::rollout::train_params(self)
+        self.rollout
+            .sampling_params()
             .validate()
             .map_err(|e| match e {
                 augur_rollout::RolloutError::Param { field, problem } => {
@@ -716,15 +726,10 @@ impl GrpoConfig {
 
     /// Where the metrics go.
     pub fn metrics_path(&self) -> PathBuf {
-        self.logging
-            .metrics
-            .clone()
-            .unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
+        self.logging.metrics_path(&self.checkpoint.dir)
     }
 }
 
-/// Where `key` (a dotted path) was set: ` (line N)` in `text`, ` (--set)` when an override set
-/// it, or nothing.
 /// Deserialises a config `table` (parsed from `text`, then `overrides` applied); an error names
 /// the key and, when it is in `text`, its line, or `(--set)` when an override set it.
 pub(crate) fn deserialize_named<T: serde::de::DeserializeOwned>(
@@ -739,6 +744,8 @@ pub(crate) fn deserialize_named<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Where `key` (a dotted path) was set: ` (line N)` in `text`, ` (--set)` when an override set
+/// it, or nothing.
 fn locate(text: &str, overrides: &[String], key: &str) -> String {
     let from_set = overrides.iter().any(|o| {
         o.split_once('=')
@@ -803,6 +810,31 @@ pub(crate) fn resume_overrides(
         moved.push(format!("logging.metrics={}", as_toml(&parent.join(rest))?));
     }
     Ok(moved)
+}
+
+/// The text of the config file `path`.
+pub(crate) fn read_config(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Names the config file `path` in a config error (other errors pass unchanged).
+pub(crate) fn in_file(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+        e => e,
+    }
+}
+
+/// The `[eval]` schedule both trainers share: before the first step (step 0) when `at_start`,
+/// after every `every` steps (0: never in between), and after the last of `total`.
+pub(crate) fn eval_due(at_start: bool, every: u64, step: u64, total: u64) -> bool {
+    match step {
+        0 => at_start,
+        s => s == total || (every > 0 && s.is_multiple_of(every)),
+    }
 }
 
 /// Sets `a.b.c = value` in `table` (one `--set`), as `augur sampler --set` does; the key's

@@ -105,20 +105,6 @@ pub struct Roller<'a> {
     pub verifier: &'a dyn Verifier,
 }
 
-/// The training rollouts' sampling parameters, from `[rollout]`.
-pub fn train_params(cfg: &GrpoConfig) -> SamplingParams {
-    let r = &cfg.rollout;
-    SamplingParams {
-        n: r.group_size,
-        temperature: r.temperature,
-        top_p: r.top_p,
-        top_k: r.top_k,
-        max_new_tokens: r.max_new_tokens,
-        stop_strings: r.stop_strings.clone(),
-        ..Default::default()
-    }
-}
-
 /// `p`'s token ids as the policy sees them (through the chat template unless `data.raw`).
 pub fn encode_prompt(
     cfg: &GrpoConfig,

@@ -18,14 +18,14 @@ use super::config::GrpoConfig;
 use super::data::{fitting_prompts, load_prompts, Prompt};
 use super::embed::cached_mean_pooled_hidden;
 use super::eval::{eval_params, evaluate};
-use super::rollout::{encode_prompt, train_params, Batch, Roller};
+use super::rollout::{encode_prompt, Batch, Roller};
 use super::selection::{select_and_roll, PromptSource};
 use super::update::{policy_update, Rollout, UpdateReport};
 use crate::advantage::{group_advantages, zero_variance_fraction};
 use crate::metrics::{EvalMetrics, GrpoTrainMetrics, PromptMetrics, StepMetrics};
 use crate::optim::FusedAdamW;
 use crate::policy::{load_policy, Policy};
-use crate::run_dir::{Launch, RunDir};
+use crate::run_dir::{check_launch, ActiveRun, Launch};
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
 
@@ -58,20 +58,10 @@ pub fn run_with(
     on_line: &mut dyn FnMut(&StepMetrics),
 ) -> Result<RunSummary> {
     let resume = launch.resume.as_deref();
-    // The checkpoint and the run folder are checked before the (slow) model load.
-    let resumed_step = match resume {
-        Some(dir) => {
-            check_complete(dir)?;
-            Some(read_trainer_state(dir)?.step)
-        }
-        None => None,
-    };
-    RunDir::check(
-        &cfg.checkpoint.dir,
-        &cfg.metrics_path(),
-        resumed_step.zip(resume),
-        launch.overwrite,
-    )?;
+    check_launch(&cfg.checkpoint.dir, &cfg.metrics_path(), launch, |dir| {
+        check_complete(dir)?;
+        Ok(read_trainer_state(dir)?.step)
+    })?;
     // A push target that cannot be written to stops the run before its folder is touched.
     let pusher = match &cfg.hub {
         Some(h) => Some(
@@ -168,21 +158,15 @@ pub fn run_with(
         }
     }
 
-    let folder = RunDir::open(
+    let config_toml = cfg.to_toml()?;
+    let mut run = ActiveRun::open(
         &cfg.checkpoint.dir,
         &cfg.metrics_path(),
-        resume.map(|dir| (state.step, dir)),
-        launch.overwrite,
+        launch,
+        state.step,
+        &config_toml,
+        on_line,
     )?;
-    let run_dir = cfg.checkpoint.dir.clone();
-    let config_toml = cfg.to_toml()?;
-    folder.write_config(&config_toml)?;
-    let mut metrics = folder.append_metrics()?;
-    let mut emit = |line: StepMetrics| -> Result<()> {
-        metrics.write(&line)?;
-        on_line(&line);
-        Ok(())
-    };
 
     let g = cfg.rollout.group_size;
     let mut engine = Engine::new(model, tok);
@@ -193,7 +177,7 @@ pub fn run_with(
     }
     let roller = Roller {
         cfg,
-        params: train_params(cfg),
+        params: cfg.rollout.sampling_params(),
         engine: &engine,
         tok,
         template: &template,
@@ -215,7 +199,7 @@ pub fn run_with(
     };
     if resume.is_none() {
         if let Some(eval) = run_eval(0)? {
-            emit(StepMetrics {
+            run.emit(StepMetrics {
                 step: 0,
                 rollouts_used: Some(0),
                 train: None,
@@ -233,7 +217,7 @@ pub fn run_with(
                 .map(|i| roller.encode(i))
                 .collect::<Result<Vec<_>>>()?;
             let t0 = Instant::now();
-            let cache = run_dir.join("prompt_embeddings.safetensors");
+            let cache = run.root().join("prompt_embeddings.safetensors");
             let (data, cached) = cached_mean_pooled_hidden(
                 &cache,
                 &cfg.model.path.display().to_string(),
@@ -255,7 +239,6 @@ pub fn run_with(
         }
     }
     let mut rewards_log = Vec::new();
-    let mut last_ckpt = None;
     while state.step < cfg.algorithm.steps {
         let t_step = Instant::now();
         // Prompts → rollouts → rewards (→ the sampler observes the outcomes).
@@ -304,7 +287,7 @@ pub fn run_with(
             eval: run_eval(state.step)?,
             prompts: Some(prompt_metrics(batch, g, selected.predicted.clone())),
         };
-        emit(line)?;
+        run.emit(line)?;
         rewards_log.push(reward_mean);
 
         let every = cfg.checkpoint.every;
@@ -318,11 +301,10 @@ pub fn run_with(
                 config_toml: &config_toml,
                 sampler: sampler_json.as_deref(),
             };
-            let dir = folder.save_checkpoint(state.step, |dir| save_checkpoint(dir, &parts))?;
+            let dir = run.save_checkpoint(state.step, |dir| save_checkpoint(dir, &parts))?;
             if let Some(p) = &pusher {
                 p.push(&dir);
             }
-            last_ckpt = Some(dir);
         }
     }
     for (dir, e) in pusher.map(BackgroundPush::finish).unwrap_or_default() {
@@ -332,12 +314,10 @@ pub fn run_with(
             dir.display()
         );
     }
-    let final_checkpoint =
-        last_ckpt.unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default());
     Ok(RunSummary {
         steps: state.step,
-        run_dir,
-        final_checkpoint,
+        run_dir: run.root().to_path_buf(),
+        final_checkpoint: run.final_checkpoint(),
         rewards: rewards_log,
     })
 }

@@ -15,7 +15,8 @@ use super::uds::DiversityBuffer;
 use super::weights::{missing_weights_file, TrainedModel};
 
 use crate::grpo::checkpoint::{
-    save_tensors_atomic, write_atomic, CONFIG, OPTIMIZER, TRAINER_STATE,
+    check_whole, read_state_file, save_tensors_atomic, write_atomic, CONFIG, OPTIMIZER,
+    TRAINER_STATE,
 };
 use crate::optim::FusedAdamW;
 use crate::{Error, Result};
@@ -45,13 +46,6 @@ pub struct Parts<'a> {
     pub buffer: &'a DiversityBuffer,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.into(),
-        source,
-    }
-}
-
 /// Writes a full checkpoint into `dir` (the run folder's partial folder, renamed into place
 /// by [`crate::run_dir::RunDir::save_checkpoint`] once this returns).
 pub fn save(dir: &Path, parts: &Parts) -> Result<()> {
@@ -72,9 +66,7 @@ pub fn save(dir: &Path, parts: &Parts) -> Result<()> {
 
 /// The trainer state saved in `dir`.
 pub fn read_state(dir: &Path) -> Result<SftState> {
-    let path = dir.join(TRAINER_STATE);
-    let text = std::fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))
+    read_state_file(dir)
 }
 
 /// Files every checkpoint holds besides its weights (`selection.safetensors` only with UDS).
@@ -82,22 +74,9 @@ const REQUIRED: [&str; 3] = [OPTIMIZER, TRAINER_STATE, CONFIG];
 
 /// Checks that `dir` is a whole checkpoint, naming the first missing file.
 pub fn check_complete(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        return Err(Error::Checkpoint(format!(
-            "{}: no such folder",
-            dir.display()
-        )));
-    }
-    let missing =
-        missing_weights_file(dir).or_else(|| REQUIRED.into_iter().find(|f| !dir.join(f).is_file()));
-    match missing {
-        None => Ok(()),
-        Some(f) => Err(Error::Checkpoint(format!(
-            "{} is incomplete: {f} is missing (was the run killed while saving it?); resume from \
-             an earlier checkpoint",
-            dir.display()
-        ))),
-    }
+    check_whole(dir, || {
+        missing_weights_file(dir).or_else(|| REQUIRED.into_iter().find(|f| !dir.join(f).is_file()))
+    })
 }
 
 /// Restores the trained weights, optimizer state and the UDS buffer from `dir`; returns the

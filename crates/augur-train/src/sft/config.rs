@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::check_complete;
 use crate::grpo::checkpoint::CONFIG;
 use crate::grpo::config::{
-    apply_override, deserialize_named, resume_overrides, CheckpointSection, LoggingSection,
-    LoraSection, ModelSection, OptimizerSection,
+    apply_override, deserialize_named, eval_due, in_file, read_config, resume_overrides,
+    CheckpointSection, LoggingSection, LoraSection, ModelSection, OptimizerSection,
 };
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
@@ -206,24 +206,14 @@ impl Default for SftEvalSection {
 impl SftEvalSection {
     /// Whether to evaluate after `step` of `total` (step 0: before the first).
     pub fn due(&self, step: u64, total: u64) -> bool {
-        match step {
-            0 => self.at_start,
-            s => s == total || (self.every > 0 && s.is_multiple_of(self.every)),
-        }
+        eval_due(self.at_start, self.every, step, total)
     }
 }
 
 impl SftConfig {
     /// Reads `path` and applies `overrides` (`key.path=value`, value in TOML syntax).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_toml_str(&text, overrides).map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-            e => e,
-        })
+        Self::from_toml_str(&read_config(path)?, overrides).map_err(in_file(path))
     }
 
     /// The config of a run resumed from `checkpoint` without a config file: the checkpoint's
@@ -232,22 +222,16 @@ impl SftConfig {
     pub fn load_for_resume(checkpoint: &Path, overrides: &[String]) -> Result<Self> {
         check_complete(checkpoint)?;
         let path = checkpoint.join(CONFIG);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let in_file = |e: Error| match e {
-            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-            e => e,
-        };
-        let old = Self::from_toml_str(&text, &[]).map_err(in_file)?;
+        let text = read_config(&path)?;
+        let in_file = in_file(&path);
+        let old = Self::from_toml_str(&text, &[]).map_err(&in_file)?;
         let moved = resume_overrides(
             checkpoint,
             &old.checkpoint.dir,
             old.logging.metrics.as_deref(),
         )?;
         let all: Vec<String> = moved.into_iter().chain(overrides.iter().cloned()).collect();
-        Self::from_toml_str(&text, &all).map_err(in_file)
+        Self::from_toml_str(&text, &all).map_err(&in_file)
     }
 
     /// Parses TOML text, applies `overrides`, deserialises and validates. An error names the key
@@ -340,10 +324,7 @@ impl SftConfig {
 
     /// Where the metrics go.
     pub fn metrics_path(&self) -> PathBuf {
-        self.logging
-            .metrics
-            .clone()
-            .unwrap_or_else(|| self.checkpoint.dir.join("metrics.jsonl"))
+        self.logging.metrics_path(&self.checkpoint.dir)
     }
 }
 

@@ -2,7 +2,7 @@
 //! keep K ([`super::selection`]) → forward/backward the K in micro-batches (optionally packed,
 //! [`super::packing`]), loss on completion tokens only → one AdamW step → (held-out loss) → metrics line → checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use augur_rollout::ChatTemplate;
@@ -18,7 +18,7 @@ use super::weights;
 use crate::grpo::data::ShuffledEpochs;
 use crate::metrics::{SftEvalMetrics, SftStepMetrics, SftTrainMetrics};
 use crate::optim::FusedAdamW;
-use crate::run_dir::{Launch, RunDir};
+use crate::run_dir::{check_launch, ActiveRun, Launch};
 use crate::schedule::LrSchedule;
 use crate::Result;
 use augur_model::DecoderModel;
@@ -45,20 +45,10 @@ pub fn run_with(
     on_line: &mut dyn FnMut(&SftStepMetrics),
 ) -> Result<SftSummary> {
     let resume = launch.resume.as_deref();
-    // The checkpoint and the run folder are checked before the (slow) model load.
-    let resumed_step = match resume {
-        Some(dir) => {
-            check_complete(dir)?;
-            Some(checkpoint::read_state(dir)?.step)
-        }
-        None => None,
-    };
-    RunDir::check(
-        &cfg.checkpoint.dir,
-        &cfg.metrics_path(),
-        resumed_step.zip(resume),
-        launch.overwrite,
-    )?;
+    check_launch(&cfg.checkpoint.dir, &cfg.metrics_path(), launch, |dir| {
+        check_complete(dir)?;
+        Ok(checkpoint::read_state(dir)?.step)
+    })?;
 
     // Model, trained weights (adapters, or all of them), optimizer.
     let trained = weights::load(&cfg.model, &cfg.lora)?;
@@ -108,21 +98,15 @@ pub fn run_with(
     let mut order = ShuffledEpochs::new(examples.len(), cfg.data.seed, state.data_cursor);
 
     // The run folder: config snapshot, metrics log (a resume keeps the lines up to its step).
-    let folder = RunDir::open(
+    let config_toml = cfg.to_toml()?;
+    let mut run = ActiveRun::open(
         &cfg.checkpoint.dir,
         &cfg.metrics_path(),
-        resume.map(|dir| (state.step, dir)),
-        launch.overwrite,
+        launch,
+        state.step,
+        &config_toml,
+        on_line,
     )?;
-    let run_dir = cfg.checkpoint.dir.clone();
-    let config_toml = cfg.to_toml()?;
-    folder.write_config(&config_toml)?;
-    let mut metrics = folder.append_metrics()?;
-    let mut emit = |line: SftStepMetrics| -> Result<()> {
-        metrics.write(&line)?;
-        on_line(&line);
-        Ok(())
-    };
 
     let (micro, pad) = (cfg.train.micro_batch_size, tok.pad_id);
     let mut eval_losses = Vec::new();
@@ -143,7 +127,7 @@ pub fn run_with(
     };
     if resume.is_none() {
         if let Some(eval) = run_eval(0)? {
-            emit(SftStepMetrics {
+            run.emit(SftStepMetrics {
                 step: 0,
                 samples_trained: 0,
                 train: None,
@@ -152,7 +136,6 @@ pub fn run_with(
         }
     }
 
-    let mut last_ckpt = None;
     while state.step < cfg.train.steps {
         let t_step = Instant::now();
         // Candidates → the K to train on.
@@ -208,7 +191,7 @@ pub fn run_with(
             selected: choice.chosen,
             selection: choice.telemetry,
         };
-        emit(SftStepMetrics {
+        run.emit(SftStepMetrics {
             step: state.step,
             samples_trained: state.samples_trained,
             train: Some(train),
@@ -224,15 +207,13 @@ pub fn run_with(
                 config_toml: &config_toml,
                 buffer: &selector.buffer,
             };
-            last_ckpt =
-                Some(folder.save_checkpoint(state.step, |dir| checkpoint::save(dir, &parts))?);
+            run.save_checkpoint(state.step, |dir| checkpoint::save(dir, &parts))?;
         }
     }
     Ok(SftSummary {
         steps: state.step,
-        final_checkpoint: last_ckpt
-            .unwrap_or_else(|| resume.map(Path::to_path_buf).unwrap_or_default()),
-        run_dir,
+        final_checkpoint: run.final_checkpoint(),
+        run_dir: run.root().to_path_buf(),
         data: data_stats,
         eval_losses,
     })
