@@ -161,35 +161,18 @@ fn contraction(p: &[f64; 9]) -> f64 {
 /// - π: with P (nearly) fixed, each step's change of π shrinks by P's contraction factor δ, so
 ///   the remaining drift is at most |Δπ|₁ · δ / (1 − δ).
 fn settled(old: &DpsCell, new: &DpsCell, a0: f64) -> bool {
-    if old == new {
-        return true;
-    }
+    // Cheapest test first: while α is still decaying (most cells, most steps) it fails at once.
     let alpha_fixed =
-        old.alpha == new.alpha || new.alpha.iter().all(|&a| (a - a0).abs() <= SETTLE_TOL * a0);
+        new.alpha.iter().all(|&a| (a - a0).abs() <= SETTLE_TOL * a0) || old.alpha == new.alpha;
     if !alpha_fixed {
         return false;
+    }
+    if old == new {
+        return true;
     }
     let delta = contraction(&transition(&new.alpha));
     let moved: f64 = (0..3).map(|i| (new.pi[i] - old.pi[i]).abs()).sum();
     delta < 1.0 && moved * delta <= SETTLE_TOL * (1.0 - delta)
-}
-
-/// The union of two disjoint increasing id lists, increasing.
-fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] < b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
 /// P · v for a 3-vector v over `prev`.
@@ -345,8 +328,13 @@ impl Predictor for DpsPredictor {
         // parallel (each chunk owns its cells and finds its ids by binary search); those that
         // settle leave the list. The observed ones join it.
         let settling = std::mem::take(&mut self.settling);
+        let mut observed: Vec<u32> = outcomes.iter().map(|o| o.id).collect();
+        observed.sort_unstable();
         let last_obs = &self.last_obs;
-        let still: Vec<Vec<u32>> = self
+        let in_range = |ids: &[u32], lo: u32, hi: u32| -> std::ops::Range<usize> {
+            ids.partition_point(|&id| id < lo)..ids.partition_point(|&id| id < hi)
+        };
+        let parts: Vec<Vec<u32>> = self
             .cells
             .par_chunks_mut(CHUNK)
             .zip(self.partial.par_chunks_mut(CHUNK))
@@ -354,27 +342,36 @@ impl Predictor for DpsPredictor {
             .map(|(ci, (cells, partial))| {
                 let lo = (ci * CHUNK) as u32;
                 let hi = lo + cells.len() as u32;
-                let ids = &settling[settling.partition_point(|&id| id < lo)
-                    ..settling.partition_point(|&id| id < hi)];
-                let mut keep = Vec::new();
-                for &id in ids {
+                let ids = &settling[in_range(&settling, lo, hi)];
+                let mut joining = observed[in_range(&observed, lo, hi)].iter().peekable();
+                let mut next = Vec::with_capacity(ids.len() + joining.len());
+                let mut visit = |id: u32, c: &mut DpsCell, p: &mut f32| {
                     if last_obs[id as usize] == step {
-                        continue;
+                        return; // observed now: it joins below, in order
                     }
+                    let old = *c;
+                    Self::unobserved_update(c, lambda, a0);
+                    *p = c.pi[1] as f32;
+                    if !settled(&old, c, a0) {
+                        while let Some(&&o) = joining.peek() {
+                            if o > id {
+                                break;
+                            }
+                            next.push(o);
+                            joining.next();
+                        }
+                        next.push(id);
+                    }
+                };
+                for &id in ids {
                     let i = (id - lo) as usize;
-                    let old = cells[i];
-                    Self::unobserved_update(&mut cells[i], lambda, a0);
-                    partial[i] = cells[i].pi[1] as f32;
-                    if !settled(&old, &cells[i], a0) {
-                        keep.push(id);
-                    }
+                    visit(id, &mut cells[i], &mut partial[i]);
                 }
-                keep
+                next.extend(joining);
+                next
             })
             .collect();
-        let mut observed: Vec<u32> = outcomes.iter().map(|o| o.id).collect();
-        observed.sort_unstable();
-        self.settling = merge_sorted(&still.concat(), &observed);
+        self.settling = parts.concat();
         Ok(())
     }
 
