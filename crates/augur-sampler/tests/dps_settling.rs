@@ -67,8 +67,8 @@ impl EagerDps {
                 .collect();
             let total: f64 = xi.iter().sum();
             self.decay(i);
-            for prev in 0..3 {
-                self.alpha[i][y][prev] += xi[prev] / total;
+            for (a, x) in self.alpha[i][y].iter_mut().zip(&xi) {
+                *a += x / total;
             }
             let mut onehot = [0.0; 3];
             onehot[y] = 1.0;
@@ -77,8 +77,8 @@ impl EagerDps {
             self.seen[i] = true;
             now[i] = true;
         }
-        for i in 0..self.seen.len() {
-            if self.seen[i] && !now[i] {
+        for (i, observed_now) in now.into_iter().enumerate() {
+            if self.seen[i] && !observed_now {
                 self.decay(i);
                 self.pi_before[i] = self.pi[i];
                 self.pi[i] = propagate(&column_normalised(&self.alpha[i]), &self.pi[i]);
@@ -231,7 +231,7 @@ fn settled_prompts_drift_no_further_than_the_tolerance() {
         let mut eager = EagerDps::new(302, lambda);
         for step in 0..6 {
             let outs: Vec<Outcome> = (0..300u32)
-                .filter(|id| (id + step as u32) % 3 != 0)
+                .filter(|id| !(id + step as u32).is_multiple_of(3))
                 .map(|id| Outcome::new(id, successes(id, step), K))
                 .collect();
             s.observe(&outs).unwrap();
