@@ -83,6 +83,20 @@ pub fn brier(records: &[&PromptRecord], k: u32) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// Spearman ρ of predicted vs observed success rate over the records that carry a prediction;
+/// `None` with fewer than two, or when either side is constant (a per-prompt prior predicts
+/// the same for every unseen prompt, so it has no ρ on first appearances).
+pub fn spearman(records: &[&PromptRecord], k: u32) -> Option<f64> {
+    let (pred, obs): (Vec<f64>, Vec<f64>) = records
+        .iter()
+        .filter_map(|r| {
+            r.predicted
+                .map(|p| (p, r.successes as f64 / k.max(1) as f64))
+        })
+        .unzip();
+    augur_sampler::spearman(&pred, &obs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +143,22 @@ mod tests {
         // (0.5-0)^2 + (0.5-0.5)^2 + (1-1)^2 over 3
         assert!((brier(&f, 4).unwrap() - 0.25 / 3.0).abs() < 1e-12);
         assert_eq!(effective_ratio(&[], 4), None);
+    }
+
+    #[test]
+    fn spearman_of_predictions_against_observed_rates() {
+        // Predictions rank (1, 2, 3, -), observed 0, 2, 1 (of 4): ranks (1, 3, 2); d² = 0+1+1
+        // → ρ = 1 − 6·2/(3·8) = 0.5. The record without a prediction is left out.
+        let r = [
+            rec(1, 0, 0, Some(0.1)),
+            rec(1, 1, 2, Some(0.2)),
+            rec(1, 2, 1, Some(0.3)),
+            rec(1, 3, 4, None),
+        ];
+        let all: Vec<_> = r.iter().collect();
+        assert!((spearman(&all, 4).unwrap() - 0.5).abs() < 1e-12);
+        // A constant prediction (a prior) has no ρ.
+        let prior = [rec(1, 0, 0, Some(0.5)), rec(1, 1, 3, Some(0.5))];
+        assert_eq!(spearman(&prior.iter().collect::<Vec<_>>(), 4), None);
     }
 }

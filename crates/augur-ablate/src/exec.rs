@@ -167,5 +167,6 @@ pub fn read_run(run: &RunPlan) -> anyhow::Result<Run> {
         dir: run.dir.display().to_string(),
         rows,
         group_size: run.config.group_size(),
+        holdout: run.config.holdout(),
     })
 }

@@ -91,6 +91,14 @@ impl RunConfig {
         }
     }
 
+    /// The prompts a GRPO run holds out of its first steps' candidates (none for SFT).
+    pub fn holdout(&self) -> Option<augur_train::grpo::selection::Holdout> {
+        match self {
+            Self::Grpo(c) => augur_train::grpo::selection::Holdout::of(c),
+            Self::Sft(_) => None,
+        }
+    }
+
     /// Completions per prompt (GRPO; 0 for SFT, which has no groups).
     pub fn group_size(&self) -> u32 {
         match self {

@@ -8,7 +8,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::calibration::{brier, calibration, effective_ratio, first_appearances, PromptRecord};
+use crate::calibration::{
+    brier, calibration, effective_ratio, first_appearances, spearman, PromptRecord,
+};
 use crate::plot::{
     write_band_plot, write_prediction_plots, write_smoothed_plot, PlotLabels, PredictionCurves,
     SeedCurves,
@@ -375,6 +377,50 @@ fn prompt_table(methods: &[String], runs: &[Run]) -> String {
             show(ece, 3),
         );
     }
+    md + &holdout_table(methods, &records)
+}
+
+/// How each sampler did on the first appearances of the prompts its runs held out of the first
+/// steps (`[sampler] holdout_fraction`), next to the first appearances of the other prompts:
+/// a predictor that generalises across prompts (GPS) can rank prompts it never saw, a
+/// per-prompt one (MoPPS, DPS) has only its prior there. Empty when no run held prompts out.
+fn holdout_table(methods: &[String], records: &[(&Run, Vec<PromptRecord>)]) -> String {
+    let Some(h) = records.iter().find_map(|(r, _)| r.holdout) else {
+        return String::new();
+    };
+    let mut md = format!(
+        "\n### Held-out prompts, first seen\n\nEach run kept a seeded {:.0}% of the prompts out of the candidates for its first {} steps (`[sampler] holdout_fraction`, `holdout_steps`), so every sampler met them for the first time after learning from the others. Per run, over the first appearances of the held-out prompts (*held out*) and of the other prompts (*others*): how many, the effective ratio, the Brier score, and ρ (Spearman of predicted vs observed success rate over those first appearances; – where the predictions are constant, as a per-prompt prior's are); means over seeds.\n\n| sampler | held out: n | effective ratio | Brier | ρ | others: n | effective ratio | Brier | ρ |\n|---|---|---|---|---|---|---|---|---|\n",
+        100.0 * h.fraction,
+        h.steps
+    );
+    for method in methods {
+        let rs: Vec<_> = records
+            .iter()
+            .filter(|(r, _)| &r.method == method && r.holdout.is_some())
+            .collect();
+        let mut cells = Vec::new();
+        for held in [true, false] {
+            let per_run = |f: &dyn Fn(&[&PromptRecord], u32) -> Option<f64>| {
+                let v: Vec<f64> = rs
+                    .iter()
+                    .filter_map(|(r, all)| {
+                        let h = r.holdout?;
+                        let first: Vec<&PromptRecord> = first_appearances(all)
+                            .into_iter()
+                            .filter(|p| h.contains(p.id) == held)
+                            .collect();
+                        f(&first, r.group_size)
+                    })
+                    .collect();
+                Stat::of(&v)
+            };
+            cells.push(show(per_run(&|f, _| Some(f.len() as f64)), 1));
+            cells.push(show(per_run(&effective_ratio), 2));
+            cells.push(show(per_run(&brier), 3));
+            cells.push(show(per_run(&spearman), 2));
+        }
+        let _ = writeln!(md, "| {method} | {} |", cells.join(" | "));
+    }
     md
 }
 
@@ -564,6 +610,7 @@ mod tests {
                 })
                 .collect(),
             group_size: 4,
+            holdout: None,
         }
     }
 
@@ -621,6 +668,56 @@ mod tests {
         r.write(dir.path()).unwrap();
         assert!(dir.path().join("calibration.svg").exists());
         assert!(dir.path().join("spearman.svg").exists());
+    }
+
+    #[test]
+    fn holdout_table_splits_first_appearances_by_the_runs_hold_out() {
+        use crate::calibration::PromptRecord;
+        use augur_train::grpo::selection::Holdout;
+        let h = Holdout {
+            fraction: 0.5,
+            steps: 2,
+            seed: 1,
+        };
+        let held: Vec<u32> = (0..100).filter(|&i| h.contains(i)).take(2).collect();
+        let open: Vec<u32> = (0..100).filter(|&i| !h.contains(i)).take(2).collect();
+        let (a, b, c, d) = (held[0], held[1], open[0], open[1]);
+        let rec = |step, id, successes, predicted| PromptRecord {
+            step,
+            id,
+            successes,
+            predicted: Some(predicted),
+        };
+        let mut gps = run("gps", 0, &[0.1, 0.2, 0.3], 0.5);
+        gps.holdout = Some(h);
+        gps.rows[0].prompts = vec![rec(1, c, 2, 0.5), rec(1, d, 0, 0.1)];
+        gps.rows[2].prompts = vec![rec(3, a, 1, 0.3), rec(3, b, 4, 0.8), rec(3, c, 4, 0.9)];
+        let mut mopps = run("mopps", 0, &[0.1, 0.2, 0.3], 0.5);
+        mopps.holdout = Some(h);
+        mopps.rows[0].prompts = vec![rec(1, c, 2, 0.5), rec(1, d, 0, 0.5)];
+        mopps.rows[2].prompts = vec![rec(3, a, 0, 0.5), rec(3, b, 4, 0.5)];
+        let methods = ["gps".to_string(), "mopps".into()];
+        let r = Report::new(&spec(&methods, 1, None), vec![gps, mopps]);
+        // gps, held out (a, b): effective 1/2; Brier ((0.3−0.25)² + (0.8−1)²)/2 = 0.02125;
+        // ρ over (0.3, 0.8) vs (0.25, 1) = 1. Others (c, d; c's repeat left out): effective
+        // 1/2, Brier (0 + 0.1²)/2 = 0.005, ρ = 1.
+        assert!(r.markdown.contains("first 2 steps"), "{}", r.markdown);
+        assert!(
+            r.markdown
+                .contains("| gps | 2.0 | 0.50 | 0.021 | 1.00 | 2.0 | 0.50 | 0.005 | 1.00 |"),
+            "{}",
+            r.markdown
+        );
+        // mopps predicts its prior everywhere: Brier 0.25 on the held-out (0/4, 4/4), 0.125 on
+        // the others (2/4, 0/4), and no ρ.
+        assert!(
+            r.markdown
+                .contains("| mopps | 2.0 | 0.00 | 0.250 | – | 2.0 | 0.50 | 0.125 | – |"),
+            "{}",
+            r.markdown
+        );
+        // Runs without a hold-out get no such table.
+        assert!(!report(None).markdown.contains("Held-out prompts"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use augur_train::grpo::selection::Holdout;
 use augur_train::metrics::{read_metrics, SftStepMetrics, StepMetrics};
 
 use crate::calibration::PromptRecord;
@@ -202,6 +203,10 @@ pub struct Run {
     pub rows: Vec<StepRow>,
     /// Completions per prompt (k), to turn successes into rates (GRPO and simulated runs).
     pub group_size: u32,
+    /// The prompts the run kept out of the candidates for its first steps (`[sampler]
+    /// holdout_fraction`), so the report can show how each sampler predicted them when it met
+    /// them for the first time.
+    pub holdout: Option<Holdout>,
 }
 
 impl Run {
@@ -360,6 +365,7 @@ mod tests {
             dir: String::new(),
             rows: read_steps(Mode::Grpo, &p).unwrap(),
             group_size: 4,
+            holdout: None,
         }
     }
 

@@ -69,6 +69,7 @@ fn to_run(r: &RunResult, seed_index: u64, group_size: u32) -> Run {
         dir: String::new(),
         rows: std::iter::once(start).chain(steps).collect(),
         group_size,
+        holdout: None,
     }
 }
 

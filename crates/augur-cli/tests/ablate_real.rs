@@ -168,3 +168,73 @@ fn a_failing_run_names_its_sampler_seed_and_folder() {
         "{stderr}"
     );
 }
+
+/// `[sampler] holdout_fraction` / `holdout_steps` as the README documents them: the held-out
+/// prompts are no candidates in the first steps of any run, the report compares their first
+/// appearances with the others', and an out-of-range value stops the ablation before any run.
+#[test]
+fn held_out_prompts_wait_and_the_report_shows_their_first_appearances() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(root.path());
+    // 12 prompts; a seeded 40% held out of the first 2 of 4 steps; every open prompt a candidate.
+    let data: String = (0..12)
+        .map(|i| format!("{{\"question\": \"{}\", \"answer\": \"{}\"}}\n", i, i % 3))
+        .collect();
+    std::fs::write(root.path().join("train.jsonl"), data).unwrap();
+    let text_cfg = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("steps = 2\n", "steps = 4\n")
+        + "[sampler]\ncandidate_ratio = 0\nholdout_fraction = 0.4\nholdout_steps = 2\n";
+    std::fs::write(&config, text_cfg).unwrap();
+    let out = root.path().join("ablate");
+    let o = ablate(&config, "uniform,mopps", "1", &out);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let cfg = augur_train::grpo::GrpoConfig::load(&config, &[]).unwrap();
+    let holdout = augur_train::grpo::selection::Holdout::of(&cfg).unwrap();
+    assert_eq!((holdout.fraction, holdout.steps), (0.4, 2));
+    let mut late_held = 0;
+    for sampler in ["uniform", "mopps"] {
+        let metrics = out.join(format!("runs/{sampler}-seed0/metrics.jsonl"));
+        for line in std::fs::read_to_string(&metrics).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(ids) = v["prompt_ids"].as_array() else {
+                continue;
+            };
+            let step = v["step"].as_u64().unwrap();
+            let held = ids
+                .iter()
+                .filter(|id| holdout.contains(id.as_u64().unwrap() as u32))
+                .count();
+            if step <= 2 {
+                assert_eq!(held, 0, "{sampler} step {step} trained a held-out prompt");
+            } else {
+                late_held += held;
+            }
+        }
+    }
+    assert!(late_held > 0, "no held-out prompt came up after step 2");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("### Held-out prompts, first seen")
+            && summary.contains("first 2 steps")
+            && summary.contains("| mopps | ")
+            && summary.contains("| uniform | "),
+        "{summary}"
+    );
+
+    // Out of range: named, and nothing runs.
+    let bad_out = root.path().join("bad");
+    let o = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(["ablate", "--config"])
+        .arg(&config)
+        .args(["--samplers", "mopps", "--seeds", "1", "--out"])
+        .arg(&bad_out)
+        .args(["--set", "sampler.holdout_fraction=1.5"])
+        .output()
+        .unwrap();
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("sampler.holdout_fraction"), "{stderr}");
+    assert!(!bad_out.exists());
+}

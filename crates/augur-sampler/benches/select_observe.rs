@@ -38,13 +38,17 @@ fn main() {
         rayon::current_num_threads()
     );
     let pool: Vec<u32> = (0..n as u32).collect();
-    for (label, method, seen) in [
-        ("uniform", Method::Uniform, false),
-        ("mopps (unseen pool)", Method::Mopps, false),
-        ("mopps (all seen)", Method::Mopps, true),
-        ("dps (unseen pool)", Method::Dps, false),
-        ("dps (all seen)", Method::Dps, true),
-        ("greso (all seen)", Method::Greso, true),
+    // (label, method, every prompt observed first, untimed select + observe steps before timing)
+    for (label, method, seen, warm) in [
+        ("uniform", Method::Uniform, false, 0),
+        ("mopps (unseen pool)", Method::Mopps, false, 0),
+        ("mopps (all seen)", Method::Mopps, true, 0),
+        ("dps (unseen pool)", Method::Dps, false, 0),
+        ("dps (all seen)", Method::Dps, true, 0),
+        // A long run's steady state: most seen prompts were last observed long ago (DPS's
+        // settled prompts, λ = 0.7 default).
+        ("dps (seen, 150 steps on)", Method::Dps, true, 150),
+        ("greso (all seen)", Method::Greso, true, 0),
     ] {
         let mut s = SamplerConfig::for_method(method).build().expect("sampler");
         if seen {
@@ -56,6 +60,15 @@ fn main() {
                     .collect();
                 s.observe(&outs).expect("observe");
             }
+        }
+        for it in 0..warm {
+            let sel = s.select(&pool, b).expect("select");
+            let outs: Vec<Outcome> = sel
+                .ids
+                .iter()
+                .map(|&i| Outcome::new(i, (i as usize + it) as u32 % (k + 1), k))
+                .collect();
+            s.observe(&outs).expect("observe");
         }
         let mut times = Vec::with_capacity(iters);
         let (mut sel_t, mut obs_t) = (0.0, 0.0);

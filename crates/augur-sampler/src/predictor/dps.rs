@@ -11,9 +11,15 @@
 //!   π ← normalize(P_new · π);
 //! - never-observed prompts stay at the prior (for them the update is the identity).
 //!
-//! Selection uses π[partial]. The unobserved update touches every seen prompt each step, so
-//! observe is O(seen prompts); it runs in parallel over 120-byte cells, skipping unseen
-//! prompts by a separate 4-byte `last_obs` array so their cells are never read.
+//! Selection uses π[partial]. The unobserved update of a prompt converges: for λ < 1 its α
+//! decays to α0 (all columns of P equal, so π lands on a fixed point), and with λ = 1 π is a
+//! power iteration of a fixed P. Observe therefore sweeps only the *settling* prompts, kept as a
+//! sorted id list: a prompt joins it when observed and leaves it once its next updates can move
+//! its state by no more than `SETTLE_TOL` in all (a bound, not a guess: see `settled`). A
+//! settled prompt's cell stays as it is until its next observation, which equals the eager
+//! update of every seen prompt to within that tolerance, far below the f32 the predictions are
+//! handed out in. So observe costs O(B · steps to settle), about B · 100 cells at λ = 0.7,
+//! instead of O(seen prompts); the sweep still runs in parallel over 120-byte cells.
 //!
 //! State is f64: in f32 the decay merges distinct predictions (most prompts of a long run
 //! land on exactly the same π), which made selection depend on tie-breaking and starved
@@ -77,6 +83,10 @@ pub struct DpsCell {
     pub pi_before: [f64; 3],
 }
 
+/// How far a settled prompt's state may still drift under later unobserved updates (π in L1,
+/// α relative to α0): about 45 f64 ulps of 1, and 10^7 times below an f32 prediction's step.
+const SETTLE_TOL: f64 = 1e-14;
+
 /// The DPS predictor: one [`DpsCell`] per prompt id.
 #[derive(Debug, Clone)]
 pub struct DpsPredictor {
@@ -88,6 +98,9 @@ pub struct DpsPredictor {
     /// π[partial] per prompt, a flat copy of `cells[i].pi[1]` so whole-pool selection streams
     /// 4 bytes per prompt instead of a 120-byte cell.
     partial: Vec<f32>,
+    /// Seen prompts whose state has not settled yet, in increasing id order: the only cells an
+    /// unobserved update still changes.
+    settling: Vec<u32>,
 }
 
 /// Flat, compact serialised form (parallel arrays instead of one object per prompt).
@@ -100,6 +113,11 @@ struct DpsState {
     pi: Vec<f64>,
     pi_before: Vec<f64>,
     last_obs: Vec<u32>,
+    /// The settling ids, so a resumed run freezes the same cells as the one that kept running.
+    /// Absent in states saved before it existed (every seen cell was updated each step then):
+    /// every seen prompt settles again from where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settling: Option<Vec<u32>>,
 }
 
 fn normalize3(v: [f64; 3]) -> [f64; 3] {
@@ -124,6 +142,39 @@ fn transition(alpha: &[f64; 9]) -> [f64; 9] {
     p
 }
 
+/// Dobrushin's coefficient of the column-stochastic P: ½ max over column pairs of their L1
+/// distance. P moves the difference of two distributions by at most this factor (in L1), so it
+/// bounds how fast repeated updates with one P converge.
+fn contraction(p: &[f64; 9]) -> f64 {
+    let col_dist = |i: usize, j: usize| {
+        (0..3)
+            .map(|n| (p[n * 3 + i] - p[n * 3 + j]).abs())
+            .sum::<f64>()
+    };
+    0.5 * col_dist(0, 1).max(col_dist(0, 2)).max(col_dist(1, 2))
+}
+
+/// Whether a cell, just moved from `old` to `new` by an unobserved update, has settled: all its
+/// later unobserved updates together move it by at most `SETTLE_TOL`.
+/// - α: unchanged (λ = 1, or an exact fixed point), or within SETTLE_TOL·α0 of α0, its limit
+///   for λ < 1 (α − α0 shrinks by λ each step).
+/// - π: with P (nearly) fixed, each step's change of π shrinks by P's contraction factor δ, so
+///   the remaining drift is at most |Δπ|₁ · δ / (1 − δ).
+fn settled(old: &DpsCell, new: &DpsCell, a0: f64) -> bool {
+    // Cheapest test first: while α is still decaying (most cells, most steps) it fails at once.
+    let alpha_fixed =
+        new.alpha.iter().all(|&a| (a - a0).abs() <= SETTLE_TOL * a0) || old.alpha == new.alpha;
+    if !alpha_fixed {
+        return false;
+    }
+    if old == new {
+        return true;
+    }
+    let delta = contraction(&transition(&new.alpha));
+    let moved: f64 = (0..3).map(|i| (new.pi[i] - old.pi[i]).abs()).sum();
+    delta < 1.0 && moved * delta <= SETTLE_TOL * (1.0 - delta)
+}
+
 /// P · v for a 3-vector v over `prev`.
 fn apply(p: &[f64; 9], v: &[f64; 3]) -> [f64; 3] {
     let mut out = [0.0; 3];
@@ -143,7 +194,14 @@ impl DpsPredictor {
             cells: Vec::new(),
             last_obs: Vec::new(),
             partial: Vec::new(),
+            settling: Vec::new(),
         })
+    }
+
+    /// Seen prompts whose state is still settling (the cells the next observe updates besides
+    /// the observed ones), in increasing id order.
+    pub fn settling(&self) -> &[u32] {
+        &self.settling
     }
 
     fn prior_cell(&self) -> DpsCell {
@@ -266,18 +324,54 @@ impl Predictor for DpsPredictor {
             self.last_obs[o.id as usize] = step;
             self.partial[o.id as usize] = c.pi[1] as f32;
         }
-        self.cells
+        // The settling prompts not observed now get the unobserved update, chunk by chunk in
+        // parallel (each chunk owns its cells and finds its ids by binary search); those that
+        // settle leave the list. The observed ones join it.
+        let settling = std::mem::take(&mut self.settling);
+        let mut observed: Vec<u32> = outcomes.iter().map(|o| o.id).collect();
+        observed.sort_unstable();
+        let last_obs = &self.last_obs;
+        let in_range = |ids: &[u32], lo: u32, hi: u32| -> std::ops::Range<usize> {
+            ids.partition_point(|&id| id < lo)..ids.partition_point(|&id| id < hi)
+        };
+        let parts: Vec<Vec<u32>> = self
+            .cells
             .par_chunks_mut(CHUNK)
             .zip(self.partial.par_chunks_mut(CHUNK))
-            .zip(self.last_obs.par_chunks(CHUNK))
-            .for_each(|((cells, partial), last)| {
-                for ((c, p), &l) in cells.iter_mut().zip(partial).zip(last) {
-                    if l != 0 && l != step {
-                        Self::unobserved_update(c, lambda, a0);
-                        *p = c.pi[1] as f32;
+            .enumerate()
+            .map(|(ci, (cells, partial))| {
+                let lo = (ci * CHUNK) as u32;
+                let hi = lo + cells.len() as u32;
+                let ids = &settling[in_range(&settling, lo, hi)];
+                let mut joining = observed[in_range(&observed, lo, hi)].iter().peekable();
+                let mut next = Vec::with_capacity(ids.len() + joining.len());
+                let mut visit = |id: u32, c: &mut DpsCell, p: &mut f32| {
+                    if last_obs[id as usize] == step {
+                        return; // observed now: it joins below, in order
                     }
+                    let old = *c;
+                    Self::unobserved_update(c, lambda, a0);
+                    *p = c.pi[1] as f32;
+                    if !settled(&old, c, a0) {
+                        while let Some(&&o) = joining.peek() {
+                            if o > id {
+                                break;
+                            }
+                            next.push(o);
+                            joining.next();
+                        }
+                        next.push(id);
+                    }
+                };
+                for &id in ids {
+                    let i = (id - lo) as usize;
+                    visit(id, &mut cells[i], &mut partial[i]);
                 }
-            });
+                next.extend(joining);
+                next
+            })
+            .collect();
+        self.settling = parts.concat();
         Ok(())
     }
 
@@ -289,6 +383,7 @@ impl Predictor for DpsPredictor {
             pi: self.cells.iter().flat_map(|c| c.pi).collect(),
             pi_before: self.cells.iter().flat_map(|c| c.pi_before).collect(),
             last_obs: self.last_obs.clone(),
+            settling: Some(self.settling.clone()),
         };
         Ok(serde_json::to_value(st)?)
     }
@@ -313,12 +408,30 @@ impl Predictor for DpsPredictor {
                 pi_before: st.pi_before[3 * i..3 * i + 3].try_into().expect("3 floats"),
             })
             .collect::<Vec<DpsCell>>();
+        let seen = |id: u32| st.last_obs.get(id as usize).is_some_and(|&l| l != 0);
+        let settling = match st.settling {
+            Some(ids) => {
+                if !ids.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(SamplerError::InvalidState(
+                        "dps predictor: settling ids are not in increasing order".into(),
+                    ));
+                }
+                if let Some(bad) = ids.iter().find(|&&id| !seen(id)) {
+                    return Err(SamplerError::InvalidState(format!(
+                        "dps predictor: settling prompt {bad} was never observed"
+                    )));
+                }
+                ids
+            }
+            None => (0..n as u32).filter(|&id| seen(id)).collect(),
+        };
         *self = DpsPredictor {
             cfg: st.cfg,
             step: st.step,
             partial: cells.iter().map(|c| c.pi[1] as f32).collect(),
             cells,
             last_obs: st.last_obs,
+            settling,
         };
         Ok(())
     }
@@ -407,6 +520,8 @@ mod tests {
         assert_eq!(p.cells, q.cells);
         assert_eq!(p.last_obs, q.last_obs);
         assert_eq!(p.step, q.step);
+        assert_eq!(p.settling, q.settling);
+        assert_eq!(q.settling(), &[0, 1, 2]);
         assert!(q.load(serde_json::json!({"bad": 1})).is_err());
     }
 }

@@ -354,11 +354,19 @@ impl Default for OptimizerSection {
 /// uniformly without replacement (seeded by `data.seed` and the step; `0` = the whole dataset),
 /// and the sampler picks `prompts_per_step` of them. `group_size` is taken from
 /// `rollout.group_size`; `seed` is the sampler's own (Thompson draws, tie breaks).
+/// `holdout_fraction` and `holdout_steps` keep a seeded random part of the dataset out of the
+/// candidates for the first steps ([`super::selection::Holdout`]), so every sampler meets those
+/// prompts for the first time after it has learned from the others.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "toml::Table", into = "toml::Table")]
 pub struct SamplerSection {
     /// Candidates per step as a multiple of `prompts_per_step`; 0 = every prompt. Default 8.
     pub candidate_ratio: usize,
+    /// Chance that a prompt is held out, in [0, 1) (seeded by `data.seed`). Default 0.
+    pub holdout_fraction: f64,
+    /// Steps the held-out prompts stay out of the candidates; from step `holdout_steps + 1`
+    /// on they are candidates like any other. Default 0.
+    pub holdout_steps: u64,
     /// The sampler itself (method, predictor and acquisition settings).
     pub sampler: augur_sampler::SamplerConfig,
 }
@@ -367,6 +375,8 @@ impl Default for SamplerSection {
     fn default() -> Self {
         Self {
             candidate_ratio: 8,
+            holdout_fraction: 0.0,
+            holdout_steps: 0,
             sampler: augur_sampler::SamplerConfig::default(),
         }
     }
@@ -384,11 +394,32 @@ impl TryFrom<toml::Table> for SamplerSection {
                     format!("sampler.candidate_ratio: expected an integer >= 0, got {v}")
                 })?,
         };
+        let holdout_fraction = match t.remove("holdout_fraction") {
+            None => 0.0,
+            Some(v) => v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .filter(|f| (0.0..1.0).contains(f))
+                .ok_or_else(|| {
+                    format!("sampler.holdout_fraction: expected a number in [0, 1), got {v}")
+                })?,
+        };
+        let holdout_steps = match t.remove("holdout_steps") {
+            None => 0,
+            Some(v) => v
+                .as_integer()
+                .and_then(|i| u64::try_from(i).ok())
+                .ok_or_else(|| {
+                    format!("sampler.holdout_steps: expected an integer >= 0, got {v}")
+                })?,
+        };
         let sampler = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| format!("sampler: {e}"))?;
         Ok(Self {
             candidate_ratio,
+            holdout_fraction,
+            holdout_steps,
             sampler,
         })
     }
@@ -404,6 +435,16 @@ impl From<SamplerSection> for toml::Table {
             "candidate_ratio".into(),
             toml::Value::Integer(s.candidate_ratio as i64),
         );
+        if s.holdout_fraction > 0.0 || s.holdout_steps > 0 {
+            t.insert(
+                "holdout_fraction".into(),
+                toml::Value::Float(s.holdout_fraction),
+            );
+            t.insert(
+                "holdout_steps".into(),
+                toml::Value::Integer(s.holdout_steps as i64),
+            );
+        }
         t
     }
 }
@@ -674,6 +715,26 @@ impl GrpoConfig {
         self.algorithm.loss.validate()?;
         self.optimizer.adamw.validate()?;
         if let Some(s) = &self.sampler {
+            if (s.holdout_fraction > 0.0) != (s.holdout_steps > 0) {
+                return bad(
+                    "sampler.holdout_fraction",
+                    &format!(
+                        "holdout_fraction = {} and holdout_steps = {} must be set together \
+                         (both > 0 to hold prompts out, or both 0)",
+                        s.holdout_fraction, s.holdout_steps
+                    ),
+                );
+            }
+            if s.holdout_steps >= self.algorithm.steps && s.holdout_steps > 0 {
+                return bad(
+                    "sampler.holdout_steps",
+                    &format!(
+                        "{} must be less than algorithm.steps = {} (the held-out prompts would \
+                         never be candidates)",
+                        s.holdout_steps, self.algorithm.steps
+                    ),
+                );
+            }
             if s.sampler.method != augur_sampler::Method::Ds {
                 s.sampler
                     .build()
@@ -1050,5 +1111,55 @@ mod tests {
         assert!(err.to_string().contains("methd"), "{err}");
         let cfg = GrpoConfig::from_toml_str(BASE, &["sampler.method=dps".into()]).unwrap();
         assert_eq!(cfg.sampler.unwrap().candidate_ratio, 8);
+    }
+
+    #[test]
+    fn holdout_keys_parse_round_trip_and_reject_out_of_range_values() {
+        let with = |extra: &str| {
+            format!("{BASE}[sampler]\nmethod = \"gps\"\n{extra}[algorithm]\nsteps = 36\n")
+        };
+        let cfg =
+            GrpoConfig::from_toml_str(&with("holdout_fraction = 0.4\nholdout_steps = 12\n"), &[])
+                .unwrap();
+        let s = cfg.sampler.clone().unwrap();
+        assert_eq!((s.holdout_fraction, s.holdout_steps), (0.4, 12));
+        let back = GrpoConfig::from_toml_str(&cfg.to_toml().unwrap(), &[]).unwrap();
+        assert_eq!(back, cfg);
+        let h = super::super::selection::Holdout::of(&cfg).unwrap();
+        assert_eq!((h.fraction, h.steps, h.seed), (0.4, 12, cfg.data.seed));
+        // Absent keys: no hold-out, and the saved config does not mention them.
+        let plain = GrpoConfig::from_toml_str(&with(""), &[]).unwrap();
+        assert_eq!(super::super::selection::Holdout::of(&plain), None);
+        assert!(!plain.to_toml().unwrap().contains("holdout"));
+        for (extra, key) in [
+            (
+                "holdout_fraction = 1.0\nholdout_steps = 12\n",
+                "holdout_fraction",
+            ),
+            (
+                "holdout_fraction = -0.1\nholdout_steps = 12\n",
+                "holdout_fraction",
+            ),
+            (
+                "holdout_fraction = \"a\"\nholdout_steps = 12\n",
+                "holdout_fraction",
+            ),
+            (
+                "holdout_fraction = 0.4\nholdout_steps = -1\n",
+                "holdout_steps",
+            ),
+            ("holdout_fraction = 0.4\n", "holdout_fraction"),
+            ("holdout_steps = 5\n", "holdout_fraction"),
+            (
+                "holdout_fraction = 0.4\nholdout_steps = 36\n",
+                "holdout_steps",
+            ),
+        ] {
+            let err = GrpoConfig::from_toml_str(&with(extra), &[]).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("sampler.{key}")),
+                "{extra}: {err}"
+            );
+        }
     }
 }

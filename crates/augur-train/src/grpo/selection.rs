@@ -45,6 +45,20 @@ impl PromptSource {
                 cfg.data.train.display()
             )));
         }
+        if let Some(h) = Holdout::of(cfg) {
+            let open = (0..n_prompts as u32).filter(|&id| !h.contains(id)).count();
+            if open < cfg.rollout.prompts_per_step {
+                return Err(Error::Config(format!(
+                    "sampler.holdout_fraction = {}: only {open} of the {n_prompts} prompts of {} \
+                     stay candidates during the first {} steps, fewer than \
+                     rollout.prompts_per_step = {}",
+                    h.fraction,
+                    cfg.data.train.display(),
+                    h.steps,
+                    cfg.rollout.prompts_per_step
+                )));
+            }
+        }
         let Some(s) = &cfg.sampler else {
             return Ok(Self::Uniform(ShuffledEpochs::new(
                 n_prompts,
@@ -107,12 +121,63 @@ impl PromptSource {
     }
 }
 
+/// `[sampler] holdout_fraction` / `holdout_steps`: prompts kept out of the candidates for the
+/// first `steps` steps, so that every sampler meets them for the first time after it has learned
+/// from the others (how well a predictor generalises to unseen prompts: GPS's embedding model
+/// against a per-prompt prior). Each prompt is held out with chance `fraction`, decided by a hash
+/// of `seed` (the run's `data.seed`) and its id, so the set needs no state, survives resumes and
+/// can be recomputed from the config alone (as `augur ablate`'s report does).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Holdout {
+    pub fraction: f64,
+    /// Steps (counted from 0) before which held-out prompts are no candidates.
+    pub steps: u64,
+    pub seed: u64,
+}
+
+impl Holdout {
+    /// The hold-out of `cfg`; `None` without one.
+    pub fn of(cfg: &GrpoConfig) -> Option<Self> {
+        let s = cfg.sampler.as_ref()?;
+        (s.holdout_fraction > 0.0 && s.holdout_steps > 0).then_some(Self {
+            fraction: s.holdout_fraction,
+            steps: s.holdout_steps,
+            seed: cfg.data.seed,
+        })
+    }
+
+    /// Whether prompt `id` is one of the held-out prompts.
+    pub fn contains(&self, id: u32) -> bool {
+        let mut h = SplitMix64(self.seed ^ 0x5DEE_CE66_D1CE_5EED);
+        h.0 ^= (id as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let unit = (h.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        unit < self.fraction
+    }
+
+    /// Whether prompt `id` is kept out of the candidates at `step` (0-based, as the trainer
+    /// counts before the step runs).
+    pub fn hides(&self, id: u32, step: u64) -> bool {
+        step < self.steps && self.contains(id)
+    }
+}
+
 /// Candidate pool of a step: `ratio × b` distinct prompt ids drawn uniformly without
-/// replacement (a partial Fisher–Yates shuffle seeded by `seed` and `step`); every prompt when
-/// `ratio == 0` or the pool would cover the dataset.
-pub fn candidate_pool(n: usize, ratio: usize, b: usize, seed: u64, step: u64) -> Vec<u32> {
+/// replacement (a partial Fisher–Yates shuffle seeded by `seed` and `step`) from the prompts
+/// `holdout` does not hide at `step`; all of those when `ratio == 0` or the pool would cover
+/// them. Without a hold-out (or after it) the pool is the same as it was before hold-outs existed.
+pub fn candidate_pool(
+    n: usize,
+    ratio: usize,
+    b: usize,
+    seed: u64,
+    step: u64,
+    holdout: Option<&Holdout>,
+) -> Vec<u32> {
     let want = ratio.saturating_mul(b);
-    let mut all: Vec<u32> = (0..n as u32).collect();
+    let mut all: Vec<u32> = (0..n as u32)
+        .filter(|&id| !holdout.is_some_and(|h| h.hides(id, step)))
+        .collect();
+    let n = all.len();
     if ratio == 0 || want >= n {
         return all;
     }
@@ -148,6 +213,7 @@ pub fn select_and_roll(
 ) -> Result<Selected> {
     let (b, g) = (cfg.rollout.prompts_per_step, cfg.rollout.group_size);
     let n = roller.prompts.len();
+    let holdout = Holdout::of(cfg);
     match source {
         PromptSource::Uniform(order) => {
             let batch = roller.roll(&order.next_batch(b), seed)?;
@@ -161,7 +227,7 @@ pub fn select_and_roll(
             })
         }
         PromptSource::Predictive { sampler, ratio } => {
-            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step, holdout.as_ref());
             let sel = sampler.select(&pool, b)?;
             let idx: Vec<usize> = sel.ids.iter().map(|&i| i as usize).collect();
             let batch = roller.roll(&idx, seed)?;
@@ -176,7 +242,7 @@ pub fn select_and_roll(
             })
         }
         PromptSource::Dynamic { ds, ratio } => {
-            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step);
+            let pool = candidate_pool(n, *ratio, b, cfg.data.seed, step, holdout.as_ref());
             let mut rounds: Vec<Batch> = Vec::new();
             let res = ds.step(&pool, b, |ids: &[u32]| -> Result<Vec<Outcome>> {
                 let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
@@ -207,15 +273,51 @@ mod tests {
 
     #[test]
     fn pool_is_distinct_seeded_and_whole_when_ratio_zero() {
-        let a = candidate_pool(100, 4, 5, 7, 3);
+        let a = candidate_pool(100, 4, 5, 7, 3, None);
         assert_eq!(a.len(), 20);
         let mut s = a.clone();
         s.sort();
         s.dedup();
         assert_eq!(s.len(), 20);
-        assert_eq!(a, candidate_pool(100, 4, 5, 7, 3));
-        assert_ne!(a, candidate_pool(100, 4, 5, 7, 4));
-        assert_eq!(candidate_pool(10, 0, 5, 7, 3), (0..10).collect::<Vec<_>>());
-        assert_eq!(candidate_pool(10, 4, 5, 7, 3).len(), 10);
+        assert_eq!(a, candidate_pool(100, 4, 5, 7, 3, None));
+        assert_ne!(a, candidate_pool(100, 4, 5, 7, 4, None));
+        assert_eq!(
+            candidate_pool(10, 0, 5, 7, 3, None),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(candidate_pool(10, 4, 5, 7, 3, None).len(), 10);
+    }
+
+    #[test]
+    fn holdout_hides_a_seeded_part_for_its_steps_only() {
+        let h = Holdout {
+            fraction: 0.4,
+            steps: 12,
+            seed: 3,
+        };
+        let held: Vec<u32> = (0..1000).filter(|&id| h.contains(id)).collect();
+        // 400 expected; a binomial standard deviation is 15.5.
+        assert!((340..=460).contains(&held.len()), "{}", held.len());
+        let other_seed = Holdout { seed: 4, ..h };
+        let held4: Vec<u32> = (0..1000).filter(|&id| other_seed.contains(id)).collect();
+        assert_ne!(held, held4);
+        // Before step 12 no held-out prompt is a candidate, whatever the ratio; from step 12 on
+        // the pool is exactly the one without a hold-out.
+        for step in 0..12 {
+            for ratio in [0, 4] {
+                let pool = candidate_pool(1000, ratio, 8, 7, step, Some(&h));
+                assert!(pool.iter().all(|id| !h.contains(*id)), "step {step}");
+                let want = if ratio == 0 { 1000 - held.len() } else { 32 };
+                assert_eq!(pool.len(), want);
+            }
+        }
+        for step in [12, 13, 30] {
+            assert_eq!(
+                candidate_pool(1000, 4, 8, 7, step, Some(&h)),
+                candidate_pool(1000, 4, 8, 7, step, None)
+            );
+        }
+        let all = candidate_pool(1000, 0, 8, 7, 12, Some(&h));
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
     }
 }
