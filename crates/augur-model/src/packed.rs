@@ -76,8 +76,10 @@ pub(crate) fn unpack(panels: &Tensor, out: usize) -> candle_core::Result<Tensor>
 /// kernel ([`crate::packed_bf16::pack`]). One op and one backward serve both; only the
 /// products differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PanelFormat {
+pub enum PanelFormat {
+    /// `[ceil(out / 16), in, 16]` f32 panels (AVX2 + FMA kernel).
     F32,
+    /// `[ceil(out / 16), ceil(in / 2), 32]` bf16 panels (AVX512-BF16 kernel).
     Bf16,
 }
 
