@@ -6,7 +6,8 @@
 //! `ROWS` (default 576: a GRPO micro-batch of 8 rows x 72 tokens) rows of `g` for the layer
 //! shapes; the LM head gets `ROWS * 4 / 9` rows (the completion tokens that reach it). Random
 //! weights; `DTYPE` `f32` (default) or `bf16` panels. Prints one JSON line per shape with the
-//! median wall time of `REPS` (default 5) calls after one warm-up, and the GFLOP/s it makes.
+//! median wall time of `REPS` (default 5) calls after one warm-up, the mean process CPU time per
+//! call (steadier than wall time on a shared machine), and the GFLOP/s of the median.
 
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         }
         let g = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
         linear.base_grad_input(&g)?;
+        let cpu_before = cpu_seconds();
         let mut times = (0..reps)
             .map(|_| {
                 let t = Instant::now();
@@ -55,14 +57,28 @@ fn main() -> anyhow::Result<()> {
                     .map(|_| t.elapsed().as_secs_f64())
             })
             .collect::<candle_core::Result<Vec<f64>>>()?;
+        let cpu_per_call = (cpu_seconds() - cpu_before) / reps as f64;
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         let gflops = 2.0 * (m * n * k) as f64 / median / 1e9;
         println!(
             "{}",
             serde_json::json!({"shape": name, "m": m, "n": n, "k": k, "dtype": format!("{dtype:?}"),
-                "median_ms": median * 1e3, "gflops": gflops})
+                "median_ms": median * 1e3, "cpu_ms_per_call": cpu_per_call * 1e3,
+                "gflops": gflops})
         );
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` only writes the zero-initialised struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

@@ -170,47 +170,156 @@ pub(crate) fn grad_input(
     Tensor::from_vec(dx, dx_dims, g.device())
 }
 
-/// Input features per task of [`matmul_t`] (one panel's width of `dx`), and output features
-/// per transposed block: 2048 x 16 f32 = 128 KiB stays in L2 while the rows sweep it.
-pub(crate) const T_BLOCK: usize = 2048;
-
-/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`).
+/// How [`grad_input`] splits `dx[m, k] = g[m, n] @ W[n, k]` into cache-sized work, shared by
+/// the f32 and bf16 paths.
 ///
-/// Panel `p` holds `W[p*16 + j, c]` at `c*16 + j`. For 16 input features `c0..c0+16` the
-/// `[n, 16]` block `W[.., c0..c0+16]` is a transpose of 16 x 16 tiles of the panels; copied
-/// into a scratch buffer (n x 16 values against m x n x 16 multiply-adds), it is exactly the
-/// operand of the forward kernel, which then computes `dx[.., c0..c0+16]` with `g` as input.
+/// Rows of `g` go to parallel tasks ([`TransposePlan::row_blocks`]). Each task walks the inner
+/// (output-feature) axis `block` features at a time, its `[rows, block]` slice of `g` staying in
+/// L2, and for each 16-column block of `dx` transposes those `block` x 16 values of `W` from the
+/// panels into a small scratch operand (in L1) for the forward kernel, which adds the product
+/// to the task's rows of `dx` (after the first inner block). So `g` is read from memory once,
+/// `W` once per task, and the transposes cost `n * k` moves per task against `rows * n * k`
+/// multiply-adds.
+pub(crate) struct TransposePlan {
+    /// Output features per inner block: a multiple of [`PANEL`] (and so of 2, whole bf16 pairs).
+    pub block: usize,
+    /// Rows of `g` per parallel task.
+    pub rows: usize,
+}
+
+impl TransposePlan {
+    /// Bytes of `g` per task and inner block (about a third of a 1 MiB L2).
+    const G_BYTES: usize = 384 * 1024;
+    /// Most rows per task: more rows mean fewer tasks, so fewer transposes of `W`, but shorter
+    /// inner blocks (more reloads of the accumulators).
+    const MAX_ROWS: usize = 512;
+
+    /// The plan for `g: [m, n]` with `g_bytes` bytes per element as the kernel reads it.
+    pub fn new(m: usize, n: usize, g_bytes: usize) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        // A multiple of the thread count, so the last round of tasks is a full one.
+        let tasks = threads * m.div_ceil(threads * Self::MAX_ROWS).max(1);
+        let rows = m.div_ceil(tasks).max(1);
+        let block = (Self::G_BYTES / (g_bytes * rows))
+            .max(4 * PANEL)
+            .next_multiple_of(PANEL)
+            .min(n.next_multiple_of(PANEL));
+        TransposePlan { block, rows }
+    }
+
+    /// `(first row, rows)` of each task.
+    pub fn row_blocks(&self, m: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
+        let rows = self.rows;
+        (0..m.div_ceil(rows))
+            .into_par_iter()
+            .map(move |b| (b * rows, rows.min(m - b * rows)))
+    }
+}
+
+/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`), blocked as
+/// [`TransposePlan`] says.
+///
+/// Panel `p` holds `W[p*16 + j, c]` at `c*16 + j`, so the 16 x 16 tile of panel `p` and input
+/// features `c0..c0+16` is contiguous, and its transpose ([`transpose_tile`]) is the `[16, 16]`
+/// piece of the forward kernel's operand for `dx[.., c0..c0+16]` with `g` as input. Float order:
+/// each `dx[r, c]` sums `g[r, o] * W[o, c]` in ascending `o`, one fused multiply-add at a time
+/// (the kernel's accumulators are stored and reloaded between inner blocks), as the naive loop
+/// does in f32 with FMA.
 fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) {
     let out = Out(dx.as_mut_ptr());
-    let col_blocks = k.div_ceil(PANEL);
-    (0..col_blocks).into_par_iter().for_each(|cb| {
-        let cols = PANEL.min(k - cb * PANEL);
-        let mut scratch = vec![0f32; T_BLOCK.min(n) * PANEL];
-        for start in (0..n).step_by(T_BLOCK) {
-            let len = T_BLOCK.min(n - start);
-            for (o, line) in scratch.chunks_exact_mut(PANEL).take(len).enumerate() {
-                let o = start + o;
-                let (p, j) = (o / PANEL, o % PANEL);
-                let tile = &w[(p * k + cb * PANEL) * PANEL..];
-                for (c, v) in line.iter_mut().take(cols).enumerate() {
-                    *v = tile[c * PANEL + j];
+    let plan = TransposePlan::new(m, n, 4);
+    plan.row_blocks(m).for_each(|(r0, rows)| {
+        // `W[start.., c0..c0 + 16]` as `[output feature][16 input features]`.
+        let mut scratch = vec![0f32; plan.block * PANEL];
+        for start in (0..n).step_by(plan.block) {
+            let len = plan.block.min(n - start);
+            for cb in 0..k.div_ceil(PANEL) {
+                let cols = PANEL.min(k - cb * PANEL);
+                for p in start / PANEL..(start + len).div_ceil(PANEL) {
+                    let src = &w[(p * k + cb * PANEL) * PANEL..][..cols * PANEL];
+                    let dst = &mut scratch[(p * PANEL - start) * PANEL..][..PANEL * PANEL];
+                    transpose_tile(src, cols, dst);
                 }
+                // SAFETY: task `(r0, rows)` writes only its own rows of `dx`, and the scratch
+                // holds `len` lines.
+                unsafe {
+                    panel_product::<F32Kernel>(
+                        &g[r0 * n + start..],
+                        rows,
+                        (len, n),
+                        &scratch,
+                        out.at(r0 * k + cb * PANEL),
+                        k,
+                        cols,
+                        start > 0,
+                    )
+                };
             }
-            // SAFETY: task `cb` writes only columns cb*PANEL..cb*PANEL+cols of each row.
-            unsafe {
-                panel_product::<F32Kernel>(
-                    &g[start..],
-                    m,
-                    (len, n),
-                    &scratch,
-                    out.at(cb * PANEL),
-                    k,
-                    cols,
-                    start > 0,
-                )
-            };
         }
     });
+}
+
+/// `dst[j * 16 + c] = src[c * 16 + j]` for a 16 x 16 tile of which only the first `lines` rows
+/// of `src` exist (a partial last column block); the other columns of `dst` get zeros.
+fn transpose_tile(src: &[f32], lines: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if lines == PANEL {
+        // SAFETY: the f32 panels are only built on CPUs with AVX2 (`supported`); both tiles hold
+        // 256 values.
+        unsafe {
+            for (si, di) in [(0, 0), (8, 128), (128, 8), (136, 136)] {
+                transpose_8x8(src.as_ptr().add(si), dst.as_mut_ptr().add(di));
+            }
+        }
+        return;
+    }
+    for (j, line) in dst.chunks_exact_mut(PANEL).enumerate() {
+        for (c, v) in line.iter_mut().enumerate() {
+            *v = if c < lines { src[c * PANEL + j] } else { 0.0 };
+        }
+    }
+}
+
+/// Transposes the 8 x 8 block at `src` (row stride [`PANEL`]) into `dst` (row stride
+/// [`PANEL`]) with AVX2 shuffles.
+///
+/// # Safety
+/// Both must be valid for 8 rows of 8 values at stride 16; the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_8x8(src: *const f32, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * PANEL)));
+    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let rows = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (i, v) in rows.into_iter().enumerate() {
+        _mm256_storeu_ps(dst.add(i * PANEL), v);
+    }
 }
 
 /// A raw output pointer shared by the panel workers, which write disjoint columns.
@@ -457,12 +566,22 @@ mod tests {
         Ok(())
     }
 
-    /// The backward straight from the panels against a naive triple loop, on shapes with a
-    /// partial last panel, partial 4 x 4 blocks and several parallel tasks.
+    /// The backward straight from the panels against a naive loop that sums `g[r, o] * W[o, c]`
+    /// in ascending `o` with one fused multiply-add at a time: the float order `matmul_t`
+    /// documents, so the results are bit-equal. Shapes with a partial last panel and column
+    /// block, partial row blocks, several inner blocks and several row tasks.
     #[test]
-    fn grad_input_matches_naive_product() -> candle_core::Result<()> {
+    fn grad_input_matches_naive_fma_loop_exactly() -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        for (m, k, n) in [(13, 37, 45), (70, 131, 16), (3, 5, 200), (33, 64, 96)] {
+        for (m, k, n) in [
+            (13, 37, 45),
+            (70, 131, 16),
+            (3, 5, 200),
+            (33, 64, 96),
+            (5, 37, 4101),
+            (3, 1000, 300),
+            (400, 40, 100),
+        ] {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             if !supported(&w) {
                 return Ok(());
@@ -477,15 +596,9 @@ mod tests {
             );
             for r in 0..m {
                 for c in 0..k {
-                    let want: f64 = (0..n)
-                        .map(|o| gv[r * n + o] as f64 * wv[o * k + c] as f64)
-                        .sum();
-                    let err = (got[r * k + c] as f64 - want).abs();
-                    assert!(
-                        err < 1e-4 * (1.0 + want.abs()),
-                        "[{r}, {c}] {} vs {want}",
-                        got[r * k + c]
-                    );
+                    let want =
+                        (0..n).fold(0f32, |acc, o| gv[r * n + o].mul_add(wv[o * k + c], acc));
+                    assert_eq!(got[r * k + c], want, "({m},{k},{n}) [{r}, {c}]");
                 }
             }
         }
