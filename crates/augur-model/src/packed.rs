@@ -117,9 +117,8 @@ impl CustomOp1 for PackedMatmul {
         let x = input_slice(storage, layout)?;
         let y = match self.format {
             PanelFormat::F32 => with_f32(&self.panels, |w| {
-                let mut y = vec![0f32; m * self.out];
-                matmul(x, m, k, w, self.out, &mut y);
-                Ok(y)
+                // SAFETY: `matmul` writes every column of every row.
+                Ok(unsafe { fully_written(m * self.out, |y| matmul(x, m, k, w, self.out, y)) })
             })?,
             PanelFormat::Bf16 => crate::packed_bf16::forward(&self.panels, x, m, k, self.out)?,
         };
@@ -159,9 +158,8 @@ pub(crate) fn grad_input(
     let m = g.elem_count() / out;
     let dx = with_f32(&g, |g| match format {
         PanelFormat::F32 => with_f32(panels, |w| {
-            let mut dx = vec![0f32; m * k];
-            matmul_t(g, m, out, w, k, &mut dx);
-            Ok(dx)
+            // SAFETY: `matmul_t` writes every column of every row (its first inner block).
+            Ok(unsafe { fully_written(m * k, |dx| matmul_t(g, m, out, w, k, dx)) })
         }),
         PanelFormat::Bf16 => crate::packed_bf16::backward(panels, g, m, out, k),
     })?;
@@ -174,12 +172,12 @@ pub(crate) fn grad_input(
 /// the f32 and bf16 paths.
 ///
 /// Rows of `g` go to parallel tasks ([`TransposePlan::row_blocks`]). Each task walks the inner
-/// (output-feature) axis `block` features at a time, its `[rows, block]` slice of `g` staying in
-/// L2, and for each 16-column block of `dx` transposes those `block` x 16 values of `W` from the
-/// panels into a small scratch operand (in L1) for the forward kernel, which adds the product
-/// to the task's rows of `dx` (after the first inner block). So `g` is read from memory once,
-/// `W` once per task, and the transposes cost `n * k` moves per task against `rows * n * k`
-/// multiply-adds.
+/// (output-feature) axis `block` features at a time: it transposes those `block` panel rows of
+/// `W` (all `k` columns, reading the panels front to back, so the hardware prefetcher keeps up)
+/// into a scratch buffer in the forward kernel's operand layout (about 256 KiB, in L2 beside the
+/// task's `[rows, block]` slice of `g`), then multiplies its rows by each 16-column block of it,
+/// adding to `dx` after the first inner block. So `g` is read from memory once, `W` once per
+/// task, and the transposes cost `n * k` moves per task against `rows * n * k` multiply-adds.
 pub(crate) struct TransposePlan {
     /// Output features per inner block: a multiple of [`PANEL`] (and so of 2, whole bf16 pairs).
     pub block: usize,
@@ -188,21 +186,25 @@ pub(crate) struct TransposePlan {
 }
 
 impl TransposePlan {
-    /// Bytes of `g` per task and inner block (about a third of a 1 MiB L2).
+    /// Scratch bytes the inner block aims for.
+    const SCRATCH_BYTES: usize = 256 * 1024;
+    /// Bytes of `g` per task and inner block, at most.
     const G_BYTES: usize = 384 * 1024;
     /// Most rows per task: more rows mean fewer tasks, so fewer transposes of `W`, but shorter
     /// inner blocks (more reloads of the accumulators).
     const MAX_ROWS: usize = 512;
 
-    /// The plan for `g: [m, n]` with `g_bytes` bytes per element as the kernel reads it.
-    pub fn new(m: usize, n: usize, g_bytes: usize) -> Self {
+    /// The plan for `g: [m, n]` and `W: [n, k]`, with `g_bytes` bytes per element of `g` and
+    /// `w_bytes` per element of `W` as the kernel reads them.
+    pub fn new(m: usize, n: usize, k: usize, g_bytes: usize, w_bytes: usize) -> Self {
         let threads = rayon::current_num_threads().max(1);
         // A multiple of the thread count, so the last round of tasks is a full one.
         let tasks = threads * m.div_ceil(threads * Self::MAX_ROWS).max(1);
         let rows = m.div_ceil(tasks).max(1);
-        let block = (Self::G_BYTES / (g_bytes * rows))
-            .max(4 * PANEL)
+        let block = (Self::SCRATCH_BYTES / (w_bytes * k.next_multiple_of(PANEL)))
+            .min(Self::G_BYTES / (g_bytes * rows))
             .next_multiple_of(PANEL)
+            .max(2 * PANEL)
             .min(n.next_multiple_of(PANEL));
         TransposePlan { block, rows }
     }
@@ -225,32 +227,35 @@ impl TransposePlan {
 /// each `dx[r, c]` sums `g[r, o] * W[o, c]` in ascending `o`, one fused multiply-add at a time
 /// (the kernel's accumulators are stored and reloaded between inner blocks), as the naive loop
 /// does in f32 with FMA.
-fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) {
-    let out = Out(dx.as_mut_ptr());
-    let plan = TransposePlan::new(m, n, 4);
+fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, out: Out) {
+    let plan = TransposePlan::new(m, n, k, 4, 4);
+    let col_blocks = k.div_ceil(PANEL);
     plan.row_blocks(m).for_each(|(r0, rows)| {
-        // `W[start.., c0..c0 + 16]` as `[output feature][16 input features]`.
-        let mut scratch = vec![0f32; plan.block * PANEL];
+        // `W[start.., ..]` as `[column block][output feature][16 input features]`.
+        let mut scratch = vec![0f32; col_blocks * plan.block * PANEL];
         for start in (0..n).step_by(plan.block) {
             let len = plan.block.min(n - start);
-            for cb in 0..k.div_ceil(PANEL) {
-                let cols = PANEL.min(k - cb * PANEL);
-                for p in start / PANEL..(start + len).div_ceil(PANEL) {
+            for p in start / PANEL..(start + len).div_ceil(PANEL) {
+                for cb in 0..col_blocks {
+                    let cols = PANEL.min(k - cb * PANEL);
                     let src = &w[(p * k + cb * PANEL) * PANEL..][..cols * PANEL];
-                    let dst = &mut scratch[(p * PANEL - start) * PANEL..][..PANEL * PANEL];
+                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) * PANEL..]
+                        [..PANEL * PANEL];
                     transpose_tile(src, cols, dst);
                 }
-                // SAFETY: task `(r0, rows)` writes only its own rows of `dx`, and the scratch
-                // holds `len` lines.
+            }
+            for cb in 0..col_blocks {
+                // SAFETY: task `(r0, rows)` writes only its own rows of `dx`, and the column
+                // block's scratch holds `len` lines.
                 unsafe {
                     panel_product::<F32Kernel>(
                         &g[r0 * n + start..],
                         rows,
                         (len, n),
-                        &scratch,
+                        &scratch[cb * plan.block * PANEL..],
                         out.at(r0 * k + cb * PANEL),
                         k,
-                        cols,
+                        PANEL.min(k - cb * PANEL),
                         start > 0,
                     )
                 };
@@ -322,6 +327,19 @@ unsafe fn transpose_8x8(src: *const f32, dst: *mut f32) {
     }
 }
 
+/// A `[len]` buffer that `write` fills through the pointer it is given, without zeroing it first:
+/// the products overwrite their outputs, and zeroing the LM head's 50 MB of logits (and every
+/// other product's output) was a visible share of an update.
+///
+/// # Safety
+/// `write` must write each of the `len` values before it reads it, and all of them.
+pub(crate) unsafe fn fully_written(len: usize, write: impl FnOnce(Out)) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    write(Out(v.as_mut_ptr()));
+    v.set_len(len);
+    v
+}
+
 /// A raw output pointer shared by the panel workers, which write disjoint columns.
 #[derive(Clone, Copy)]
 pub(crate) struct Out(pub(crate) *mut f32);
@@ -340,8 +358,7 @@ impl Out {
 }
 
 /// `y[m, n] = x[m, k] @ W^T` with `W` packed; panels run in parallel.
-fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
-    let out = Out(y.as_mut_ptr());
+fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: Out) {
     // About 2 MFLOP per task keeps rayon's overhead small against the work.
     let per_task = (2_000_000 / (2 * m * k * PANEL).max(1)).max(1);
     let n_panels = n.div_ceil(PANEL);

@@ -18,7 +18,9 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::cpu_data::with_f32;
-use crate::packed::{panel_product, Microkernel, Out, TransposePlan, MAX_ROWS, PANEL};
+use crate::packed::{
+    fully_written, panel_product, Microkernel, Out, TransposePlan, MAX_ROWS, PANEL,
+};
 
 /// Whether this CPU runs the bf16 kernel (AVX512-BF16; checked at run time, so one binary
 /// serves every x86-64 CPU).
@@ -93,12 +95,10 @@ pub(crate) fn forward(
     n: usize,
 ) -> candle_core::Result<Vec<f32>> {
     let x = to_bf16_pairs(x, m, k);
-    let mut y = vec![0f32; m * n];
     with_bf16(panels, |w| {
-        matmul(&x, m, k.div_ceil(2), w, n, &mut y);
-        Ok(())
-    })?;
-    Ok(y)
+        // SAFETY: `matmul` writes every column of every row.
+        Ok(unsafe { fully_written(m * n, |y| matmul(&x, m, k.div_ceil(2), w, n, y)) })
+    })
 }
 
 /// `g @ W` for `g: [m, n]` and bf16 panels of `W: [n, k]`: the gradient of [`forward`] with
@@ -114,12 +114,10 @@ pub(crate) fn backward(
     k: usize,
 ) -> candle_core::Result<Vec<f32>> {
     let g = to_bf16_pairs(g, m, n);
-    let mut dx = vec![0f32; m * k];
     with_bf16(panels, |w| {
-        matmul_t(&g, m, n, w, k, &mut dx);
-        Ok(())
-    })?;
-    Ok(dx)
+        // SAFETY: `matmul_t` writes every column of every row (its first inner block).
+        Ok(unsafe { fully_written(m * k, |dx| matmul_t(&g, m, n, w, k, dx)) })
+    })
 }
 
 /// Rounds `x: [m, k]` to bf16 pairs `[m, ceil(k / 2)]` (the low half is the even feature), the
@@ -141,8 +139,7 @@ fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
 }
 
 /// `y[m, n] = x @ W^T` for bf16 pairs `x: [m, k2]` and panels of `W`; panels run in parallel.
-fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, y: &mut [f32]) {
-    let out = Out(y.as_mut_ptr());
+fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, out: Out) {
     // About 2 MFLOP per task, as in the f32 path.
     let per_task = (2_000_000 / (4 * m * k2 * PANEL).max(1)).max(1);
     let line = 2 * PANEL;
@@ -170,28 +167,31 @@ fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, y: &mut [f32]) {
 }
 
 /// `dx[m, k] = g[m, n] @ W[n, k]` for bf16 pairs `g: [m, ceil(n / 2)]` and panels of `W`,
-/// blocked as [`TransposePlan`] says: for each inner block and 16-column block of `dx`, a task
-/// transposes tiles of the panels ([`transpose_tile`]) into the forward kernel's operand layout
-/// and runs its rows against it.
-fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, dx: &mut [f32]) {
-    let out = Out(dx.as_mut_ptr());
+/// blocked as [`TransposePlan`] says: for each inner block a task transposes tiles of the
+/// panels ([`transpose_tile`]) into the forward kernel's operand layout and runs its rows
+/// against each 16-column block of it.
+fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, out: Out) {
     let (k2, n2, line) = (k.div_ceil(2), n.div_ceil(2), 2 * PANEL);
     // Input pairs per column block, output pairs per panel.
     let half = PANEL / 2;
-    let plan = TransposePlan::new(m, n, 2);
+    let plan = TransposePlan::new(m, n, k, 2, 2);
+    let col_blocks = k.div_ceil(PANEL);
     plan.row_blocks(m).for_each(|(r0, rows)| {
-        // `W[start.., c0..c0 + 16]` as `[output pair][16 input features x 2]`.
-        let mut scratch = vec![bf16::ZERO; plan.block / 2 * line];
+        // `W[start.., ..]` as `[column block][output pair][16 input features x 2]`.
+        let mut scratch = vec![bf16::ZERO; col_blocks * plan.block / 2 * line];
         // `block` is a multiple of `PANEL`, so every block starts on a whole pair.
         for start in (0..n).step_by(plan.block) {
             let len = plan.block.min(n - start);
-            for cb in 0..k.div_ceil(PANEL) {
-                let lines = half.min(k2 - cb * half);
-                for p in start / PANEL..(start + len).div_ceil(PANEL) {
+            for p in start / PANEL..(start + len).div_ceil(PANEL) {
+                for cb in 0..col_blocks {
+                    let lines = half.min(k2 - cb * half);
                     let src = &w[(p * k2 + cb * half) * line..][..lines * line];
-                    let dst = &mut scratch[(p * PANEL - start) / 2 * line..][..half * line];
+                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) / 2 * line..]
+                        [..half * line];
                     transpose_tile(src, lines, dst);
                 }
+            }
+            for cb in 0..col_blocks {
                 // SAFETY: task `(r0, rows)` writes only its own rows of `dx`; the CPU has
                 // AVX512-BF16 (checked before packing).
                 unsafe {
@@ -199,7 +199,7 @@ fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, dx: &mut [f32])
                         &g[r0 * n2 + start / 2..],
                         rows,
                         (len.div_ceil(2), n2),
-                        &scratch,
+                        &scratch[cb * plan.block / 2 * line..],
                         out.at(r0 * k + cb * PANEL),
                         k,
                         PANEL.min(k - cb * PANEL),
