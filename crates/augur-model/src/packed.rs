@@ -171,18 +171,22 @@ pub(crate) fn grad_input(
 /// How [`grad_input`] splits `dx[m, k] = g[m, n] @ W[n, k]` into cache-sized work, shared by
 /// the f32 and bf16 paths.
 ///
-/// Rows of `g` go to parallel tasks ([`TransposePlan::row_blocks`]). Each task walks the inner
-/// (output-feature) axis `block` features at a time: it transposes those `block` panel rows of
-/// `W` (all `k` columns, reading the panels front to back, so the hardware prefetcher keeps up)
-/// into a scratch buffer in the forward kernel's operand layout (about 256 KiB, in L2 beside the
-/// task's `[rows, block]` slice of `g`), then multiplies its rows by each 16-column block of it,
-/// adding to `dx` after the first inner block. So `g` is read from memory once, `W` once per
-/// task, and the transposes cost `n * k` moves per task against `rows * n * k` multiply-adds.
+/// Each parallel task ([`TransposePlan::tasks`]) owns a block of rows and a range of 16-column
+/// blocks of `dx` (one range per thread, so each panel tile is transposed once per row block).
+/// It walks the inner (output-feature) axis `block` features at a time: it transposes its
+/// columns of those `block` panel rows of `W` (reading each panel's part front to back, so the
+/// hardware prefetcher keeps up) into a scratch buffer in the forward kernel's operand layout
+/// (about 256 KiB, in L2 beside the `[rows, block]` slice of `g`), then multiplies its rows by
+/// each of its column blocks, adding to `dx` after the first inner block. So `W` is read from
+/// memory once per row block and `g` once per column range, and the transposes cost `n * k`
+/// moves per row block against `m * n * k` multiply-adds.
 pub(crate) struct TransposePlan {
     /// Output features per inner block: a multiple of [`PANEL`] (and so of 2, whole bf16 pairs).
     pub block: usize,
-    /// Rows of `g` per parallel task.
-    pub rows: usize,
+    /// Rows of `g` per task.
+    rows: usize,
+    /// 16-column blocks of `dx` per task.
+    col_blocks: usize,
 }
 
 impl TransposePlan {
@@ -190,31 +194,49 @@ impl TransposePlan {
     const SCRATCH_BYTES: usize = 256 * 1024;
     /// Bytes of `g` per task and inner block, at most.
     const G_BYTES: usize = 384 * 1024;
-    /// Most rows per task: more rows mean fewer tasks, so fewer transposes of `W`, but shorter
-    /// inner blocks (more reloads of the accumulators).
+    /// Most rows per task: more rows mean fewer transposes of `W`, but shorter inner blocks
+    /// (more reloads of the accumulators).
     const MAX_ROWS: usize = 512;
 
     /// The plan for `g: [m, n]` and `W: [n, k]`, with `g_bytes` bytes per element of `g` and
     /// `w_bytes` per element of `W` as the kernel reads them.
     pub fn new(m: usize, n: usize, k: usize, g_bytes: usize, w_bytes: usize) -> Self {
         let threads = rayon::current_num_threads().max(1);
-        // A multiple of the thread count, so the last round of tasks is a full one.
-        let tasks = threads * m.div_ceil(threads * Self::MAX_ROWS).max(1);
-        let rows = m.div_ceil(tasks).max(1);
-        let block = (Self::SCRATCH_BYTES / (w_bytes * k.next_multiple_of(PANEL)))
+        let all_cols = k.div_ceil(PANEL);
+        let col_blocks = all_cols.div_ceil(threads.min(all_cols).max(1)).max(1);
+        let rows = m.div_ceil(m.div_ceil(Self::MAX_ROWS).max(1)).max(1);
+        let block = (Self::SCRATCH_BYTES / (w_bytes * col_blocks * PANEL))
             .min(Self::G_BYTES / (g_bytes * rows))
             .next_multiple_of(PANEL)
             .max(2 * PANEL)
             .min(n.next_multiple_of(PANEL));
-        TransposePlan { block, rows }
+        TransposePlan {
+            block,
+            rows,
+            col_blocks,
+        }
     }
 
-    /// `(first row, rows)` of each task.
-    pub fn row_blocks(&self, m: usize) -> impl IndexedParallelIterator<Item = (usize, usize)> {
-        let rows = self.rows;
-        (0..m.div_ceil(rows))
+    /// `(first row, rows, first column block, column blocks)` of each task, for `g: [m, ..]`
+    /// and `dx: [m, k]`.
+    pub fn tasks(
+        &self,
+        m: usize,
+        k: usize,
+    ) -> impl IndexedParallelIterator<Item = (usize, usize, usize, usize)> {
+        let (rows, cbs, all_cols) = (self.rows, self.col_blocks, k.div_ceil(PANEL));
+        let col_tasks = all_cols.div_ceil(cbs);
+        (0..m.div_ceil(rows) * col_tasks)
             .into_par_iter()
-            .map(move |b| (b * rows, rows.min(m - b * rows)))
+            .map(move |t| {
+                let (r, c) = (t / col_tasks, t % col_tasks);
+                (
+                    r * rows,
+                    rows.min(m - r * rows),
+                    c * cbs,
+                    cbs.min(all_cols - c * cbs),
+                )
+            })
     }
 }
 
@@ -229,33 +251,34 @@ impl TransposePlan {
 /// does in f32 with FMA.
 fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, out: Out) {
     let plan = TransposePlan::new(m, n, k, 4, 4);
-    let col_blocks = k.div_ceil(PANEL);
-    plan.row_blocks(m).for_each(|(r0, rows)| {
+    plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
         // `W[start.., ..]` as `[column block][output feature][16 input features]`.
-        let mut scratch = vec![0f32; col_blocks * plan.block * PANEL];
+        let mut scratch = vec![0f32; cbs * plan.block * PANEL];
         for start in (0..n).step_by(plan.block) {
             let len = plan.block.min(n - start);
             for p in start / PANEL..(start + len).div_ceil(PANEL) {
-                for cb in 0..col_blocks {
-                    let cols = PANEL.min(k - cb * PANEL);
-                    let src = &w[(p * k + cb * PANEL) * PANEL..][..cols * PANEL];
+                for cb in 0..cbs {
+                    let c0 = (cb0 + cb) * PANEL;
+                    let cols = PANEL.min(k - c0);
+                    let src = &w[(p * k + c0) * PANEL..][..cols * PANEL];
                     let dst = &mut scratch[(cb * plan.block + p * PANEL - start) * PANEL..]
                         [..PANEL * PANEL];
                     transpose_tile(src, cols, dst);
                 }
             }
-            for cb in 0..col_blocks {
-                // SAFETY: task `(r0, rows)` writes only its own rows of `dx`, and the column
-                // block's scratch holds `len` lines.
+            for cb in 0..cbs {
+                let c0 = (cb0 + cb) * PANEL;
+                // SAFETY: the task writes only its own rows and column blocks of `dx`, and the
+                // column block's scratch holds `len` lines.
                 unsafe {
                     panel_product::<F32Kernel>(
                         &g[r0 * n + start..],
                         rows,
                         (len, n),
                         &scratch[cb * plan.block * PANEL..],
-                        out.at(r0 * k + cb * PANEL),
+                        out.at(r0 * k + c0),
                         k,
-                        PANEL.min(k - cb * PANEL),
+                        PANEL.min(k - c0),
                         start > 0,
                     )
                 };

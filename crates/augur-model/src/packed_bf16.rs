@@ -175,34 +175,35 @@ fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, out: Out) {
     // Input pairs per column block, output pairs per panel.
     let half = PANEL / 2;
     let plan = TransposePlan::new(m, n, k, 2, 2);
-    let col_blocks = k.div_ceil(PANEL);
-    plan.row_blocks(m).for_each(|(r0, rows)| {
+    plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
         // `W[start.., ..]` as `[column block][output pair][16 input features x 2]`.
-        let mut scratch = vec![bf16::ZERO; col_blocks * plan.block / 2 * line];
+        let mut scratch = vec![bf16::ZERO; cbs * plan.block / 2 * line];
         // `block` is a multiple of `PANEL`, so every block starts on a whole pair.
         for start in (0..n).step_by(plan.block) {
             let len = plan.block.min(n - start);
             for p in start / PANEL..(start + len).div_ceil(PANEL) {
-                for cb in 0..col_blocks {
-                    let lines = half.min(k2 - cb * half);
-                    let src = &w[(p * k2 + cb * half) * line..][..lines * line];
+                for cb in 0..cbs {
+                    let i0 = (cb0 + cb) * half;
+                    let lines = half.min(k2 - i0);
+                    let src = &w[(p * k2 + i0) * line..][..lines * line];
                     let dst = &mut scratch[(cb * plan.block + p * PANEL - start) / 2 * line..]
                         [..half * line];
                     transpose_tile(src, lines, dst);
                 }
             }
-            for cb in 0..col_blocks {
-                // SAFETY: task `(r0, rows)` writes only its own rows of `dx`; the CPU has
-                // AVX512-BF16 (checked before packing).
+            for cb in 0..cbs {
+                let c0 = (cb0 + cb) * PANEL;
+                // SAFETY: the task writes only its own rows and column blocks of `dx`; the CPU
+                // has AVX512-BF16 (checked before packing).
                 unsafe {
                     panel_product::<Bf16Kernel>(
                         &g[r0 * n2 + start / 2..],
                         rows,
                         (len.div_ceil(2), n2),
                         &scratch[cb * plan.block / 2 * line..],
-                        out.at(r0 * k + cb * PANEL),
+                        out.at(r0 * k + c0),
                         k,
-                        PANEL.min(k - cb * PANEL),
+                        PANEL.min(k - c0),
                         start > 0,
                     )
                 };
