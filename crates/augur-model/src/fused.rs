@@ -44,12 +44,14 @@ impl FusedBase {
         for l in linears.iter_mut() {
             let out = l.out_features;
             l.base = match &base {
-                BaseWeight::Packed { panels, .. } => BaseWeight::Packed {
+                BaseWeight::Packed {
+                    panels,
+                    format,
+                    inp,
+                    ..
+                } => BaseWeight::Packed {
                     panels: panels.narrow(0, offset / PANEL, out / PANEL)?,
-                    out,
-                },
-                BaseWeight::PackedBf16 { panels, inp, .. } => BaseWeight::PackedBf16 {
-                    panels: panels.narrow(0, offset / PANEL, out / PANEL)?,
+                    format: *format,
                     out,
                     inp: *inp,
                 },

@@ -13,7 +13,8 @@ use rand::Rng;
 
 use crate::frozen::{FrozenMatmul, FrozenQMatmul};
 use crate::model::WeightDtype;
-use crate::packed::{self, PackedMatmul, PanelFormat};
+pub use crate::packed::PanelFormat;
+use crate::packed::{self, PackedMatmul};
 use crate::packed_bf16;
 
 /// The base weight of a linear layer, `[out, in]`: frozen (LoRA trains beside it), or
@@ -23,16 +24,12 @@ pub enum BaseWeight {
     Dense(Tensor),
     /// Kept in its GGUF quantization (QLoRA style); dequantized only for backward.
     Quantized(Arc<QTensor>),
-    /// f32 on the CPU, packed for the decode matmul (see [`crate::packed`]):
-    /// `panels: [ceil(out / 16), in, 16]`.
+    /// Packed on the CPU for the register-blocked kernels (see [`crate::packed`]): f32
+    /// panels `[ceil(out / 16), in, 16]`, or, with [`PanelFormat::Bf16`] (`[model] dtype =
+    /// "bf16"`, see [`crate::packed_bf16`]), bf16 panels `[ceil(out / 16), ceil(in / 2), 32]`.
     Packed {
         panels: Tensor,
-        out: usize,
-    },
-    /// Rounded to bf16 and packed for the AVX512-BF16 kernel (`[model] dtype = "bf16"`, see
-    /// [`crate::packed_bf16`]): `panels: [ceil(out / 16), ceil(in / 2), 32]`.
-    PackedBf16 {
-        panels: Tensor,
+        format: PanelFormat,
         out: usize,
         inp: usize,
     },
@@ -47,17 +44,16 @@ impl BaseWeight {
         match self {
             BaseWeight::Dense(w) => x.apply_op1(FrozenMatmul { weight: w.clone() }),
             BaseWeight::Quantized(q) => x.apply_op1(FrozenQMatmul { weight: q.clone() }),
-            BaseWeight::Packed { panels, out } => x.apply_op1(PackedMatmul {
-                panels: panels.clone(),
-                out: *out,
-                inp: panels.dim(1)?,
-                format: PanelFormat::F32,
-            }),
-            BaseWeight::PackedBf16 { panels, out, inp } => x.apply_op1(PackedMatmul {
+            BaseWeight::Packed {
+                panels,
+                format,
+                out,
+                inp,
+            } => x.apply_op1(PackedMatmul {
                 panels: panels.clone(),
                 out: *out,
                 inp: *inp,
-                format: PanelFormat::Bf16,
+                format: *format,
             }),
             BaseWeight::Trainable(w) => {
                 let (k, n) = (x.dim(candle_core::D::Minus1)?, w.dim(0)?);
@@ -74,18 +70,19 @@ impl BaseWeight {
     /// weight or CPU cannot use it (the caller keeps candle's matmul).
     pub(crate) fn pack(w: &Tensor, dtype: WeightDtype) -> candle_core::Result<Option<Self>> {
         let (out, inp) = w.dims2()?;
-        Ok(match dtype {
-            WeightDtype::Bf16 if packed_bf16::supported(w) => Some(BaseWeight::PackedBf16 {
-                panels: packed_bf16::pack(w)?,
-                out,
-                inp,
-            }),
-            WeightDtype::F32 if packed::supported(w) => Some(BaseWeight::Packed {
-                panels: packed::pack(w)?,
-                out,
-            }),
-            _ => None,
-        })
+        let (panels, format) = match dtype {
+            WeightDtype::Bf16 if packed_bf16::supported(w) => {
+                (packed_bf16::pack(w)?, PanelFormat::Bf16)
+            }
+            WeightDtype::F32 if packed::supported(w) => (packed::pack(w)?, PanelFormat::F32),
+            _ => return Ok(None),
+        };
+        Ok(Some(BaseWeight::Packed {
+            panels,
+            format,
+            out,
+            inp,
+        }))
     }
 }
 
@@ -145,8 +142,7 @@ impl LoraLinear {
         let (out_features, in_features) = match &base {
             BaseWeight::Dense(w) => w.dims2()?,
             BaseWeight::Quantized(q) => q.shape().dims2()?,
-            BaseWeight::Packed { panels, out } => (*out, panels.dim(1)?),
-            BaseWeight::PackedBf16 { out, inp, .. } => (*out, *inp),
+            BaseWeight::Packed { out, inp, .. } => (*out, *inp),
             BaseWeight::Trainable(w) => w.dims2()?,
         };
         Ok(LoraLinear {
@@ -188,12 +184,12 @@ impl LoraLinear {
     /// through the frozen base, for ops that run the backward themselves (the chunked LM head).
     pub fn base_grad_input(&self, g: &Tensor) -> candle_core::Result<Tensor> {
         match &self.base {
-            BaseWeight::Packed { panels, out } => {
-                packed::grad_input(panels, PanelFormat::F32, *out, panels.dim(1)?, g)
-            }
-            BaseWeight::PackedBf16 { panels, out, inp } => {
-                packed::grad_input(panels, PanelFormat::Bf16, *out, *inp, g)
-            }
+            BaseWeight::Packed {
+                panels,
+                format,
+                out,
+                inp,
+            } => packed::grad_input(panels, *format, *out, *inp, g),
             _ => g.broadcast_matmul(&self.dense_weight()?),
         }
     }
@@ -204,15 +200,26 @@ impl LoraLinear {
         match &self.base {
             BaseWeight::Dense(w) => Ok(w.clone()),
             BaseWeight::Quantized(q) => q.dequantize(&q.device()),
-            BaseWeight::Packed { panels, out } => packed::unpack(panels, *out),
-            BaseWeight::PackedBf16 { panels, out, inp } => packed_bf16::unpack(panels, *out, *inp),
+            BaseWeight::Packed {
+                panels,
+                format: PanelFormat::F32,
+                out,
+                ..
+            } => packed::unpack(panels, *out),
+            BaseWeight::Packed {
+                panels,
+                format: PanelFormat::Bf16,
+                out,
+                inp,
+            } => packed_bf16::unpack(panels, *out, *inp),
             BaseWeight::Trainable(w) => Ok(w.as_tensor().clone()),
         }
     }
 
-    /// Packs a dense base for the CPU matmul of `dtype` where supported (see
-    /// [`crate::packed`] and [`crate::packed_bf16`]).
-    pub(crate) fn pack(&mut self, dtype: WeightDtype) -> candle_core::Result<()> {
+    /// Packs a dense base for the CPU matmul of `dtype` where supported (f32 panels on
+    /// AVX2 + FMA, bf16 panels on AVX512-BF16); otherwise it stays dense. Model loading does
+    /// this for every frozen linear; public so kernels can be timed on their own.
+    pub fn pack(&mut self, dtype: WeightDtype) -> candle_core::Result<()> {
         if let BaseWeight::Dense(w) = &self.base {
             if let Some(packed) = BaseWeight::pack(w, dtype)? {
                 self.base = packed;

@@ -76,8 +76,10 @@ pub(crate) fn unpack(panels: &Tensor, out: usize) -> candle_core::Result<Tensor>
 /// kernel ([`crate::packed_bf16::pack`]). One op and one backward serve both; only the
 /// products differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PanelFormat {
+pub enum PanelFormat {
+    /// `[ceil(out / 16), in, 16]` f32 panels (AVX2 + FMA kernel).
     F32,
+    /// `[ceil(out / 16), ceil(in / 2), 32]` bf16 panels (AVX512-BF16 kernel).
     Bf16,
 }
 
@@ -115,9 +117,8 @@ impl CustomOp1 for PackedMatmul {
         let x = input_slice(storage, layout)?;
         let y = match self.format {
             PanelFormat::F32 => with_f32(&self.panels, |w| {
-                let mut y = vec![0f32; m * self.out];
-                matmul(x, m, k, w, self.out, &mut y);
-                Ok(y)
+                // SAFETY: `matmul` writes every column of every row.
+                Ok(unsafe { fully_written(m * self.out, |y| matmul(x, m, k, w, self.out, y)) })
             })?,
             PanelFormat::Bf16 => crate::packed_bf16::forward(&self.panels, x, m, k, self.out)?,
         };
@@ -157,9 +158,8 @@ pub(crate) fn grad_input(
     let m = g.elem_count() / out;
     let dx = with_f32(&g, |g| match format {
         PanelFormat::F32 => with_f32(panels, |w| {
-            let mut dx = vec![0f32; m * k];
-            matmul_t(g, m, out, w, k, &mut dx);
-            Ok(dx)
+            // SAFETY: `matmul_t` writes every column of every row (its first inner block).
+            Ok(unsafe { fully_written(m * k, |dx| matmul_t(g, m, out, w, k, dx)) })
         }),
         PanelFormat::Bf16 => crate::packed_bf16::backward(panels, g, m, out, k),
     })?;
@@ -168,47 +168,199 @@ pub(crate) fn grad_input(
     Tensor::from_vec(dx, dx_dims, g.device())
 }
 
-/// Input features per task of [`matmul_t`] (one panel's width of `dx`), and output features
-/// per transposed block: 2048 x 16 f32 = 128 KiB stays in L2 while the rows sweep it.
-pub(crate) const T_BLOCK: usize = 2048;
-
-/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`).
+/// How [`grad_input`] splits `dx[m, k] = g[m, n] @ W[n, k]` into cache-sized work, shared by
+/// the f32 and bf16 paths.
 ///
-/// Panel `p` holds `W[p*16 + j, c]` at `c*16 + j`. For 16 input features `c0..c0+16` the
-/// `[n, 16]` block `W[.., c0..c0+16]` is a transpose of 16 x 16 tiles of the panels; copied
-/// into a scratch buffer (n x 16 values against m x n x 16 multiply-adds), it is exactly the
-/// operand of the forward kernel, which then computes `dx[.., c0..c0+16]` with `g` as input.
-fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, dx: &mut [f32]) {
-    let out = Out(dx.as_mut_ptr());
-    let col_blocks = k.div_ceil(PANEL);
-    (0..col_blocks).into_par_iter().for_each(|cb| {
-        let cols = PANEL.min(k - cb * PANEL);
-        let mut scratch = vec![0f32; T_BLOCK.min(n) * PANEL];
-        for start in (0..n).step_by(T_BLOCK) {
-            let len = T_BLOCK.min(n - start);
-            for (o, line) in scratch.chunks_exact_mut(PANEL).take(len).enumerate() {
-                let o = start + o;
-                let (p, j) = (o / PANEL, o % PANEL);
-                let tile = &w[(p * k + cb * PANEL) * PANEL..];
-                for (c, v) in line.iter_mut().take(cols).enumerate() {
-                    *v = tile[c * PANEL + j];
+/// Each parallel task ([`TransposePlan::tasks`]) owns a block of rows and a range of 16-column
+/// blocks of `dx` (one range per thread, so each panel tile is transposed once per row block).
+/// It walks the inner (output-feature) axis `block` features at a time: it transposes its
+/// columns of those `block` panel rows of `W` (reading each panel's part front to back, so the
+/// hardware prefetcher keeps up) into a scratch buffer in the forward kernel's operand layout
+/// (about 256 KiB, in L2 beside the `[rows, block]` slice of `g`), then multiplies its rows by
+/// each of its column blocks, adding to `dx` after the first inner block. So `W` is read from
+/// memory once per row block and `g` once per column range, and the transposes cost `n * k`
+/// moves per row block against `m * n * k` multiply-adds.
+pub(crate) struct TransposePlan {
+    /// Output features per inner block: a multiple of [`PANEL`] (and so of 2, whole bf16 pairs).
+    pub block: usize,
+    /// Rows of `g` per task.
+    rows: usize,
+    /// 16-column blocks of `dx` per task.
+    col_blocks: usize,
+}
+
+impl TransposePlan {
+    /// Scratch bytes the inner block aims for.
+    const SCRATCH_BYTES: usize = 256 * 1024;
+    /// Bytes of `g` per task and inner block, at most.
+    const G_BYTES: usize = 384 * 1024;
+    /// Most rows per task: more rows mean fewer transposes of `W`, but shorter inner blocks
+    /// (more reloads of the accumulators).
+    const MAX_ROWS: usize = 512;
+
+    /// The plan for `g: [m, n]` and `W: [n, k]`, with `g_bytes` bytes per element of `g` and
+    /// `w_bytes` per element of `W` as the kernel reads them.
+    pub fn new(m: usize, n: usize, k: usize, g_bytes: usize, w_bytes: usize) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let all_cols = k.div_ceil(PANEL);
+        let col_blocks = all_cols.div_ceil(threads.min(all_cols).max(1)).max(1);
+        let rows = m.div_ceil(m.div_ceil(Self::MAX_ROWS).max(1)).max(1);
+        let block = (Self::SCRATCH_BYTES / (w_bytes * col_blocks * PANEL))
+            .min(Self::G_BYTES / (g_bytes * rows))
+            .next_multiple_of(PANEL)
+            .max(2 * PANEL)
+            .min(n.next_multiple_of(PANEL));
+        TransposePlan {
+            block,
+            rows,
+            col_blocks,
+        }
+    }
+
+    /// `(first row, rows, first column block, column blocks)` of each task, for `g: [m, ..]`
+    /// and `dx: [m, k]`.
+    pub fn tasks(
+        &self,
+        m: usize,
+        k: usize,
+    ) -> impl IndexedParallelIterator<Item = (usize, usize, usize, usize)> {
+        let (rows, cbs, all_cols) = (self.rows, self.col_blocks, k.div_ceil(PANEL));
+        let col_tasks = all_cols.div_ceil(cbs);
+        (0..m.div_ceil(rows) * col_tasks)
+            .into_par_iter()
+            .map(move |t| {
+                let (r, c) = (t / col_tasks, t % col_tasks);
+                (
+                    r * rows,
+                    rows.min(m - r * rows),
+                    c * cbs,
+                    cbs.min(all_cols - c * cbs),
+                )
+            })
+    }
+}
+
+/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`), blocked as
+/// [`TransposePlan`] says.
+///
+/// Panel `p` holds `W[p*16 + j, c]` at `c*16 + j`, so the 16 x 16 tile of panel `p` and input
+/// features `c0..c0+16` is contiguous, and its transpose ([`transpose_tile`]) is the `[16, 16]`
+/// piece of the forward kernel's operand for `dx[.., c0..c0+16]` with `g` as input. Float order:
+/// each `dx[r, c]` sums `g[r, o] * W[o, c]` in ascending `o`, one fused multiply-add at a time
+/// (the kernel's accumulators are stored and reloaded between inner blocks), as the naive loop
+/// does in f32 with FMA.
+fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, out: Out) {
+    let plan = TransposePlan::new(m, n, k, 4, 4);
+    plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
+        // `W[start.., ..]` as `[column block][output feature][16 input features]`.
+        let mut scratch = vec![0f32; cbs * plan.block * PANEL];
+        for start in (0..n).step_by(plan.block) {
+            let len = plan.block.min(n - start);
+            for p in start / PANEL..(start + len).div_ceil(PANEL) {
+                for cb in 0..cbs {
+                    let c0 = (cb0 + cb) * PANEL;
+                    let cols = PANEL.min(k - c0);
+                    let src = &w[(p * k + c0) * PANEL..][..cols * PANEL];
+                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) * PANEL..]
+                        [..PANEL * PANEL];
+                    transpose_tile(src, cols, dst);
                 }
             }
-            // SAFETY: task `cb` writes only columns cb*PANEL..cb*PANEL+cols of each row.
-            unsafe {
-                panel_product::<F32Kernel>(
-                    &g[start..],
-                    m,
-                    (len, n),
-                    &scratch,
-                    out.at(cb * PANEL),
-                    k,
-                    cols,
-                    start > 0,
-                )
-            };
+            for cb in 0..cbs {
+                let c0 = (cb0 + cb) * PANEL;
+                // SAFETY: the task writes only its own rows and column blocks of `dx`, and the
+                // column block's scratch holds `len` lines.
+                unsafe {
+                    panel_product::<F32Kernel>(
+                        &g[r0 * n + start..],
+                        rows,
+                        (len, n),
+                        &scratch[cb * plan.block * PANEL..],
+                        out.at(r0 * k + c0),
+                        k,
+                        PANEL.min(k - c0),
+                        start > 0,
+                    )
+                };
+            }
         }
     });
+}
+
+/// `dst[j * 16 + c] = src[c * 16 + j]` for a 16 x 16 tile of which only the first `lines` rows
+/// of `src` exist (a partial last column block); the other columns of `dst` get zeros.
+fn transpose_tile(src: &[f32], lines: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if lines == PANEL {
+        // SAFETY: the f32 panels are only built on CPUs with AVX2 (`supported`); both tiles hold
+        // 256 values.
+        unsafe {
+            for (si, di) in [(0, 0), (8, 128), (128, 8), (136, 136)] {
+                transpose_8x8(src.as_ptr().add(si), dst.as_mut_ptr().add(di));
+            }
+        }
+        return;
+    }
+    for (j, line) in dst.chunks_exact_mut(PANEL).enumerate() {
+        for (c, v) in line.iter_mut().enumerate() {
+            *v = if c < lines { src[c * PANEL + j] } else { 0.0 };
+        }
+    }
+}
+
+/// Transposes the 8 x 8 block at `src` (row stride [`PANEL`]) into `dst` (row stride
+/// [`PANEL`]) with AVX2 shuffles.
+///
+/// # Safety
+/// Both must be valid for 8 rows of 8 values at stride 16; the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_8x8(src: *const f32, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * PANEL)));
+    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let rows = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (i, v) in rows.into_iter().enumerate() {
+        _mm256_storeu_ps(dst.add(i * PANEL), v);
+    }
+}
+
+/// A `[len]` buffer that `write` fills through the pointer it is given, without zeroing it first:
+/// the products overwrite their outputs, and zeroing the LM head's 50 MB of logits (and every
+/// other product's output) was a visible share of an update.
+///
+/// # Safety
+/// `write` must write each of the `len` values before it reads it, and all of them.
+pub(crate) unsafe fn fully_written(len: usize, write: impl FnOnce(Out)) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    write(Out(v.as_mut_ptr()));
+    v.set_len(len);
+    v
 }
 
 /// A raw output pointer shared by the panel workers, which write disjoint columns.
@@ -229,8 +381,7 @@ impl Out {
 }
 
 /// `y[m, n] = x[m, k] @ W^T` with `W` packed; panels run in parallel.
-fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, y: &mut [f32]) {
-    let out = Out(y.as_mut_ptr());
+fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: Out) {
     // About 2 MFLOP per task keeps rayon's overhead small against the work.
     let per_task = (2_000_000 / (2 * m * k * PANEL).max(1)).max(1);
     let n_panels = n.div_ceil(PANEL);
@@ -455,12 +606,22 @@ mod tests {
         Ok(())
     }
 
-    /// The backward straight from the panels against a naive triple loop, on shapes with a
-    /// partial last panel, partial 4 x 4 blocks and several parallel tasks.
+    /// The backward straight from the panels against a naive loop that sums `g[r, o] * W[o, c]`
+    /// in ascending `o` with one fused multiply-add at a time: the float order `matmul_t`
+    /// documents, so the results are bit-equal. Shapes with a partial last panel and column
+    /// block, partial row blocks, several inner blocks and several row tasks.
     #[test]
-    fn grad_input_matches_naive_product() -> candle_core::Result<()> {
+    fn grad_input_matches_naive_fma_loop_exactly() -> candle_core::Result<()> {
         let dev = Device::Cpu;
-        for (m, k, n) in [(13, 37, 45), (70, 131, 16), (3, 5, 200), (33, 64, 96)] {
+        for (m, k, n) in [
+            (13, 37, 45),
+            (70, 131, 16),
+            (3, 5, 200),
+            (33, 64, 96),
+            (5, 37, 4101),
+            (3, 1000, 300),
+            (400, 40, 100),
+        ] {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             if !supported(&w) {
                 return Ok(());
@@ -475,15 +636,9 @@ mod tests {
             );
             for r in 0..m {
                 for c in 0..k {
-                    let want: f64 = (0..n)
-                        .map(|o| gv[r * n + o] as f64 * wv[o * k + c] as f64)
-                        .sum();
-                    let err = (got[r * k + c] as f64 - want).abs();
-                    assert!(
-                        err < 1e-4 * (1.0 + want.abs()),
-                        "[{r}, {c}] {} vs {want}",
-                        got[r * k + c]
-                    );
+                    let want =
+                        (0..n).fold(0f32, |acc, o| gv[r * n + o].mul_add(wv[o * k + c], acc));
+                    assert_eq!(got[r * k + c], want, "({m},{k},{n}) [{r}, {c}]");
                 }
             }
         }

@@ -18,7 +18,9 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::cpu_data::with_f32;
-use crate::packed::{panel_product, Microkernel, Out, MAX_ROWS, PANEL, T_BLOCK};
+use crate::packed::{
+    fully_written, panel_product, Microkernel, Out, TransposePlan, MAX_ROWS, PANEL,
+};
 
 /// Whether this CPU runs the bf16 kernel (AVX512-BF16; checked at run time, so one binary
 /// serves every x86-64 CPU).
@@ -93,20 +95,17 @@ pub(crate) fn forward(
     n: usize,
 ) -> candle_core::Result<Vec<f32>> {
     let x = to_bf16_pairs(x, m, k);
-    let mut y = vec![0f32; m * n];
     with_bf16(panels, |w| {
-        matmul(&x, m, k.div_ceil(2), w, n, &mut y);
-        Ok(())
-    })?;
-    Ok(y)
+        // SAFETY: `matmul` writes every column of every row.
+        Ok(unsafe { fully_written(m * n, |y| matmul(&x, m, k.div_ceil(2), w, n, y)) })
+    })
 }
 
 /// `g @ W` for `g: [m, n]` and bf16 panels of `W: [n, k]`: the gradient of [`forward`] with
 /// respect to `x`, with `g` rounded to bf16 and f32 accumulation like the forward.
 ///
-/// As in the f32 path, each task copies a 16-column slice of `W` (transposed tiles of the
-/// panels, `T_BLOCK` outputs at a time) into a scratch panel and runs the forward kernel on
-/// it, so the panels are read in place.
+/// As in the f32 path, the panels are read in place: tiles of them are transposed into a small
+/// scratch operand for the forward kernel (see [`matmul_t`]).
 pub(crate) fn backward(
     panels: &Tensor,
     g: &[f32],
@@ -115,12 +114,10 @@ pub(crate) fn backward(
     k: usize,
 ) -> candle_core::Result<Vec<f32>> {
     let g = to_bf16_pairs(g, m, n);
-    let mut dx = vec![0f32; m * k];
     with_bf16(panels, |w| {
-        matmul_t(&g, m, n, w, k, &mut dx);
-        Ok(())
-    })?;
-    Ok(dx)
+        // SAFETY: `matmul_t` writes every column of every row (its first inner block).
+        Ok(unsafe { fully_written(m * k, |dx| matmul_t(&g, m, n, w, k, dx)) })
+    })
 }
 
 /// Rounds `x: [m, k]` to bf16 pairs `[m, ceil(k / 2)]` (the low half is the even feature), the
@@ -142,8 +139,7 @@ fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
 }
 
 /// `y[m, n] = x @ W^T` for bf16 pairs `x: [m, k2]` and panels of `W`; panels run in parallel.
-fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, y: &mut [f32]) {
-    let out = Out(y.as_mut_ptr());
+fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, out: Out) {
     // About 2 MFLOP per task, as in the f32 path.
     let per_task = (2_000_000 / (4 * m * k2 * PANEL).max(1)).max(1);
     let line = 2 * PANEL;
@@ -170,42 +166,78 @@ fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, y: &mut [f32]) {
         });
 }
 
-/// `dx[m, k] = g[m, n] @ W[n, k]` for bf16 pairs `g: [m, ceil(n / 2)]` and panels of `W`.
-fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, dx: &mut [f32]) {
-    let out = Out(dx.as_mut_ptr());
+/// `dx[m, k] = g[m, n] @ W[n, k]` for bf16 pairs `g: [m, ceil(n / 2)]` and panels of `W`,
+/// blocked as [`TransposePlan`] says: for each inner block a task transposes tiles of the
+/// panels ([`transpose_tile`]) into the forward kernel's operand layout and runs its rows
+/// against each 16-column block of it.
+fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, out: Out) {
     let (k2, n2, line) = (k.div_ceil(2), n.div_ceil(2), 2 * PANEL);
-    (0..k.div_ceil(PANEL)).into_par_iter().for_each(|cb| {
-        let cols = PANEL.min(k - cb * PANEL);
-        let mut scratch = vec![bf16::ZERO; T_BLOCK.min(n).div_ceil(2) * line];
-        // `T_BLOCK` is even, so every block but the last starts and ends on a whole pair.
-        for start in (0..n).step_by(T_BLOCK) {
-            let len = T_BLOCK.min(n - start);
-            scratch.fill(bf16::ZERO);
-            for o in 0..len {
-                let (p, j) = ((start + o) / PANEL, (start + o) % PANEL);
-                let src = &w[p * k2 * line + 2 * j..];
-                let dst = &mut scratch[(o / 2) * line + o % 2..];
-                for c in 0..cols {
-                    let col = cb * PANEL + c;
-                    dst[2 * c] = src[(col / 2) * line + col % 2];
+    // Input pairs per column block, output pairs per panel.
+    let half = PANEL / 2;
+    let plan = TransposePlan::new(m, n, k, 2, 2);
+    plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
+        // `W[start.., ..]` as `[column block][output pair][16 input features x 2]`.
+        let mut scratch = vec![bf16::ZERO; cbs * plan.block / 2 * line];
+        // `block` is a multiple of `PANEL`, so every block starts on a whole pair.
+        for start in (0..n).step_by(plan.block) {
+            let len = plan.block.min(n - start);
+            for p in start / PANEL..(start + len).div_ceil(PANEL) {
+                for cb in 0..cbs {
+                    let i0 = (cb0 + cb) * half;
+                    let lines = half.min(k2 - i0);
+                    let src = &w[(p * k2 + i0) * line..][..lines * line];
+                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) / 2 * line..]
+                        [..half * line];
+                    transpose_tile(src, lines, dst);
                 }
             }
-            // SAFETY: task `cb` writes only columns cb*PANEL..cb*PANEL+cols of each row; the
-            // CPU has AVX512-BF16 (checked before packing).
-            unsafe {
-                panel_product::<Bf16Kernel>(
-                    &g[start / 2..],
-                    m,
-                    (len.div_ceil(2), n2),
-                    &scratch,
-                    out.at(cb * PANEL),
-                    k,
-                    cols,
-                    start > 0,
-                )
-            };
+            for cb in 0..cbs {
+                let c0 = (cb0 + cb) * PANEL;
+                // SAFETY: the task writes only its own rows and column blocks of `dx`; the CPU
+                // has AVX512-BF16 (checked before packing).
+                unsafe {
+                    panel_product::<Bf16Kernel>(
+                        &g[r0 * n2 + start / 2..],
+                        rows,
+                        (len.div_ceil(2), n2),
+                        &scratch[cb * plan.block / 2 * line..],
+                        out.at(r0 * k + c0),
+                        k,
+                        PANEL.min(k - c0),
+                        start > 0,
+                    )
+                };
+            }
         }
     });
+}
+
+/// One 16 x 16 tile from the panel layout to the forward kernel's operand layout: `src` holds
+/// `lines` (of 8) input pairs `i` as `[i][2j + h] = W[j, 2i + h]`, `dst` gets the output pairs
+/// `[j / 2][2c + j % 2] = W[j, c]` (zeros for the missing input features).
+///
+/// In 64-bit units (2 x 2 blocks of `W`) that is an 8 x 8 transpose, with the middle two bf16
+/// of each unit swapped: `(W[2a, 2b], W[2a, 2b+1], W[2a+1, 2b], W[2a+1, 2b+1])` becomes
+/// `(W[2a, 2b], W[2a+1, 2b], W[2a, 2b+1], W[2a+1, 2b+1])`.
+fn transpose_tile(src: &[bf16], lines: usize, dst: &mut [bf16]) {
+    debug_assert!(src.len() >= lines * 2 * PANEL && dst.len() >= PANEL * PANEL);
+    let units = |t: &[bf16], at: usize| -> u64 {
+        (0..4).fold(0, |u, e| u | u64::from(t[at + e].to_bits()) << (16 * e))
+    };
+    for a in 0..PANEL / 2 {
+        for b in 0..PANEL / 2 {
+            let v = match b < lines {
+                true => units(src, b * 2 * PANEL + 4 * a),
+                false => 0,
+            };
+            let v = (v & 0xFFFF_0000_0000_FFFF)
+                | ((v & 0x0000_0000_FFFF_0000) << 16)
+                | ((v & 0x0000_FFFF_0000_0000) >> 16);
+            for e in 0..4 {
+                dst[a * 2 * PANEL + 4 * b + e] = bf16::from_bits((v >> (16 * e)) as u16);
+            }
+        }
+    }
 }
 
 /// Runs `f` on the contiguous bf16 data of a CPU tensor.
@@ -396,8 +428,12 @@ mod tests {
             return Ok(());
         }
         let dev = Device::Cpu;
-        // (3, 40, 4101) crosses a `T_BLOCK` boundary into an odd-length last block.
-        for (m, k, n) in SHAPES.into_iter().chain([(3, 40, 4101)]) {
+        // (3, 40, 4101) and (3, 1000, 300) cross inner-block boundaries (the first into an
+        // odd-length last block); (400, 40, 100) has several row tasks.
+        for (m, k, n) in SHAPES
+            .into_iter()
+            .chain([(3, 40, 4101), (3, 1000, 300), (400, 40, 100)])
+        {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
             let g = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
             let panels = pack(&w)?;
