@@ -58,22 +58,18 @@ fn check_shape(path: &Path, name: &str, got: &[usize], want: &[usize]) -> Result
 /// freed after conversion keep the peak at the model plus one tensor.
 pub struct SafetensorsSource {
     files: Vec<File>,
+    /// `files[i]`'s path, for error messages.
+    paths: Vec<PathBuf>,
     tensors: HashMap<String, StoredTensor>,
     label: PathBuf,
     device: Device,
 }
 
-/// Where one tensor's bytes lie, from its file's header.
+/// Where one tensor's bytes lie: its file (an index into `SafetensorsSource::files`) and its
+/// header entry.
 struct StoredTensor {
-    /// Index into `SafetensorsSource::files`.
     file: usize,
-    /// The file, for error messages.
-    path: PathBuf,
-    dtype: st::Dtype,
-    shape: Vec<usize>,
-    /// Absolute byte offset of the data in the file.
-    offset: u64,
-    len: usize,
+    entry: HeaderEntry,
 }
 
 impl SafetensorsSource {
@@ -104,16 +100,11 @@ impl SafetensorsSource {
                 path: path.clone(),
                 source,
             })?;
-            for (name, info) in read_header(&mut file, path)? {
-                let stored = StoredTensor {
-                    file: i,
-                    path: path.clone(),
-                    dtype: info.dtype,
-                    shape: info.shape,
-                    offset: info.offset,
-                    len: info.len,
-                };
-                if tensors.insert(name.clone(), stored).is_some() {
+            for (name, entry) in read_header(&mut file, path)? {
+                if tensors
+                    .insert(name.clone(), StoredTensor { file: i, entry })
+                    .is_some()
+                {
                     return Err(ModelError::tensor(
                         path,
                         &name,
@@ -125,6 +116,7 @@ impl SafetensorsSource {
         }
         Ok(SafetensorsSource {
             files,
+            paths,
             tensors,
             label,
             device: device.clone(),
@@ -136,6 +128,7 @@ impl SafetensorsSource {
 struct HeaderEntry {
     dtype: st::Dtype,
     shape: Vec<usize>,
+    /// Absolute byte offset of the data in the file.
     offset: u64,
     len: usize,
 }
@@ -233,16 +226,17 @@ impl TensorSource for SafetensorsSource {
             .tensors
             .get(name)
             .ok_or_else(|| ModelError::tensor(&self.label, name, "not in the checkpoint"))?;
-        check_shape(&stored.path, name, &stored.shape, shape)?;
-        let stored_dtype = DType::try_from(stored.dtype)
-            .map_err(|e| ModelError::tensor(&stored.path, name, format!("cannot load: {e}")))?;
-        let mut bytes = vec![0u8; stored.len];
+        let (path, entry) = (&self.paths[stored.file], &stored.entry);
+        check_shape(path, name, &entry.shape, shape)?;
+        let stored_dtype = DType::try_from(entry.dtype)
+            .map_err(|e| ModelError::tensor(path, name, format!("cannot load: {e}")))?;
+        let mut bytes = vec![0u8; entry.len];
         let mut file = &self.files[stored.file];
-        file.seek(SeekFrom::Start(stored.offset))
+        file.seek(SeekFrom::Start(entry.offset))
             .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(|e| ModelError::tensor(&stored.path, name, format!("cannot read: {e}")))?;
+            .map_err(|e| ModelError::tensor(path, name, format!("cannot read: {e}")))?;
         let t = Tensor::from_raw_buffer(&bytes, stored_dtype, shape, &self.device)
-            .map_err(|e| ModelError::tensor(&stored.path, name, format!("cannot load: {e}")))?;
+            .map_err(|e| ModelError::tensor(path, name, format!("cannot load: {e}")))?;
         drop(bytes);
         Ok(t.to_dtype(dtype)?)
     }
