@@ -187,6 +187,8 @@ fn read_header(file: &mut File, path: &Path) -> Result<Vec<(String, HeaderEntry)
     Ok(entries)
 }
 
+/// The shard files `index` maps tensors to, each once, sorted; every name must stay inside the
+/// model folder.
 fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
         path: index.into(),
@@ -202,11 +204,21 @@ fn shard_paths(index: &Path) -> Result<Vec<PathBuf>> {
         .and_then(|m| m.as_object())
         .ok_or_else(|| ModelError::field(index, "weight_map", "missing or not an object"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
+    let mut files = Vec::with_capacity(map.len());
+    for (tensor, shard) in map {
+        let field = format!("weight_map.{tensor}");
+        let shard = shard
+            .as_str()
+            .ok_or_else(|| ModelError::field(index, &field, "not a file name"))?;
+        if shard.contains("..") || Path::new(shard).is_absolute() {
+            return Err(ModelError::field(
+                index,
+                &field,
+                format!("shard {shard:?} leaves the model folder"),
+            ));
+        }
+        files.push(dir.join(shard));
+    }
     files.sort();
     files.dedup();
     Ok(files)
@@ -502,6 +514,29 @@ mod tests {
             "{err}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn an_index_entry_that_is_not_a_file_inside_the_folder_is_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("model.safetensors.index.json");
+        for (entry, want) in [
+            (r#""a.weight": 3"#, "field `weight_map.a.weight`: not a file name"),
+            (
+                r#""a.weight": "../outside.safetensors""#,
+                "field `weight_map.a.weight`: shard \"../outside.safetensors\" leaves the model folder",
+            ),
+        ] {
+            std::fs::write(&index, format!(r#"{{"weight_map": {{{entry}}}}}"#)).unwrap();
+            let err = SafetensorsSource::open_dir(dir.path(), &Device::Cpu)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("model.safetensors.index.json") && err.contains(want),
+                "{err}"
+            );
+        }
     }
 
     #[test]
