@@ -11,7 +11,9 @@ model always solves, never solves, and sometimes solves. This script
    rates (`base-success.csv`) and their histogram (`base-success.svg`).
 
 Usage: python3 scripts/make-mixed-pool.py AUGUR MODEL OUT_DIR [PER_LEVEL] [K] [PER_BAND] [TEMPERATURE]
-       [MAX_NEW_TOKENS]
+       [MAX_NEW_TOKENS] [ADAPTER]
+ADAPTER: a LoRA adapter folder (e.g. an `augur sft` checkpoint) the model samples with, so the
+pool is measured on the warm-started policy a GRPO run with `[model] adapter` starts from.
 Deterministic for a given model and seeds (candidate seed 11, test seed 12, sampling seed 0).
 """
 
@@ -86,6 +88,7 @@ def main():
     per_band = int(sys.argv[6]) if len(sys.argv) > 6 else 40
     temperature = sys.argv[7] if len(sys.argv) > 7 else "1.0"
     max_new = sys.argv[8] if len(sys.argv) > 8 else "32"
+    adapter = ["--adapter", sys.argv[9]] if len(sys.argv) > 9 else []
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(11)
     cands = [problem(rng, lv, i, "cand") for lv in range(len(LEVELS)) for i in range(per_level)]
@@ -93,7 +96,7 @@ def main():
     gen, scored = out / "samples.jsonl", out / "scored.jsonl"
     subprocess.run([augur, "generate", "--model", model, "--prompts", str(out / "candidates.jsonl"),
                     "--n", str(k), "--temperature", temperature, "--max-new-tokens", max_new, "--seed", "0",
-                    "--output", str(gen)], check=True)
+                    "--output", str(gen)] + adapter, check=True)
     by_id = {c["id"]: c for c in cands}
     rows = []
     for line in open(gen):
