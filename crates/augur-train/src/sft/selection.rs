@@ -7,7 +7,9 @@
 //! - `uds`: the K with the highest `s_intra + α·s_inter` ([`super::uds`]); the chosen
 //!   examples' sketches then enter the diversity buffer.
 //!
-//! Scoring forwards run without gradients, in micro-batches of `train.micro_batch_size`.
+//! Scoring forwards run without gradients, in micro-batches of `train.micro_batch_size` of
+//! candidates of similar length (fewer padding positions run), each score returned to its
+//! candidate's place.
 
 use augur_model::{DecoderModel, ForwardOpts, Grad, LogitsAt};
 use candle_core::{DType, IndexOp};
@@ -131,12 +133,13 @@ impl Selector {
     ) -> Result<UdsTerms> {
         let projector = self.projector.as_ref().expect("UDS has a projector");
         let mut terms = UdsTerms {
-            intra: Vec::new(),
-            inter: Vec::new(),
-            sketches: Vec::new(),
+            intra: vec![0.0; rows.len()],
+            inter: vec![0.0; rows.len()],
+            sketches: vec![Vec::new(); rows.len()],
         };
-        for chunk in rows.chunks(micro) {
-            let p = pack(chunk, pad_id, model.device())?;
+        for at in length_sorted(rows).chunks(micro) {
+            let chunk: Vec<&Example> = at.iter().map(|&i| rows[i]).collect();
+            let p = pack(&chunk, pad_id, model.device())?;
             let opts = ForwardOpts {
                 adapters: true,
                 grad: Grad::Off,
@@ -144,14 +147,14 @@ impl Selector {
             };
             let logits = model.forward(&p.input, None, opts)?.to_dtype(DType::F32)?;
             let t_max = p.input.len;
-            for (r, e) in chunk.iter().enumerate() {
+            for (r, (&i, e)) in at.iter().zip(&chunk).enumerate() {
                 // The row's real (right-aligned) positions.
                 let n = e.ids.len() - 1;
                 let l = logits.i(r)?.narrow(0, t_max - n, n)?.contiguous()?;
-                terms.intra.push(nuclear_norm(&l)?);
+                terms.intra[i] = nuclear_norm(&l)?;
                 let z = projector.project(&l.flatten_all()?.to_vec1::<f32>()?, n)?;
-                terms.inter.push(self.buffer.mean_distance(&z));
-                terms.sketches.push(z);
+                terms.inter[i] = self.buffer.mean_distance(&z);
+                terms.sketches[i] = z;
             }
         }
         Ok(terms)
@@ -166,15 +169,23 @@ fn losses(
     pad_id: u32,
     adapters: bool,
 ) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(micro) {
-        out.extend(example_losses(
-            model,
-            &pack(chunk, pad_id, model.device())?,
-            adapters,
-        )?);
+    let mut out = vec![0.0; rows.len()];
+    for at in length_sorted(rows).chunks(micro) {
+        let chunk: Vec<&Example> = at.iter().map(|&i| rows[i]).collect();
+        let scores = example_losses(model, &pack(&chunk, pad_id, model.device())?, adapters)?;
+        for (&i, score) in at.iter().zip(scores) {
+            out[i] = score;
+        }
     }
     Ok(out)
+}
+
+/// Positions of `rows` from shortest to longest (ties: the earlier row), so that scoring
+/// micro-batches hold rows of similar length and pad few positions.
+fn length_sorted(rows: &[&Example]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].ids.len());
+    order
 }
 
 /// Positions of the `k` highest scores (ties: the earlier candidate), in ascending order.
@@ -189,6 +200,18 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn length_sorted_orders_rows_shortest_first_with_stable_ties() {
+        let ex = |n: usize| Example {
+            ids: vec![1; n],
+            trainable: vec![true; n],
+            truncated: false,
+        };
+        let rows = [ex(5), ex(2), ex(7), ex(2), ex(3)];
+        let refs: Vec<&Example> = rows.iter().collect();
+        assert_eq!(length_sorted(&refs), [1, 3, 4, 0, 2]);
+    }
 
     #[test]
     fn top_k_keeps_k_highest_with_stable_ties() {
