@@ -117,8 +117,13 @@ impl CustomOp1 for PackedMatmul {
         let x = input_slice(storage, layout)?;
         let y = match self.format {
             PanelFormat::F32 => with_f32(&self.panels, |w| {
-                // SAFETY: `matmul` writes every column of every row.
-                Ok(unsafe { fully_written(m * self.out, |y| matmul(x, m, k, w, self.out, y)) })
+                // SAFETY: `matmul` writes every column of every row; f32 panels exist only on
+                // CPUs with AVX2 and FMA (`supported`).
+                Ok(unsafe {
+                    fully_written(m * self.out, |y| {
+                        matmul::<F32Kernel>(x, m, k, w, self.out, y)
+                    })
+                })
             })?,
             PanelFormat::Bf16 => crate::packed_bf16::forward(&self.panels, x, m, k, self.out)?,
         };
@@ -158,8 +163,9 @@ pub(crate) fn grad_input(
     let m = g.elem_count() / out;
     let dx = with_f32(&g, |g| match format {
         PanelFormat::F32 => with_f32(panels, |w| {
-            // SAFETY: `matmul_t` writes every column of every row (its first inner block).
-            Ok(unsafe { fully_written(m * k, |dx| matmul_t(g, m, out, w, k, dx)) })
+            // SAFETY: `matmul_t` writes every column of every row (its first inner block);
+            // f32 panels exist only on CPUs with AVX2 and FMA (`supported`).
+            Ok(unsafe { fully_written(m * k, |dx| matmul_t::<F32Kernel>(g, m, out, w, k, dx)) })
         }),
         PanelFormat::Bf16 => crate::packed_bf16::backward(panels, g, m, out, k),
     })?;
@@ -180,9 +186,9 @@ pub(crate) fn grad_input(
 /// each of its column blocks, adding to `dx` after the first inner block. So `W` is read from
 /// memory once per row block and `g` once per column range, and the transposes cost `n * k`
 /// moves per row block against `m * n * k` multiply-adds.
-pub(crate) struct TransposePlan {
+struct TransposePlan {
     /// Output features per inner block: a multiple of [`PANEL`] (and so of 2, whole bf16 pairs).
-    pub block: usize,
+    block: usize,
     /// Rows of `g` per task.
     rows: usize,
     /// 16-column blocks of `dx` per task.
@@ -200,7 +206,7 @@ impl TransposePlan {
 
     /// The plan for `g: [m, n]` and `W: [n, k]`, with `g_bytes` bytes per element of `g` and
     /// `w_bytes` per element of `W` as the kernel reads them.
-    pub fn new(m: usize, n: usize, k: usize, g_bytes: usize, w_bytes: usize) -> Self {
+    fn new(m: usize, n: usize, k: usize, g_bytes: usize, w_bytes: usize) -> Self {
         let threads = rayon::current_num_threads().max(1);
         let all_cols = k.div_ceil(PANEL);
         let col_blocks = all_cols.div_ceil(threads.min(all_cols).max(1)).max(1);
@@ -219,7 +225,7 @@ impl TransposePlan {
 
     /// `(first row, rows, first column block, column blocks)` of each task, for `g: [m, ..]`
     /// and `dx: [m, k]`.
-    pub fn tasks(
+    fn tasks(
         &self,
         m: usize,
         k: usize,
@@ -240,42 +246,66 @@ impl TransposePlan {
     }
 }
 
-/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` packed (`[ceil(n / PANEL), k, PANEL]`), blocked as
-/// [`TransposePlan`] says.
+/// `dx[m, k] = g[m, n] @ W[n, k]` with `W` in `K`'s panels, blocked as [`TransposePlan`] says:
+/// for each inner block a task transposes tiles of the panels ([`Microkernel::transpose_tile`])
+/// into the forward kernel's operand layout and runs its rows against each 16-column block of it.
+/// `g` is `[m, ceil(n / K::FEATURES)]` in `K::X` units.
 ///
-/// Panel `p` holds `W[p*16 + j, c]` at `c*16 + j`, so the 16 x 16 tile of panel `p` and input
-/// features `c0..c0+16` is contiguous, and its transpose ([`transpose_tile`]) is the `[16, 16]`
-/// piece of the forward kernel's operand for `dx[.., c0..c0+16]` with `g` as input. Float order:
-/// each `dx[r, c]` sums `g[r, o] * W[o, c]` in ascending `o`, one fused multiply-add at a time
-/// (the kernel's accumulators are stored and reloaded between inner blocks), as the naive loop
-/// does in f32 with FMA.
-fn matmul_t(g: &[f32], m: usize, n: usize, w: &[f32], k: usize, out: Out) {
-    let plan = TransposePlan::new(m, n, k, 4, 4);
+/// f32 panel `p` holds `W[p*16 + j, c]` at `c*16 + j`, so the 16 x 16 tile of panel `p` and input
+/// features `c0..c0+16` is contiguous, and its transpose is the `[16, 16]` piece of the forward
+/// kernel's operand for `dx[.., c0..c0+16]` with `g` as input (bf16 pairs: see
+/// [`crate::packed_bf16`]). Float order: each `dx[r, c]` sums `g[r, o] * W[o, c]` in ascending
+/// `o` (the kernel's accumulators are stored and reloaded between inner blocks), as the naive
+/// loop does in f32 with FMA.
+///
+/// # Safety
+/// The CPU must have `K`'s instruction set (checked before any weight is packed), and `out`
+/// must be valid for `m * k` values.
+pub(crate) unsafe fn matmul_t<K: Microkernel>(
+    g: &[K::X],
+    m: usize,
+    n: usize,
+    w: &[K::W],
+    k: usize,
+    out: Out,
+) {
+    let f = K::FEATURES;
+    let (k_units, n_units, line) = (k.div_ceil(f), n.div_ceil(f), f * PANEL);
+    // Input units per 16-column block.
+    let block_units = PANEL / f;
+    let plan = TransposePlan::new(
+        m,
+        n,
+        k,
+        std::mem::size_of::<K::X>() / f,
+        std::mem::size_of::<K::W>(),
+    );
     plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
-        // `W[start.., ..]` as `[column block][output feature][16 input features]`.
-        let mut scratch = vec![0f32; cbs * plan.block * PANEL];
+        // `W[start.., ..]` as `[column block][output unit][16 input features x FEATURES]`.
+        let mut scratch = vec![K::W_ZERO; cbs * plan.block / f * line];
+        // `block` is a multiple of `PANEL`, so every block starts on a whole unit.
         for start in (0..n).step_by(plan.block) {
             let len = plan.block.min(n - start);
             for p in start / PANEL..(start + len).div_ceil(PANEL) {
                 for cb in 0..cbs {
-                    let c0 = (cb0 + cb) * PANEL;
-                    let cols = PANEL.min(k - c0);
-                    let src = &w[(p * k + c0) * PANEL..][..cols * PANEL];
-                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) * PANEL..]
-                        [..PANEL * PANEL];
-                    transpose_tile(src, cols, dst);
+                    let i0 = (cb0 + cb) * block_units;
+                    let lines = block_units.min(k_units - i0);
+                    let src = &w[(p * k_units + i0) * line..][..lines * line];
+                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) / f * line..]
+                        [..block_units * line];
+                    K::transpose_tile(src, lines, dst);
                 }
             }
             for cb in 0..cbs {
                 let c0 = (cb0 + cb) * PANEL;
                 // SAFETY: the task writes only its own rows and column blocks of `dx`, and the
-                // column block's scratch holds `len` lines.
+                // column block's scratch holds `len` lines; the caller vouches for the CPU.
                 unsafe {
-                    panel_product::<F32Kernel>(
-                        &g[r0 * n + start..],
+                    panel_product::<K>(
+                        &g[r0 * n_units + start / f..],
                         rows,
-                        (len, n),
-                        &scratch[cb * plan.block * PANEL..],
+                        (len.div_ceil(f), n_units),
+                        &scratch[cb * plan.block / f * line..],
                         out.at(r0 * k + c0),
                         k,
                         PANEL.min(k - c0),
@@ -380,20 +410,42 @@ impl Out {
     }
 }
 
-/// `y[m, n] = x[m, k] @ W^T` with `W` packed; panels run in parallel.
-fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: Out) {
+/// `y[m, n] = x @ W^T` for `x: [m, k_units]` in `K::X` units and `W` in `K`'s panels; panels
+/// run in parallel.
+///
+/// # Safety
+/// The CPU must have `K`'s instruction set (checked before any weight is packed), and `out`
+/// must be valid for `m * n` values.
+pub(crate) unsafe fn matmul<K: Microkernel>(
+    x: &[K::X],
+    m: usize,
+    k_units: usize,
+    w: &[K::W],
+    n: usize,
+    out: Out,
+) {
     // About 2 MFLOP per task keeps rayon's overhead small against the work.
-    let per_task = (2_000_000 / (2 * m * k * PANEL).max(1)).max(1);
-    let n_panels = n.div_ceil(PANEL);
-    (0..n_panels)
+    let per_task = (2_000_000 / (2 * K::FEATURES * m * k_units * PANEL).max(1)).max(1);
+    let line = K::FEATURES * PANEL;
+    (0..n.div_ceil(PANEL))
         .into_par_iter()
         .with_min_len(per_task)
         .for_each(|p| {
-            let panel = &w[p * k * PANEL..(p + 1) * k * PANEL];
+            let panel = &w[p * k_units * line..(p + 1) * k_units * line];
             let cols = PANEL.min(n - p * PANEL);
-            // SAFETY: panel `p` writes only columns p*PANEL..p*PANEL+cols of each row.
+            // SAFETY: panel `p` writes only columns p*PANEL..p*PANEL+cols of each row; the
+            // caller vouches for the CPU.
             unsafe {
-                panel_product::<F32Kernel>(x, m, (k, k), panel, out.at(p * PANEL), n, cols, false)
+                panel_product::<K>(
+                    x,
+                    m,
+                    (k_units, k_units),
+                    panel,
+                    out.at(p * PANEL),
+                    n,
+                    cols,
+                    false,
+                )
             };
         });
 }
@@ -405,11 +457,22 @@ fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: Out) {
 /// f32 (AVX2) and the bf16 (AVX512-BF16, [`crate::packed_bf16`]) paths share that code.
 pub(crate) trait Microkernel {
     /// One element of the input rows as the kernel reads them (f32, or a pair of bf16).
-    type X;
+    type X: Copy + Sync;
     /// One element of a panel.
-    type W;
+    type W: Copy + Send + Sync;
     /// Input rows per kernel call.
     const ROWS: usize;
+    /// Input features per `X` (1, or 2 for a bf16 pair): a panel line holds `FEATURES * PANEL`
+    /// values of `W`.
+    const FEATURES: usize;
+    /// The zero of `W`, for the backward's scratch.
+    const W_ZERO: Self::W;
+
+    /// One 16 x 16 tile of `W` from the panel layout to the forward kernel's operand layout,
+    /// for the backward ([`matmul_t`]): `src` holds `lines` panel lines (input units) of one
+    /// panel; `dst` gets `PANEL / FEATURES` lines with the output features as the inner axis,
+    /// and zeros for missing input features.
+    fn transpose_tile(src: &[Self::W], lines: usize, dst: &mut [Self::W]);
 
     /// `rows <= ROWS` rows of `x` (stride `ldx`, inner length `k` in `X` units) against `panel`
     /// into `y` (stride `ldy`, `PANEL` columns), added to `y` when `accumulate`.
@@ -438,6 +501,12 @@ impl Microkernel for F32Kernel {
     type X = f32;
     type W = f32;
     const ROWS: usize = ROWS;
+    const FEATURES: usize = 1;
+    const W_ZERO: f32 = 0.0;
+
+    fn transpose_tile(src: &[f32], lines: usize, dst: &mut [f32]) {
+        transpose_tile(src, lines, dst)
+    }
 
     unsafe fn block(
         rows: usize,

@@ -18,9 +18,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use crate::cpu_data::with_f32;
-use crate::packed::{
-    fully_written, panel_product, Microkernel, Out, TransposePlan, MAX_ROWS, PANEL,
-};
+use crate::packed::{fully_written, matmul, matmul_t, Microkernel, MAX_ROWS, PANEL};
 
 /// Whether this CPU runs the bf16 kernel (AVX512-BF16; checked at run time, so one binary
 /// serves every x86-64 CPU).
@@ -96,8 +94,13 @@ pub(crate) fn forward(
 ) -> candle_core::Result<Vec<f32>> {
     let x = to_bf16_pairs(x, m, k);
     with_bf16(panels, |w| {
-        // SAFETY: `matmul` writes every column of every row.
-        Ok(unsafe { fully_written(m * n, |y| matmul(&x, m, k.div_ceil(2), w, n, y)) })
+        // SAFETY: `matmul` writes every column of every row; bf16 panels exist only on CPUs
+        // with AVX512-BF16 (`supported`).
+        Ok(unsafe {
+            fully_written(m * n, |y| {
+                matmul::<Bf16Kernel>(&x, m, k.div_ceil(2), w, n, y)
+            })
+        })
     })
 }
 
@@ -115,8 +118,9 @@ pub(crate) fn backward(
 ) -> candle_core::Result<Vec<f32>> {
     let g = to_bf16_pairs(g, m, n);
     with_bf16(panels, |w| {
-        // SAFETY: `matmul_t` writes every column of every row (its first inner block).
-        Ok(unsafe { fully_written(m * k, |dx| matmul_t(&g, m, n, w, k, dx)) })
+        // SAFETY: `matmul_t` writes every column of every row (its first inner block); bf16
+        // panels exist only on CPUs with AVX512-BF16 (`supported`).
+        Ok(unsafe { fully_written(m * k, |dx| matmul_t::<Bf16Kernel>(&g, m, n, w, k, dx)) })
     })
 }
 
@@ -136,80 +140,6 @@ fn to_bf16_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
             }
         });
     pairs
-}
-
-/// `y[m, n] = x @ W^T` for bf16 pairs `x: [m, k2]` and panels of `W`; panels run in parallel.
-fn matmul(x: &[u32], m: usize, k2: usize, w: &[bf16], n: usize, out: Out) {
-    // About 2 MFLOP per task, as in the f32 path.
-    let per_task = (2_000_000 / (4 * m * k2 * PANEL).max(1)).max(1);
-    let line = 2 * PANEL;
-    (0..n.div_ceil(PANEL))
-        .into_par_iter()
-        .with_min_len(per_task)
-        .for_each(|p| {
-            let panel = &w[p * k2 * line..(p + 1) * k2 * line];
-            let cols = PANEL.min(n - p * PANEL);
-            // SAFETY: panel `p` writes only columns p*PANEL..p*PANEL+cols of each row; the CPU
-            // has AVX512-BF16 (checked by `supported` before any weight was packed).
-            unsafe {
-                panel_product::<Bf16Kernel>(
-                    x,
-                    m,
-                    (k2, k2),
-                    panel,
-                    out.at(p * PANEL),
-                    n,
-                    cols,
-                    false,
-                )
-            };
-        });
-}
-
-/// `dx[m, k] = g[m, n] @ W[n, k]` for bf16 pairs `g: [m, ceil(n / 2)]` and panels of `W`,
-/// blocked as [`TransposePlan`] says: for each inner block a task transposes tiles of the
-/// panels ([`transpose_tile`]) into the forward kernel's operand layout and runs its rows
-/// against each 16-column block of it.
-fn matmul_t(g: &[u32], m: usize, n: usize, w: &[bf16], k: usize, out: Out) {
-    let (k2, n2, line) = (k.div_ceil(2), n.div_ceil(2), 2 * PANEL);
-    // Input pairs per column block, output pairs per panel.
-    let half = PANEL / 2;
-    let plan = TransposePlan::new(m, n, k, 2, 2);
-    plan.tasks(m, k).for_each(|(r0, rows, cb0, cbs)| {
-        // `W[start.., ..]` as `[column block][output pair][16 input features x 2]`.
-        let mut scratch = vec![bf16::ZERO; cbs * plan.block / 2 * line];
-        // `block` is a multiple of `PANEL`, so every block starts on a whole pair.
-        for start in (0..n).step_by(plan.block) {
-            let len = plan.block.min(n - start);
-            for p in start / PANEL..(start + len).div_ceil(PANEL) {
-                for cb in 0..cbs {
-                    let i0 = (cb0 + cb) * half;
-                    let lines = half.min(k2 - i0);
-                    let src = &w[(p * k2 + i0) * line..][..lines * line];
-                    let dst = &mut scratch[(cb * plan.block + p * PANEL - start) / 2 * line..]
-                        [..half * line];
-                    transpose_tile(src, lines, dst);
-                }
-            }
-            for cb in 0..cbs {
-                let c0 = (cb0 + cb) * PANEL;
-                // SAFETY: the task writes only its own rows and column blocks of `dx`; the CPU
-                // has AVX512-BF16 (checked before packing).
-                unsafe {
-                    panel_product::<Bf16Kernel>(
-                        &g[r0 * n2 + start / 2..],
-                        rows,
-                        (len.div_ceil(2), n2),
-                        &scratch[cb * plan.block / 2 * line..],
-                        out.at(r0 * k + c0),
-                        k,
-                        PANEL.min(k - c0),
-                        start > 0,
-                    )
-                };
-            }
-        }
-    });
 }
 
 /// One 16 x 16 tile from the panel layout to the forward kernel's operand layout: `src` holds
@@ -261,6 +191,12 @@ impl Microkernel for Bf16Kernel {
     type X = u32;
     type W = bf16;
     const ROWS: usize = MAX_ROWS;
+    const FEATURES: usize = 2;
+    const W_ZERO: bf16 = bf16::ZERO;
+
+    fn transpose_tile(src: &[bf16], lines: usize, dst: &mut [bf16]) {
+        transpose_tile(src, lines, dst)
+    }
 
     unsafe fn block(
         rows: usize,
