@@ -42,6 +42,8 @@ Usage (from the repository root):
   /path/to/venv/bin/python scripts/bench_trl_sft.py [--steps 4] [--augur PATH] \\
       [--engines augur,trl] [--overhead] [--augur-set KEY=VALUE ...]
 --augur-set passes `--set KEY=VALUE` to augur, e.g. `--augur-set model.dtype=bf16` for bf16 weights.
+--trl-bf16 runs TRL in its CPU mixed precision (`bf16=True`: torch.autocast to bf16 over the f32
+weights), the peer of augur's bf16 frozen weights; without it TRL trains in f32.
 --augur defaults to target/release/augur; copy it elsewhere first if someone may rebuild it
 while the bench runs. The TRL engine needs the augur run first (it reads augur's example order),
 so --engines takes augur,trl or augur alone.
@@ -251,7 +253,7 @@ def run_trl(args, selected):
     config = SFTConfig(
         output_dir=out_dir,
         use_cpu=True,
-        bf16=False,
+        bf16=args.trl_bf16,
         fp16=False,
         seed=SEED,
         max_steps=len(selected),
@@ -281,7 +283,9 @@ def run_trl(args, selected):
                                  peft_config=lora, callbacks=[timer])
     timer.trainer = trainer
 
-    return summarize("trl", timer.steps, bench_common.train_timed(trainer, config.optim))
+    extra = bench_common.train_timed(trainer, config.optim)
+    extra["precision"] = "bf16 autocast" if args.trl_bf16 else "f32"
+    return summarize("trl", timer.steps, extra)
 
 
 def main():
@@ -290,6 +294,7 @@ def main():
     bench_common.add_augur_args(ap, "/tmp/bench-trl-sft")
     ap.add_argument("--engines", default="augur,trl", help="augur,trl (TRL replays augur's examples) or augur")
     ap.add_argument("--overhead", action="store_true", help="also time selection per method (augur)")
+    ap.add_argument("--trl-bf16", action="store_true", help="TRL with bf16 autocast (bf16=True) instead of f32")
     args = ap.parse_args()
 
     if args.steps < 2:

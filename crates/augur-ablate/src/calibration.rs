@@ -5,7 +5,7 @@
 //! Input is the per-prompt record the GRPO trainer logs each step (`prompt_ids`,
 //! `prompt_successes` and, for predictive samplers, `sampler_predicted`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// One trained prompt of one step.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,6 +58,49 @@ pub fn calibration(records: &[PromptRecord], k: u32, bins: usize) -> Vec<Calibra
 pub fn first_appearances(records: &[PromptRecord]) -> Vec<&PromptRecord> {
     let mut seen = HashSet::new();
     records.iter().filter(|r| seen.insert(r.id)).collect()
+}
+
+/// How a prompt's previous group in the run went, seen from its next pick: whether an outcome
+/// persists is what a per-prompt predictor bets on. A prompt whose last group was mixed is the
+/// one most likely to be informative again; one last solved k/k or 0/k is a bet that the
+/// policy has moved since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastOutcome {
+    /// The prompt's first pick in the run.
+    First,
+    /// Last group: no completion right.
+    Unsolved,
+    /// Last group: some right, some wrong (informative).
+    Mixed,
+    /// Last group: every completion right.
+    Solved,
+}
+
+impl LastOutcome {
+    /// Every state, in table order.
+    pub const ALL: [LastOutcome; 4] = [Self::First, Self::Unsolved, Self::Mixed, Self::Solved];
+
+    fn of(successes: u32, k: u32) -> Self {
+        match successes {
+            0 => Self::Unsolved,
+            s if s >= k => Self::Solved,
+            _ => Self::Mixed,
+        }
+    }
+}
+
+/// Each record with the outcome of the same prompt's previous record (records in step order).
+pub fn last_outcomes(records: &[PromptRecord], k: u32) -> Vec<(LastOutcome, &PromptRecord)> {
+    let mut last: HashMap<u32, u32> = HashMap::new();
+    records
+        .iter()
+        .map(|r| {
+            let state = last
+                .insert(r.id, r.successes)
+                .map_or(LastOutcome::First, |s| LastOutcome::of(s, k));
+            (state, r)
+        })
+        .collect()
 }
 
 /// Fraction of `records` whose group was informative (0 < successes < k).
@@ -143,6 +186,34 @@ mod tests {
         // (0.5-0)^2 + (0.5-0.5)^2 + (1-1)^2 over 3
         assert!((brier(&f, 4).unwrap() - 0.25 / 3.0).abs() < 1e-12);
         assert_eq!(effective_ratio(&[], 4), None);
+    }
+
+    #[test]
+    fn each_pick_carries_its_prompts_previous_outcome() {
+        let r = [
+            rec(1, 7, 0, None),
+            rec(1, 8, 2, None),
+            rec(2, 7, 4, None),
+            rec(3, 8, 1, None),
+            rec(3, 7, 3, None),
+            rec(4, 8, 4, None),
+        ];
+        let states: Vec<_> = last_outcomes(&r, 4)
+            .into_iter()
+            .map(|(s, p)| (s, p.step, p.id))
+            .collect();
+        use LastOutcome::*;
+        assert_eq!(
+            states,
+            vec![
+                (First, 1, 7),
+                (First, 1, 8),
+                (Unsolved, 2, 7),
+                (Mixed, 3, 8),
+                (Solved, 3, 7),
+                (Mixed, 4, 8),
+            ]
+        );
     }
 
     #[test]

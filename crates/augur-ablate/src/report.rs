@@ -9,7 +9,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::calibration::{
-    brier, calibration, effective_ratio, first_appearances, spearman, PromptRecord,
+    brier, calibration, effective_ratio, first_appearances, last_outcomes, spearman, LastOutcome,
+    PromptRecord,
 };
 use crate::plot::{
     write_band_plot, write_prediction_plots, write_smoothed_plot, PlotLabels, PredictionCurves,
@@ -377,7 +378,62 @@ fn prompt_table(methods: &[String], runs: &[Run]) -> String {
             show(ece, 3),
         );
     }
-    md + &holdout_table(methods, &records)
+    md + &last_outcome_table(methods, &records) + &holdout_table(methods, &records)
+}
+
+/// Which prompts each sampler picked, by how the prompt's previous group in the run went, and
+/// how often each kind gave an informative group: whether a sampler's gain comes from
+/// re-picking prompts that were mixed (and how often those stay mixed), or its loss from
+/// re-picking prompts that were solved or unsolved.
+fn last_outcome_table(methods: &[String], records: &[(&Run, Vec<PromptRecord>)]) -> String {
+    let mut md = String::from(
+        "\n### Picks by the prompt's last outcome\n\nEach pick is classed by the same prompt's previous group in the run: *first* pick, last group *unsolved* (0 of k right), *mixed*, or *solved* (k of k). Per class: its share of the run's picks, and in brackets the effective ratio of those picks (the share of their groups that were mixed); means over seeds.\n\n| sampler | first | last unsolved | last mixed | last solved |\n|---|---|---|---|---|\n",
+    );
+    for method in methods {
+        let runs: Vec<_> = records
+            .iter()
+            .filter(|(r, p)| &r.method == method && !p.is_empty())
+            .map(|(r, p)| (r.group_size, last_outcomes(p, r.group_size)))
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let cells: Vec<String> = LastOutcome::ALL
+            .iter()
+            .map(|state| {
+                // Per run: (this class's picks, its mixed groups, all picks).
+                let counts: Vec<(usize, usize, usize)> = runs
+                    .iter()
+                    .map(|(k, all)| {
+                        let (n, mixed) = all.iter().filter(|(s, _)| s == state).fold(
+                            (0, 0),
+                            |(n, m), (_, p)| {
+                                (n + 1, m + usize::from(p.successes > 0 && p.successes < *k))
+                            },
+                        );
+                        (n, mixed, all.len())
+                    })
+                    .collect();
+                let share = Stat::of(
+                    &counts
+                        .iter()
+                        .map(|&(n, _, all)| n as f64 / all as f64)
+                        .collect::<Vec<_>>(),
+                );
+                let eff = Stat::of(
+                    &counts
+                        .iter()
+                        .filter(|&&(n, _, _)| n > 0)
+                        .map(|&(n, mixed, _)| mixed as f64 / n as f64)
+                        .collect::<Vec<_>>(),
+                );
+                let mean = |s: Option<Stat>| s.map_or("–".into(), |s| format!("{:.2}", s.mean));
+                format!("{} ({})", mean(share), mean(eff))
+            })
+            .collect();
+        let _ = writeln!(md, "| {method} | {} |", cells.join(" | "));
+    }
+    md
 }
 
 /// How each sampler did on the first appearances of the prompts its runs held out of the first
@@ -664,6 +720,17 @@ mod tests {
         assert!(r
             .markdown
             .contains("| uniform | 1.0 | 1.00 | – | – | – | – |"));
+        // Picks by last outcome: mopps picked 0 and 1 first (one mixed), then 0 again after
+        // its mixed group (solved this time: not informative).
+        assert!(
+            r.markdown
+                .contains("| mopps | 0.67 (0.50) | 0.00 (–) | 0.33 (0.00) | 0.00 (–) |"),
+            "{}",
+            r.markdown
+        );
+        assert!(r
+            .markdown
+            .contains("| uniform | 1.00 (1.00) | 0.00 (–) | 0.00 (–) | 0.00 (–) |"));
         let dir = tempfile::tempdir().unwrap();
         r.write(dir.path()).unwrap();
         assert!(dir.path().join("calibration.svg").exists());

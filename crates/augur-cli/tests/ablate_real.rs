@@ -73,6 +73,23 @@ fn ablation_runs_reports_skips_and_resumes() {
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("train, last ¼ mean"), "{summary}");
+    // Every sampler's picks, classed by the prompt's last outcome: the four shares cover them.
+    let picks = summary
+        .split("### Picks by the prompt's last outcome")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no picks table:\n{summary}"));
+    for s in SAMPLERS {
+        let row = picks
+            .lines()
+            .find(|l| l.starts_with(&format!("| {s} |")))
+            .unwrap_or_else(|| panic!("{s} has no picks row:\n{picks}"));
+        let shares: f64 = row
+            .split('|')
+            .skip(2)
+            .filter_map(|c| c.split_whitespace().next()?.parse::<f64>().ok())
+            .sum();
+        assert!((shares - 1.0).abs() < 0.02, "{row}");
+    }
     assert_eq!(lines(&out.join("runs.csv")), 1 + SAMPLERS.len() * SEEDS);
     assert_eq!(
         lines(&out.join("steps.csv")),
