@@ -401,32 +401,23 @@ fn last_outcome_table(methods: &[String], records: &[(&Run, Vec<PromptRecord>)])
         let cells: Vec<String> = LastOutcome::ALL
             .iter()
             .map(|state| {
-                // Per run: (this class's picks, its mixed groups, all picks).
-                let counts: Vec<(usize, usize, usize)> = runs
+                // Per run: this class's share of the picks, and its picks' effective ratio.
+                let (shares, effs): (Vec<f64>, Vec<Option<f64>>) = runs
                     .iter()
                     .map(|(k, all)| {
-                        let (n, mixed) = all.iter().filter(|(s, _)| s == state).fold(
-                            (0, 0),
-                            |(n, m), (_, p)| {
-                                (n + 1, m + usize::from(p.successes > 0 && p.successes < *k))
-                            },
-                        );
-                        (n, mixed, all.len())
+                        let picks: Vec<&PromptRecord> = all
+                            .iter()
+                            .filter(|(s, _)| s == state)
+                            .map(|&(_, p)| p)
+                            .collect();
+                        (
+                            picks.len() as f64 / all.len() as f64,
+                            effective_ratio(&picks, *k),
+                        )
                     })
-                    .collect();
-                let share = Stat::of(
-                    &counts
-                        .iter()
-                        .map(|&(n, _, all)| n as f64 / all as f64)
-                        .collect::<Vec<_>>(),
-                );
-                let eff = Stat::of(
-                    &counts
-                        .iter()
-                        .filter(|&&(n, _, _)| n > 0)
-                        .map(|&(n, mixed, _)| mixed as f64 / n as f64)
-                        .collect::<Vec<_>>(),
-                );
+                    .unzip();
+                let share = Stat::of(&shares);
+                let eff = Stat::of(&effs.into_iter().flatten().collect::<Vec<_>>());
                 let mean = |s: Option<Stat>| s.map_or("–".into(), |s| format!("{:.2}", s.mean));
                 format!("{} ({})", mean(share), mean(eff))
             })
