@@ -40,7 +40,7 @@ the TRL line reports it.
 
 Usage (from the repository root):
   /path/to/venv/bin/python scripts/bench_trl_sft.py [--steps 4] [--augur PATH] \\
-      [--engines augur,trl] [--overhead] [--augur-set KEY=VALUE ...]
+      [--engines augur,trl] [--overhead] [--augur-set KEY=VALUE ...] [--trl-bf16]
 --augur-set passes `--set KEY=VALUE` to augur, e.g. `--augur-set model.dtype=bf16` for bf16 weights.
 --trl-bf16 runs TRL in its CPU mixed precision (`bf16=True`: torch.autocast to bf16 over the f32
 weights), the peer of augur's bf16 frozen weights; without it TRL trains in f32.
