@@ -329,13 +329,18 @@ fn grpo_warm_starts_from_an_sft_adapter() {
     );
 }
 
-/// `[train] packing = true` trains on the same examples with the same loss: a step's loss and
-/// gradient norm equal the unpacked step's (the first step exactly up to rounding; later
-/// steps follow the same weights).
+/// `[train] packing = true` (the default) trains on the same examples with the same loss: a
+/// step's loss and gradient norm equal the unpacked step's (the first step exactly up to
+/// rounding; later steps follow the same weights).
 #[test]
 fn packing_keeps_the_step_loss() {
     let root = tempfile::tempdir().unwrap();
-    let plain = config(root.path(), "uniform", &["train.steps=3"]);
+    let plain = config(
+        root.path(),
+        "uniform",
+        &["train.steps=3", "train.packing=false"],
+    );
+    assert!(!plain.train.packing);
     run_with(&plain, &Launch::fresh(), &mut |_| {}).unwrap();
     let mut packed = config(
         root.path(),
@@ -343,6 +348,7 @@ fn packing_keeps_the_step_loss() {
         &["train.steps=3", "train.packing=true"],
     );
     packed.checkpoint.dir = root.path().join("packed");
+    assert!(packed.train.packing);
     run_with(&packed, &Launch::fresh(), &mut |_| {}).unwrap();
     let (a, b) = (
         metrics(&plain.metrics_path()),
