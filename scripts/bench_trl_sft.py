@@ -15,9 +15,13 @@ Both engines train the same LoRA adapter on the same examples, back to back in o
   augur   `augur sft` with `[selection] method = "uniform"`, candidates = keep = 8 (no scoring:
           every drawn example is trained on); per-step numbers from its metrics.jsonl
           (time_train_s = forward/backward/optimizer, train_tokens_per_s = input tokens / that).
+          augur's default `[train] packing = true` packs a step's examples into rows of up to
+          384 tokens, each example attending only to itself (same loss as unpacked);
+          `--augur-set train.packing=false` runs one example per row, padded like TRL.
   TRL     SFTTrainer(use_cpu, f32, per_device_train_batch_size 4 x gradient_accumulation 2,
           max_length 384, completion-only loss (TRL's default for prompt/completion data),
-          gradient checkpointing off as in augur, no packing, no padding-free). Its data are the
+          gradient checkpointing off as in augur, no packing, no padding-free: TRL's padding-free
+          packing needs FlashAttention, which the CPU lacks). Its data are the
           examples augur trained on, in augur's order (read from metrics.jsonl's `selected`),
           with the sampler set to sequential, so both engines see exactly the same rows.
           A TrainerCallback takes the wall clock from on_step_begin to on_step_end; the tokens
