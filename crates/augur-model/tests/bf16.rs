@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use augur_model::{
-    load_model, BuildOptions, DecoderModel, ForwardOpts, Grad, KvDtype, LogitsAt, LoraConfig,
-    StepInput, Target, WeightDtype,
+    load_model, BuildOptions, DecoderModel, ForwardOpts, Grad, KvDtype, LogitsAt, StepInput,
+    WeightDtype,
 };
 use candle_core::{DType, Device, Tensor, D};
 use common::*;
@@ -144,14 +144,7 @@ fn rollout_update_mismatch(
 /// exercised, the same for every model built from one fixture.
 fn attach_random_lora(model: &mut DecoderModel) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            targets: Target::ALL.to_vec(),
-            seed: 3,
-        })
-        .unwrap();
+    attach_lora_everywhere(model, 4, 3);
     for (name, var) in model.lora_vars() {
         if name.contains("lora_B") {
             let noise: Vec<f32> = (0..var.elem_count())

@@ -2,23 +2,14 @@
 
 mod common;
 
-use augur_model::{
-    load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, LoraConfig, StepInput, Target,
-};
+use augur_model::{load_model, BuildOptions, ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{Device, Tensor};
 use common::*;
 
 #[test]
 fn merged_export_reloads_to_adapted_logits() {
     let mut model = fixture_model("qwen2", candle_core::DType::F32);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            targets: Target::ALL.to_vec(),
-            seed: 5,
-        })
-        .unwrap();
+    attach_lora_everywhere(&mut model, 4, 5);
     for (name, var) in model.lora_vars() {
         if name.ends_with("lora_B.weight") {
             var.set(&Tensor::randn(0f32, 0.1, var.shape(), &Device::Cpu).unwrap())

@@ -24,14 +24,7 @@ fn zero_b_equals_base_and_switch_disables_adapter() {
     for arch in ["llama", "qwen2", "qwen3"] {
         let mut model = fixture_model(arch, DType::F32);
         let base = model.forward(&batch(), None, train_opts(true)).unwrap();
-        model
-            .attach_lora(&LoraConfig {
-                rank: 4,
-                alpha: 8.0,
-                targets: Target::ALL.to_vec(),
-                seed: 1,
-            })
-            .unwrap();
+        attach_lora_everywhere(&mut model, 4, 1);
         let with_zero_b = model.forward(&batch(), None, train_opts(true)).unwrap();
         assert_eq!(
             max_abs_diff(&base, &with_zero_b),
@@ -73,14 +66,7 @@ fn every_adapter_gets_a_gradient_matching_finite_differences() {
 
 fn check_gradients(arch: &str) {
     let mut model = fixture_model(arch, DType::F64);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            targets: Target::ALL.to_vec(),
-            seed: 7,
-        })
-        .unwrap();
+    attach_lora_everywhere(&mut model, 2, 7);
     let vars = model.lora_vars();
     for (name, var) in &vars {
         if name.ends_with("lora_B.weight") {

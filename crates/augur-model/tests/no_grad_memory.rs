@@ -11,7 +11,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use augur_model::{ForwardOpts, Grad, LogitsAt, LoraConfig, StepInput, Target};
+use augur_model::{ForwardOpts, Grad, LogitsAt, StepInput};
 use candle_core::{DType, Device};
 use common::*;
 
@@ -50,14 +50,7 @@ fn peak_of<R>(f: impl FnOnce() -> R) -> usize {
 #[test]
 fn a_no_grad_pass_with_adapters_holds_one_block_of_activations() {
     let mut model = fixture_model("qwen2", DType::F32);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            targets: Target::ALL.to_vec(),
-            seed: 1,
-        })
-        .unwrap();
+    attach_lora_everywhere(&mut model, 4, 1);
     // 32 rows of 64 tokens: activations, not weights, dominate the peak.
     let rows: Vec<Vec<u32>> = (0..32)
         .map(|r| {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use augur_model::weights::SafetensorsSource;
-use augur_model::{BuildOptions, DecoderModel, ModelConfig, WeightDtype};
+use augur_model::{BuildOptions, DecoderModel, LoraConfig, ModelConfig, Target, WeightDtype};
 use candle_core::{DType, Device, Tensor};
 
 pub mod shared_rows;
@@ -33,6 +33,19 @@ pub fn fixture_model_with(arch: &str, dtype: DType, weights: WeightDtype) -> Dec
         ..Default::default()
     };
     DecoderModel::build(cfg, &mut src, &opts).unwrap()
+}
+
+/// Attaches rank-`rank` LoRA adapters (alpha = 2 * rank, so a scale of 2) to every
+/// projection of `model`, initialised from `seed` (`lora_B` is zero, as after any attach).
+pub fn attach_lora_everywhere(model: &mut DecoderModel, rank: usize, seed: u64) {
+    model
+        .attach_lora(&LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f64,
+            targets: Target::ALL.to_vec(),
+            seed,
+        })
+        .unwrap();
 }
 
 /// The expected tensors written by `scripts/make-parity-fixtures.py`.

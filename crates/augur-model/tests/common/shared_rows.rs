@@ -2,10 +2,10 @@
 //! continuation) or as continuations of the shared prompts, on a fixture model with LoRA
 //! adapters on every target.
 
-use augur_model::{DecoderModel, LoraConfig, StepInput, Target};
+use augur_model::{DecoderModel, StepInput};
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::fixture_model;
+use super::{attach_lora_everywhere, fixture_model};
 
 /// The shared prompts, of different lengths.
 pub const PROMPTS: [&[u32]; 2] = [&[5, 9, 200, 17], &[44, 12]];
@@ -41,14 +41,7 @@ pub fn prefixed_rows() -> (StepInput, Vec<usize>, StepInput) {
 /// adapter gets a gradient through the next.
 pub fn adapted(arch: &str, dtype: DType, b: impl Fn(usize, &Var) -> Tensor) -> DecoderModel {
     let mut model = fixture_model(arch, dtype);
-    model
-        .attach_lora(&LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            targets: Target::ALL.to_vec(),
-            seed: 3,
-        })
-        .unwrap();
+    attach_lora_everywhere(&mut model, 2, 3);
     for (i, (name, var)) in model.lora_vars().into_iter().enumerate() {
         if name.ends_with("lora_B.weight") {
             var.set(&b(i, &var).to_dtype(dtype).unwrap()).unwrap();
