@@ -28,6 +28,7 @@ pub mod ops;
 mod packed;
 mod packed_bf16;
 pub mod peft;
+mod span_attn;
 pub mod tokenizer;
 mod train_ops;
 pub mod weights;

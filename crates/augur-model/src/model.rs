@@ -4,6 +4,8 @@
 //! position only) and training (differentiable ops, full logits, adapters on or
 //! off). Tensor names follow the HF checkpoint layout so the code reads against it.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
@@ -14,6 +16,7 @@ use crate::input::StepInput;
 use crate::kv_cache::{KvCache, KvDtype};
 use crate::linear::{BaseWeight, LoraLinear};
 use crate::ops::{apply_rope, masked_softmax, rms_norm, swiglu, Grad, Rotary};
+use crate::span_attn::{span_attention, spans_of, Span};
 use crate::weights::TensorSource;
 
 /// Which positions get logits.
@@ -70,7 +73,16 @@ const MASKED: f32 = -1e9;
 pub(crate) struct RowTables {
     cos: Tensor,
     sin: Tensor,
-    bias: Tensor,
+    mask: AttentionMask,
+}
+
+/// Which keys each query sees.
+pub(crate) enum AttentionMask {
+    /// Only earlier tokens of its own span ([`span_attention`]): rows without past keys, on
+    /// the CPU in f32.
+    Spans(Arc<[Span]>),
+    /// An additive mask `[B, 1, 1, T, past + T]` over all of the row's keys.
+    Bias(Tensor),
 }
 
 /// Where a forward pass's attention finds keys and values beyond its own tokens.
@@ -102,6 +114,11 @@ impl Context<'_> {
             Context::Prefixed(p) => p.input.len,
             Context::Fresh | Context::Collect(_) => 0,
         }
+    }
+
+    /// Whether queries see only the input's own tokens (no cached or shared-prefix keys).
+    fn own_tokens_only(&self) -> bool {
+        matches!(self, Context::Fresh | Context::Collect(_))
     }
 
     /// Whether earlier key `j` of `row` is a real token.
@@ -520,9 +537,17 @@ impl DecoderModel {
 
     /// The RoPE tables and attention mask of `input`'s rows in `ctx`.
     pub(crate) fn row_tables(&self, input: &StepInput, ctx: &Context) -> Result<RowTables> {
-        let bias = self.attention_bias(input, ctx)?;
+        let spans = match ctx.own_tokens_only() && self.device.is_cpu() && self.dtype == DType::F32
+        {
+            true => spans_of(input),
+            false => None,
+        };
+        let mask = match spans {
+            Some(spans) => AttentionMask::Spans(spans.into()),
+            None => AttentionMask::Bias(self.attention_bias(input, ctx)?),
+        };
         let (cos, sin) = self.rotary.gather(&input.positions)?;
-        Ok(RowTables { cos, sin, bias })
+        Ok(RowTables { cos, sin, mask })
     }
 
     /// `x + attention(norm(x))` of `block`; `kv_layer` indexes the context's per-layer keys and
@@ -624,7 +649,7 @@ impl DecoderModel {
         ctx: &mut Context,
         opts: ForwardOpts,
     ) -> Result<Tensor> {
-        let RowTables { cos, sin, bias } = tables;
+        let RowTables { cos, sin, mask } = tables;
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
         let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
@@ -664,6 +689,20 @@ impl DecoderModel {
                 )
             }
         };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let bias = match mask {
+            AttentionMask::Spans(spans) if ctx.own_tokens_only() => {
+                let out =
+                    span_attention(&q, &k, &v, spans, scale as f32, opts.grad == Grad::Tracked)?;
+                return Ok(attn.o.forward(&out, opts.adapters)?);
+            }
+            AttentionMask::Spans(_) => {
+                return Err(ModelError::Input(
+                    "span attention runs only without cached or shared-prefix keys".into(),
+                ))
+            }
+            AttentionMask::Bias(bias) => bias,
+        };
         if opts.grad == Grad::Off && t == 1 {
             if let Some(out) = decode_attention(&q, &k, &v, bias)? {
                 return Ok(attn.o.forward(&out, opts.adapters)?);
@@ -677,7 +716,6 @@ impl DecoderModel {
         // share a KV head into the row dimension.
         let q = q.contiguous()?.reshape((b, nkv, rep * t, hd))?;
         let scores = q.matmul(&k.t()?)?.reshape((b, nh, t, s))?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let probs =
             masked_softmax(&scores, bias, scale, opts.grad)?.reshape((b, nkv, rep * t, s))?;
         // `v` may be a narrowed view of the cache: the matmul reads it strided, no copy.
