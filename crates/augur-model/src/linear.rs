@@ -173,9 +173,11 @@ impl LoraLinear {
             y = y.broadcast_add(b)?;
         }
         if let (true, Some(ad)) = (adapters_on, &self.adapter) {
-            let low = x.broadcast_matmul(&ad.a.as_tensor().t()?)?;
+            // The scale goes on the rank-r activation: the same product as scaling the
+            // output, without a full-width pass each way on one thread.
+            let low = (x.broadcast_matmul(&ad.a.as_tensor().t()?)? * ad.scale)?;
             let up = low.broadcast_matmul(&ad.b.as_tensor().t()?)?;
-            y = (y + (up * ad.scale)?)?;
+            y = (y + up)?;
         }
         Ok(y)
     }

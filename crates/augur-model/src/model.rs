@@ -136,7 +136,7 @@ pub(crate) struct Attention {
     pub k: LoraLinear,
     pub v: LoraLinear,
     pub o: LoraLinear,
-    /// q, k and v bases as one matmul (dense weights on the CPU).
+    /// q, k and v bases as one matmul (dense weights on the CPU), for passes without gradients.
     pub qkv: Option<FusedBase>,
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
@@ -146,7 +146,7 @@ pub(crate) struct Mlp {
     pub gate: LoraLinear,
     pub up: LoraLinear,
     pub down: LoraLinear,
-    /// gate and up bases as one matmul (dense weights on the CPU).
+    /// gate and up bases as one matmul (dense weights on the CPU), for passes without gradients.
     pub gate_up: Option<FusedBase>,
 }
 
@@ -575,9 +575,9 @@ impl DecoderModel {
     ) -> Result<Tensor> {
         let normed = rms_norm(x1, &block.mlp_norm, self.cfg.rms_norm_eps, opts.grad)?;
         let m = &block.mlp;
-        let (gate, up) = match &m.gate_up {
-            Some(f) => f.forward(&normed, [&m.gate, &m.up], opts.adapters)?.into(),
-            None => (
+        let (gate, up) = match (&m.gate_up, opts.grad) {
+            (Some(f), Grad::Off) => f.forward(&normed, [&m.gate, &m.up], opts.adapters)?.into(),
+            _ => (
                 m.gate.forward(&normed, opts.adapters)?,
                 m.up.forward(&normed, opts.adapters)?,
             ),
@@ -661,9 +661,13 @@ impl DecoderModel {
             };
             Ok(y.transpose(1, 2)?.contiguous()?)
         };
-        let [q, k, v] = match &attn.qkv {
-            Some(f) => f.forward(x, [&attn.q, &attn.k, &attn.v], opts.adapters)?,
-            None => [
+        // The fused bases serve passes without gradients: in a tracked pass each part is a
+        // narrowed view whose backward pads its gradient to the fused width and adds the parts
+        // up (two full-width passes per part, on one thread), and the strided parts cost a copy
+        // before the heads' reshape; separate products cost the same GEMM work and neither.
+        let [q, k, v] = match (&attn.qkv, opts.grad) {
+            (Some(f), Grad::Off) => f.forward(x, [&attn.q, &attn.k, &attn.v], opts.adapters)?,
+            _ => [
                 attn.q.forward(x, opts.adapters)?,
                 attn.k.forward(x, opts.adapters)?,
                 attn.v.forward(x, opts.adapters)?,
