@@ -98,8 +98,9 @@ struct SpanAttention {
     spans: Arc<[Span]>,
     scale: f32,
     keep_probs: bool,
-    /// Every task's `rep x len x len` probabilities, task after task (see [`Dims::tasks`]).
-    probs: OnceLock<Vec<f32>>,
+    /// Each task's `rep x len x len` probabilities, in [`Dims::tasks`]'s order. A pass without
+    /// gradients keeps none: each task's scratch is freed with the task.
+    probs: OnceLock<Vec<Vec<f32>>>,
 }
 
 /// `q: [b, h, t, d]`, `k, v: [b, kv, t, d]`.
@@ -185,13 +186,14 @@ impl CustomOp3 for SpanAttention {
             input_slice(s3, l3)?,
         );
         let tasks = dims.tasks(&self.spans)?;
-        let sizes: Vec<usize> = tasks.iter().map(|t| dims.probs_len(&t.span)).collect();
-        let mut probs = vec![0f32; sizes.iter().sum()];
-        let outs: Vec<Vec<f32>> = tasks
+        let (outs, probs): (Vec<Vec<f32>>, Vec<Option<Vec<f32>>>) = tasks
             .par_iter()
-            .zip(split_sizes(&mut probs, &sizes))
-            .map(|(task, p)| forward_task(dims, *task, self.scale, q, k, v, p))
-            .collect();
+            .map(|task| {
+                let mut p = vec![0f32; dims.probs_len(&task.span)];
+                let out = forward_task(dims, *task, self.scale, q, k, v, &mut p);
+                (out, self.keep_probs.then_some(p))
+            })
+            .unzip();
         let (Dims { b, h, t, d, .. }, rep) = (dims, dims.rep());
         let mut out = vec![0f32; b * t * h * d];
         for (task, o) in tasks.iter().zip(&outs) {
@@ -204,7 +206,12 @@ impl CustomOp3 for SpanAttention {
                 }
             }
         }
-        if self.keep_probs && self.probs.set(probs).is_err() {
+        if self.keep_probs
+            && self
+                .probs
+                .set(probs.into_iter().flatten().collect())
+                .is_err()
+        {
             candle_core::bail!("span attention: an op instance runs once");
         }
         Ok((CpuStorage::F32(out), Shape::from((b, t, h * d))))
@@ -226,13 +233,8 @@ impl CustomOp3 for SpanAttention {
         };
         let dims = Dims::of(q.dims(), k.dims(), v.dims())?;
         let tasks = dims.tasks(&self.spans)?;
-        let mut offsets = Vec::with_capacity(tasks.len());
-        let mut total = 0;
-        for task in &tasks {
-            offsets.push(total);
-            total += dims.probs_len(&task.span);
-        }
-        if total != probs.len() {
+        let fits = |(p, t): (&Vec<f32>, &Task)| p.len() == dims.probs_len(&t.span);
+        if probs.len() != tasks.len() || !probs.iter().zip(&tasks).all(fits) {
             candle_core::bail!("span attention: kept probabilities do not match the spans");
         }
         let (Dims { b, h, kv, t, d }, rep) = (dims, dims.rep());
@@ -247,9 +249,8 @@ impl CustomOp3 for SpanAttention {
                     with_f32(grad_res, |g| {
                         let grads: Vec<TaskGrads> = tasks
                             .par_iter()
-                            .zip(&offsets)
-                            .map(|(task, &at)| {
-                                let p = &probs[at..at + dims.probs_len(&task.span)];
+                            .zip(probs)
+                            .map(|(task, p)| {
                                 backward_task(dims, *task, self.scale, [q, k, v, g], p)
                             })
                             .collect();
@@ -387,18 +388,6 @@ fn causal_softmax(row: &mut [f32], i: usize) {
     let inv = 1.0 / sum;
     seen.iter_mut().for_each(|x| *x *= inv);
     later.fill(0.0);
-}
-
-/// `buf` cut into consecutive pieces of `sizes` (which must sum to its length).
-fn split_sizes<'a>(mut buf: &'a mut [f32], sizes: &[usize]) -> Vec<&'a mut [f32]> {
-    sizes
-        .iter()
-        .map(|&n| {
-            let (piece, rest) = std::mem::take(&mut buf).split_at_mut(n);
-            buf = rest;
-            piece
-        })
-        .collect()
 }
 
 /// A strided matrix over a slice: element `(i, j)` is `data[i * rs + j * cs]`.
@@ -589,11 +578,9 @@ mod tests {
         let (q, k, v, w) = inputs(11)?;
         let loss = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<f64> {
             let out = span_attention(q, k, v, &spans(), 1.0 / (DIMS.4 as f32).sqrt(), false)?;
-            Ok(
-                (out.to_dtype(candle_core::DType::F64)? * w.to_dtype(candle_core::DType::F64)?)?
-                    .sum_all()?
-                    .to_scalar::<f64>()?,
-            )
+            (out.to_dtype(candle_core::DType::F64)? * w.to_dtype(candle_core::DType::F64)?)?
+                .sum_all()?
+                .to_scalar::<f64>()
         };
         let grads = (&ours(&q, &k, &v)? * &w)?.sum_all()?.backward()?;
         let eps = 1e-2f32;
