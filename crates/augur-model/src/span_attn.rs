@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::cpu_data::{input_slice, with_f32};
 use crate::input::StepInput;
+use crate::train_ops::dot;
 
 /// Positions `start..start + len` of row `row`: tokens that attend causally to each other and
 /// to nothing else.
@@ -363,7 +364,7 @@ fn backward_task(dims: Dims, task: Task, scale: f32, qkvg: [&[f32]; 4], p: &[f32
             .zip(p.chunks_exact(len))
             .enumerate()
         {
-            let dot: f32 = ds[..=i].iter().zip(&p[..=i]).map(|(a, b)| a * b).sum();
+            let dot = dot(&ds[..=i], &p[..=i], None);
             for (ds, p) in ds[..=i].iter_mut().zip(&p[..=i]) {
                 *ds = p * (*ds - dot);
             }

@@ -91,7 +91,7 @@ impl CustomOp1 for RmsNorm {
 /// `sum_i a[i] * b[i] * c.map_or(1, |c| c[i])` in 8 interleaved partial sums: a plain `.sum()`
 /// of f32 is one serial chain the compiler may not reorder, which left the row sums of RMSNorm
 /// (forward and backward) and the softmax backward scalar, ~4% of a LoRA update in `perf`.
-fn dot(a: &[f32], b: &[f32], c: Option<&[f32]>) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32], c: Option<&[f32]>) -> f32 {
     let n = a.len().min(b.len()).min(c.map_or(usize::MAX, <[f32]>::len));
     let (a, b) = (&a[..n], &b[..n]);
     let mut lanes = [0f32; 8];
